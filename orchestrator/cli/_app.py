@@ -1,0 +1,49 @@
+"""The root ``orchestrator`` command group and the one place errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import click
+
+from orchestrator import __version__
+from orchestrator.errors import OrchestratorError, SpecError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orchestrator")
+def cli() -> None:
+    """Render storyboards into video with Kling, from versioned YAML specs."""
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn our errors into one line per problem on stderr and exit 1; never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except SpecError as exc:
+            for problem in exc.problems:
+                click.echo(problem.format(), err=True)
+            sys.exit(EXIT_FAILED)
+        except OrchestratorError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(EXIT_FAILED)
+
+    return wrapper
+
+
+def main() -> None:
+    cli(prog_name="orchestrator")

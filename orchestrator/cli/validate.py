@@ -1,0 +1,3 @@
+"""``orchestrator validate`` and ``orchestrator schema`` (placeholder until the spec module lands)."""
+
+from __future__ import annotations

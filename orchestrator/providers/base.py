@@ -1,0 +1,92 @@
+"""The provider seam: what the scheduler needs from any Kling-compatible service.
+
+A provider turns a resolved shot into a task, reports on tasks, and downloads results. Each method makes one HTTP
+call (``find_task`` may make a few), returns typed records, and raises ``orchestrator.errors`` classified as
+transient (retry later), shot-rejected (fail this shot), account (stop the run) or not-found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from orchestrator.shot import ResolvedShot
+
+DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
+
+
+class TaskStatus(StrEnum):
+    SUBMITTED = "submitted"
+    PROCESSING = "processing"
+    SUCCEED = "succeed"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.SUCCEED, TaskStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class Video:
+    id: str
+    url: str
+    duration: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as the provider reports it. Timestamps are Unix milliseconds, as on the wire."""
+
+    task_id: str
+    status: TaskStatus
+    status_message: str = ""
+    external_task_id: str | None = None
+    videos: tuple[Video, ...] = ()
+    created_at: int | None = None
+    updated_at: int | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Download:
+    """A verified file on disk: where it is, its sha256 and size."""
+
+    path: Path
+    sha256: str
+    bytes: int
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What every provider offers. Use it as an async context manager; it owns its HTTP client."""
+
+    name: str
+    base_url: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def create_task(self, shot: ResolvedShot) -> Task:
+        """Submit the shot (with its ``external_task_id``). Raises on any error; never retries by itself."""
+        ...
+
+    async def get_task(self, task_id: str) -> Task:
+        """One task by the provider's id. ``TaskNotFoundError`` if unknown."""
+        ...
+
+    async def find_task(self, external_task_id: str) -> Task | None:
+        """Best-effort lookup by our own id: the task, or ``None`` when the provider has none (or cannot say)."""
+        ...
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> Download:
+        """Stream ``url`` to a temp file beside ``dest`` (capped at ``max_bytes``), verify, then move into place."""
+        ...
