@@ -5,6 +5,6 @@ from __future__ import annotations
 from orchestrator.cli._app import cli, main
 
 # Importing the command modules registers their commands on ``cli``.
-from orchestrator.cli import validate  # noqa: F401  isort: skip
+from orchestrator.cli import plan, run, simulate, validate  # noqa: F401  isort: skip
 
 __all__ = ["cli", "main"]
