@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.shot import ImageRef, ResolvedShot
@@ -86,18 +87,49 @@ def request_record(shot: ResolvedShot) -> dict[str, Any]:
 
 def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Names of the render fields that differ between two request records, e.g. ``["prompt", "images[1]"]``."""
-    changes: list[str] = []
+    return [change.name for change in field_changes(old, new)]
+
+
+# Fields short enough to show as ``name: old -> new``; the rest (prompts, images, masks) are shown by name.
+SCALAR_FIELDS: tuple[str, ...] = ("model", "mode", "duration", "cfg_scale", "aspect_ratio")
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One render field that differs between two request records, with both values as plain JSON."""
+
+    name: str
+    old: Any
+    new: Any
+
+    @property
+    def scalar(self) -> bool:
+        return self.name in SCALAR_FIELDS
+
+    def describe(self) -> str:
+        """``mode: std -> pro`` for short scalar fields, the bare name (``prompt``, ``images[1]``) otherwise."""
+        if self.scalar:
+            return f"{self.name}: {_show(self.old)} -> {_show(self.new)}"
+        return self.name
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else str(value)
+
+
+def field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
+    """The render fields that differ between two request records, in a fixed order; images compared one by one."""
+    changes: list[FieldChange] = []
     for key in render_fields_keys():
         before, after = old.get(key), new.get(key)
         if before == after:
             continue
-        if key == "images" and isinstance(before, list) and isinstance(after, list):
-            if len(before) != len(after):
-                changes.append("images")
-                continue
-            changes.extend(f"images[{i}]" for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b)
+        if key == "images" and isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+            changes.extend(
+                FieldChange(f"images[{i}]", a, b) for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b
+            )
         else:
-            changes.append(key)
+            changes.append(FieldChange(key, before, after))
     return changes
 
 

@@ -15,17 +15,38 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from orchestrator.fingerprint import changed_fields, request_record
-from orchestrator.manifest import SUCCEEDED, Manifest, ShotRecord
-from orchestrator.shot import ResolvedShot
+from orchestrator.errors import ManifestError
+from orchestrator.fingerprint import FieldChange, field_changes, request_record
+from orchestrator.manifest import MANIFEST_NAME, SUCCEEDED, Manifest, ShotRecord, load_manifest
+from orchestrator.pricing import Pricing
+from orchestrator.shot import ResolvedProject, ResolvedShot
 
 NEW = "new"
 CHANGED = "changed"
 UNCHANGED = "unchanged"
 FAILED_BEFORE = "failed"
 REMOVED = "removed"
+CATEGORIES = (NEW, CHANGED, UNCHANGED, FAILED_BEFORE, REMOVED)
 WORK_CATEGORIES = (NEW, CHANGED, FAILED_BEFORE)
+
+# How each category is marked in the plan's text form, and what the mark means (the legend).
+MARKS: dict[str, str] = {NEW: "+", CHANGED: "~", UNCHANGED: "=", FAILED_BEFORE: "!", REMOVED: "-"}
+LEGEND: dict[str, str] = {
+    NEW: "new, will render",
+    CHANGED: "changed, will rerender",
+    UNCHANGED: "unchanged, output kept",
+    FAILED_BEFORE: "failed before, will retry",
+    REMOVED: "removed from the spec, outputs kept",
+}
+SUMMARY_WORDS: dict[str, str] = {
+    NEW: "new",
+    CHANGED: "changed",
+    UNCHANGED: "unchanged",
+    FAILED_BEFORE: "to retry",
+    REMOVED: "removed",
+}
 
 
 @dataclass(frozen=True)
@@ -36,10 +57,17 @@ class PlanEntry:
     record: ShotRecord | None = None
     fields: tuple[str, ...] = ()  # for changed shots: which render fields changed
     reason: str = ""
+    changes: tuple[FieldChange, ...] = ()  # for changed shots: the same fields, with old and new values
 
     @property
     def needs_render(self) -> bool:
         return self.category in WORK_CATEGORIES
+
+    def units(self, pricing: Pricing) -> float:
+        """What this entry would cost in the next run: nothing unless it renders."""
+        if not self.needs_render or self.shot is None:
+            return 0.0
+        return pricing.shot_units(self.shot)
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,17 @@ class Plan:
     @property
     def to_render(self) -> list[ResolvedShot]:
         return [e.shot for e in self.entries if e.needs_render and e.shot is not None]
+
+    @property
+    def has_work(self) -> bool:
+        return any(e.needs_render for e in self.entries)
+
+    def counts(self) -> dict[str, int]:
+        """Entries per category, every category present (zero when empty), in display order."""
+        return {category: len(self.by_category(category)) for category in CATEGORIES}
+
+    def total_units(self, pricing: Pricing) -> float:
+        return sum(entry.units(pricing) for entry in self.entries)
 
 
 def outputs_intact(record: ShotRecord, base: Path, *, verify_hash: bool = True) -> bool:
@@ -82,14 +121,24 @@ def classify(shot: ResolvedShot, record: ShotRecord | None, base: Path) -> PlanE
     if record is None:
         return PlanEntry(shot.id, NEW, shot=shot, reason="not rendered before")
     if record.fingerprint != shot.fingerprint:
-        fields = tuple(changed_fields(record.request, request_record(shot))) or ("fingerprint",)
-        return PlanEntry(shot.id, CHANGED, shot, record, fields, "changed: " + ", ".join(fields))
+        changes = _changes(record, shot)
+        fields = tuple(change.name for change in changes) or ("fingerprint",)
+        reason = "changed: " + ", ".join(c.describe() for c in changes) if changes else "changed: fingerprint"
+        return PlanEntry(shot.id, CHANGED, shot, record, fields, reason, changes)
     if record.status == SUCCEEDED:
         if outputs_intact(record, base):
             return PlanEntry(shot.id, UNCHANGED, shot, record)
         return PlanEntry(shot.id, FAILED_BEFORE, shot, record, reason="output missing or modified")
     reason = record.error or f"last run left it {record.status}"
     return PlanEntry(shot.id, FAILED_BEFORE, shot, record, reason=reason)
+
+
+def _changes(record: ShotRecord, shot: ResolvedShot) -> tuple[FieldChange, ...]:
+    # A record that never got as far as a request (or one written by an older fingerprint version) has nothing to
+    # compare field by field: then the fingerprint alone says it changed.
+    if not record.request:
+        return ()
+    return tuple(field_changes(record.request, request_record(shot)))
 
 
 def make_plan(shots: Iterable[ResolvedShot], manifest: Manifest | None, *, manifest_dir: Path) -> Plan:
@@ -104,3 +153,60 @@ def make_plan(shots: Iterable[ResolvedShot], manifest: Manifest | None, *, manif
         if shot_id not in present
     ]
     return Plan(tuple(entries))
+
+
+def manifest_path_for(project: ResolvedProject, *, out: Path | None = None) -> Path:
+    """Where a project's manifest lives: ``<out>/manifest.json``, out being ``--out`` or the spec's output_dir."""
+    return (out if out is not None else project.output_dir) / MANIFEST_NAME
+
+
+def read_manifest_for(project: ResolvedProject, path: Path) -> Manifest | None:
+    """The project's manifest, or ``None`` before its first run. A manifest of another project is an error."""
+    if not path.exists():
+        return None
+    manifest = load_manifest(path)
+    if manifest.project != project.project:
+        raise ManifestError(
+            f"{path}: this manifest belongs to project {manifest.project!r}, not {project.project!r}; "
+            "choose another output folder with --out",
+            path=str(path),
+        )
+    return manifest
+
+
+def plan_project(project: ResolvedProject, *, out: Path | None = None) -> Plan:
+    """The plan for a resolved project against its manifest (none yet: every shot is new)."""
+    path = manifest_path_for(project, out=out)
+    return make_plan(project.shots, read_manifest_for(project, path), manifest_dir=path.parent)
+
+
+def format_units(units: float) -> str:
+    """Units for people: ``14.5``, ``3``, ``0.25``; never ``1e+06`` nor sixteen decimals."""
+    text = f"{units:,.2f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def summary_line(plan: Plan, pricing: Pricing) -> str:
+    """One line, e.g. ``3 new, 2 changed, 10 unchanged, 1 removed - est. 14.5 units`` (empty categories left out)."""
+    parts = [f"{count} {SUMMARY_WORDS[category]}" for category, count in plan.counts().items() if count]
+    return f"{', '.join(parts) or 'no shots'} - est. {format_units(plan.total_units(pricing))} units"
+
+
+def plan_to_json(plan: Plan, pricing: Pricing) -> dict[str, Any]:
+    """The plan as plain JSON: per shot category, changed fields (old and new values), reason and units."""
+    return {
+        "summary": {**plan.counts(), "units": plan.total_units(pricing), "has_work": plan.has_work},
+        "shots": [_entry_json(entry, pricing) for entry in plan.entries],
+    }
+
+
+def _entry_json(entry: PlanEntry, pricing: Pricing) -> dict[str, Any]:
+    return {
+        "id": entry.shot_id,
+        "category": entry.category,
+        "fields": list(entry.fields),
+        "changes": [{"field": c.name, "old": c.old, "new": c.new} for c in entry.changes],
+        "reason": entry.reason,
+        "units": entry.units(pricing),
+        "fingerprint": entry.shot.fingerprint if entry.shot else (entry.record.fingerprint if entry.record else ""),
+    }

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import ConfigError, ManifestError
+from orchestrator.fingerprint import fingerprint, request_record
+from orchestrator.manifest import FAILED, SUBMITTED, SUCCEEDED, Manifest, Output, ShotRecord, save_manifest
+from orchestrator.plan import (
+    CHANGED,
+    FAILED_BEFORE,
+    NEW,
+    REMOVED,
+    UNCHANGED,
+    format_units,
+    make_plan,
+    plan_project,
+    plan_to_json,
+    summary_line,
+)
+from orchestrator.pricing import DEFAULT_PRICING, Pricing, parse_price_options, project_pricing
+from orchestrator.shot import ImageRef, ResolvedProject, ResolvedShot
+
+
+def image(sha: str) -> ImageRef:
+    return ImageRef(source="path", ref=f"boards/{sha[:4]}.png", sha256=sha)
+
+
+def shot(shot_id: str, **overrides: Any) -> ResolvedShot:
+    fields: dict[str, Any] = {
+        "id": shot_id,
+        "index": 0,
+        "project": "demo",
+        "model": "kling-v1-6",
+        "images": (image("a" * 64), image("b" * 64)),
+        "prompt": f"prompt of {shot_id}",
+    }
+    fields.update(overrides)
+    made = ResolvedShot(**fields)
+    return dataclasses.replace(made, fingerprint=fingerprint(made))
+
+
+def rendered(s: ResolvedShot, out: Path, *, status: str = SUCCEEDED, error: str | None = None) -> ShotRecord:
+    """A record as a finished run leaves it, with its video really on disk."""
+    video = out / s.id / f"{s.fingerprint[:12]}.mp4"
+    video.parent.mkdir(parents=True, exist_ok=True)
+    data = f"video of {s.id}".encode()
+    video.write_bytes(data)
+    output = Output(path=f"{s.id}/{video.name}", sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    return ShotRecord(
+        status=status,
+        fingerprint=s.fingerprint,
+        request=request_record(s),
+        outputs=[output] if status == SUCCEEDED else [],
+        error=error,
+        task_id="1",
+    )
+
+
+def test_each_category(tmp_path: Path) -> None:
+    same, edited, broken, gone = shot("same"), shot("edited"), shot("broken"), shot("gone")
+    manifest = Manifest(project="demo")
+    manifest.shots = {
+        "same": rendered(same, tmp_path),
+        "edited": rendered(edited, tmp_path),
+        "broken": rendered(broken, tmp_path, status=FAILED, error="content moderation"),
+        "gone": rendered(gone, tmp_path),
+    }
+    spec_shots = [same, shot("edited", mode="pro", prompt="new words"), broken, shot("fresh")]
+
+    plan = make_plan(spec_shots, manifest, manifest_dir=tmp_path)
+
+    assert [(e.shot_id, e.category) for e in plan.entries] == [
+        ("same", UNCHANGED),
+        ("edited", CHANGED),
+        ("broken", FAILED_BEFORE),
+        ("fresh", NEW),
+        ("gone", REMOVED),
+    ]
+    assert plan.entries[2].reason == "content moderation"
+    assert [s.id for s in plan.to_render] == ["edited", "broken", "fresh"]
+    assert plan.has_work
+    # Nothing in the plan deletes: a removed shot keeps its record and its video.
+    assert plan.entries[4].record is manifest.shots["gone"]
+    assert (tmp_path / manifest.shots["gone"].outputs[0].path).exists()
+
+
+def test_changed_names_each_field_with_old_and_new_scalars(tmp_path: Path) -> None:
+    old = shot("s1")
+    new = shot("s1", mode="pro", duration=10, prompt="other", images=(image("a" * 64), image("c" * 64)))
+    manifest = Manifest(project="demo", shots={"s1": rendered(old, tmp_path)})
+
+    entry = make_plan([new], manifest, manifest_dir=tmp_path).entries[0]
+
+    assert entry.category == CHANGED
+    assert entry.fields == ("mode", "duration", "prompt", "images[1]")
+    assert entry.reason == "changed: mode: std -> pro, duration: 5 -> 10, prompt, images[1]"
+    assert (entry.changes[0].old, entry.changes[0].new) == ("std", "pro")
+
+
+def test_a_record_without_request_is_changed_by_fingerprint(tmp_path: Path) -> None:
+    manifest = Manifest(project="demo", shots={"s1": ShotRecord(status=SUBMITTED, fingerprint="0" * 64)})
+    entry = make_plan([shot("s1")], manifest, manifest_dir=tmp_path).entries[0]
+    assert (entry.category, entry.fields) == (CHANGED, ("fingerprint",))
+
+
+@pytest.mark.parametrize("damage", ["delete", "modify"])
+def test_succeeded_shot_whose_video_is_gone_or_modified_is_retried(tmp_path: Path, damage: str) -> None:
+    s = shot("s1")
+    record = rendered(s, tmp_path)
+    video = tmp_path / record.outputs[0].path
+    if damage == "delete":
+        video.unlink()
+    else:
+        video.write_bytes(b"x" * record.outputs[0].bytes)  # same size, other bytes: only the hash can tell
+    entry = make_plan([s], Manifest(project="demo", shots={"s1": record}), manifest_dir=tmp_path).entries[0]
+    assert (entry.category, entry.reason) == (FAILED_BEFORE, "output missing or modified")
+
+
+def test_unfinished_shot_is_failed_before_with_its_state(tmp_path: Path) -> None:
+    s = shot("s1")
+    record = rendered(s, tmp_path, status=SUBMITTED)
+    entry = make_plan([s], Manifest(project="demo", shots={"s1": record}), manifest_dir=tmp_path).entries[0]
+    assert (entry.category, entry.reason) == (FAILED_BEFORE, "last run left it submitted")
+
+
+def test_cost_counts_only_shots_that_render(tmp_path: Path) -> None:
+    same = shot("same")
+    manifest = Manifest(project="demo", shots={"same": rendered(same, tmp_path), "gone": rendered(shot("x"), tmp_path)})
+    shots = [same, shot("a"), shot("b", mode="pro"), shot("c", duration=10), shot("d", mode="pro", duration=10)]
+
+    plan = make_plan(shots, manifest, manifest_dir=tmp_path)
+
+    assert [e.units(DEFAULT_PRICING) for e in plan.entries] == [0, 1, 3.5, 2, 7, 0]
+    assert plan.total_units(DEFAULT_PRICING) == 13.5
+    assert summary_line(plan, DEFAULT_PRICING) == "4 new, 1 unchanged, 1 removed - est. 13.5 units"
+    assert plan.total_units(Pricing(std_5s=2)) == 27
+
+
+def test_summary_of_nothing_to_do(tmp_path: Path) -> None:
+    s = shot("s1")
+    plan = make_plan([s], Manifest(project="demo", shots={"s1": rendered(s, tmp_path)}), manifest_dir=tmp_path)
+    assert not plan.has_work
+    assert summary_line(plan, DEFAULT_PRICING) == "1 unchanged - est. 0 units"
+    assert summary_line(make_plan([], None, manifest_dir=tmp_path), DEFAULT_PRICING) == "no shots - est. 0 units"
+
+
+def test_plan_json_carries_categories_changes_and_units(tmp_path: Path) -> None:
+    manifest = Manifest(project="demo", shots={"s1": rendered(shot("s1"), tmp_path)})
+    data = plan_to_json(make_plan([shot("s1", mode="pro")], manifest, manifest_dir=tmp_path), DEFAULT_PRICING)
+    assert data["summary"]["changed"] == 1
+    assert data["summary"]["units"] == 3.5
+    assert data["shots"][0]["changes"] == [{"field": "mode", "old": "std", "new": "pro"}]
+
+
+def test_format_units() -> None:
+    assert [format_units(u) for u in (14.5, 3.0, 0.25, 0.0, 1234567.0)] == ["14.5", "3", "0.25", "0", "1,234,567"]
+
+
+def project(tmp_path: Path, shots: tuple[ResolvedShot, ...], name: str = "demo") -> ResolvedProject:
+    return ResolvedProject(
+        path=tmp_path / "spec.yaml",
+        sha256="0" * 64,
+        version=1,
+        project=name,
+        model="kling-v1-6",
+        output_dir=tmp_path / "renders",
+        shots=shots,
+    )
+
+
+def test_plan_project_reads_the_manifest_in_output_dir_or_out(tmp_path: Path) -> None:
+    s = shot("s1")
+    out = tmp_path / "elsewhere"
+    save_manifest(Manifest(project="demo", shots={"s1": rendered(s, out)}), out / "manifest.json")
+    assert plan_project(project(tmp_path, (s,))).entries[0].category == NEW
+    assert plan_project(project(tmp_path, (s,)), out=out).entries[0].category == UNCHANGED
+
+
+def test_manifest_of_another_project_is_refused(tmp_path: Path) -> None:
+    save_manifest(Manifest(project="other"), tmp_path / "renders" / "manifest.json")
+    with pytest.raises(ManifestError, match="belongs to project 'other'"):
+        plan_project(project(tmp_path, (shot("s1"),)))
+
+
+def test_pricing_flags_override_the_spec() -> None:
+    pricing = project_pricing(spec={"std_5s": 2.0, "pro_multiplier": 3.0}, flags=["pro_multiplier=4"])
+    assert (pricing.std_5s, pricing.pro_multiplier) == (2.0, 4.0)
+    assert parse_price_options(["std_5s = 0.5"]) == {"std_5s": 0.5}
+
+
+@pytest.mark.parametrize("flag", ["std_5s", "std_5s=", "=1", "std_5s=abc", "std_5s=nan"])
+def test_bad_price_flags_are_config_errors(flag: str) -> None:
+    with pytest.raises(ConfigError, match="KEY=NUMBER"):
+        parse_price_options([flag])
+
+
+def test_unknown_or_negative_pricing_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown pricing key"):
+        project_pricing(flags=["pro=2"])
+    with pytest.raises(ConfigError, match="at least 0"):
+        project_pricing(spec={"std_5s": -1.0})
