@@ -61,16 +61,19 @@ def image_identity(image: ImageRef) -> str:
 def external_task_id(shot: ResolvedShot) -> str:
     """A deterministic id for the provider: ``<project>-<shot>-<fp12>``, at most 64 chars of ``[A-Za-z0-9_-]``.
 
+    Attempts after the first (``shot.attempt > 1``, see ``ResolvedShot``) end in ``-r<attempt>``.
+
     The same render request always carries the same id, so the provider itself refuses to bill it twice. When
     project and shot id are too long they are shortened and a hash of the full pair keeps the id unique.
     """
     fp = (shot.fingerprint or fingerprint(shot))[:12]
+    suffix = f"-r{shot.attempt}" if shot.attempt > 1 else ""
     name = _UNSAFE.sub("-", f"{shot.project}-{shot.id}").strip("-")
-    room = EXTERNAL_ID_MAX - len(fp) - 1
+    room = EXTERNAL_ID_MAX - len(fp) - 1 - len(suffix)
     if len(name) > room:
         digest = hashlib.sha256(f"{shot.project}\0{shot.id}".encode()).hexdigest()[:8]
         name = f"{name[: room - 9]}-{digest}"
-    return f"{name}-{fp}"
+    return f"{name}-{fp}{suffix}"
 
 
 def request_record(shot: ResolvedShot) -> dict[str, Any]:

@@ -93,6 +93,10 @@ class ResolvedShot:
     callback_url: str | None = None
     location: Location | None = None
     fingerprint: str = ""
+    # Which attempt at this exact request this is (1 = the first). A retry after the provider reported the task
+    # failed needs a new external_task_id (the old one is used up at the provider), so attempts 2+ carry "-r<n>".
+    # Not a render field: it never enters the fingerprint.
+    attempt: int = 1
 
     @property
     def external_task_id(self) -> str:
