@@ -24,6 +24,7 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
@@ -310,7 +311,8 @@ class CometAPIProvider:
         return task
 
     async def get_task(self, task_id: str) -> Task:
-        data, request_id = await self._call("GET", f"{ROUTE}/{task_id}", operation="get", task_id=task_id)
+        path = f"{ROUTE}/{quote(task_id, safe='')}"
+        data, request_id = await self._call("GET", path, operation="get", task_id=task_id)
         return parse_task(data, request_id=request_id)
 
     async def find_task(self, external_task_id: str) -> Task | None:
@@ -434,10 +436,11 @@ def _with_external_id(task: Task, external_task_id: str) -> Task:
 
 
 def _lookup_request(form: str, external_task_id: str) -> tuple[str, dict[str, str] | None]:
+    path = f"{ROUTE}/{quote(external_task_id, safe='')}"
     if form == "path":
-        return f"{ROUTE}/{external_task_id}", None
+        return path, None
     if form == "path-flag":
-        return f"{ROUTE}/{external_task_id}", {"external_task_id": "true"}
+        return path, {"external_task_id": "true"}
     return ROUTE, {"external_task_id": external_task_id}
 
 
