@@ -658,3 +658,19 @@ async def test_open_provider_cometapi_reads_the_environment(monkeypatch: pytest.
     monkeypatch.setenv("COMETAPI_KEY", KEY)
     async with open_provider("cometapi") as p:
         assert p.name == "cometapi" and p.base_url == "https://api.cometapi.com"
+
+
+@pytest.mark.anyio
+async def test_a_redirect_to_a_cdn_drops_the_key(tmp_path: Path) -> None:
+    seen: dict[str, str | None] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[request.url.host] = request.headers.get("authorization")
+        if request.url.host == "api.test":
+            return httpx.Response(302, headers={"location": "https://cdn.kling.example/v.mp4"})
+        return httpx.Response(200, content=VIDEO)
+
+    async with provider(handler) as p:
+        result = await p.download(f"{BASE}/files/v.mp4", tmp_path / "v.mp4")
+    assert result.bytes == len(VIDEO)
+    assert seen == {"api.test": f"Bearer {KEY}", "cdn.kling.example": None}
