@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -168,6 +169,10 @@ def build_request_body(shot: ResolvedShot, *, cache: Base64Cache | None = None) 
     return body
 
 
+def _encoded_body(shot: ResolvedShot, *, cache: Base64Cache | None) -> bytes:
+    return json.dumps(build_request_body(shot, cache=cache), ensure_ascii=False).encode()
+
+
 # --- answers ------------------------------------------------------------------------------------------------------
 
 
@@ -302,12 +307,13 @@ class CometAPIProvider:
     # --- the protocol ---------------------------------------------------------------------------------------------
 
     async def create_task(self, shot: ResolvedShot) -> Task:
-        body = await anyio.to_thread.run_sync(partial(build_request_body, shot, cache=self._cache))
-        data, request_id = await self._call("POST", ROUTE, json=body, operation="create")
+        # Reading, hashing and encoding up to four 10 MB images (and the JSON around them) stays off the event loop.
+        content = await anyio.to_thread.run_sync(partial(_encoded_body, shot, cache=self._cache))
+        data, request_id = await self._call("POST", ROUTE, content=content, operation="create")
         task = parse_task(data, request_id=request_id)
         if task.external_task_id is None:
             # Some answers leave task_info empty; the id we sent is still the task's.
-            task = _with_external_id(task, body["external_task_id"])
+            task = _with_external_id(task, shot.external_task_id)
         return task
 
     async def get_task(self, task_id: str) -> Task:
@@ -359,14 +365,14 @@ class CometAPIProvider:
         method: str,
         path: str,
         *,
-        json: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         operation: Operation,
         task_id: str | None = None,
     ) -> tuple[Any, str | None]:
         """One API call: the success envelope's ``data`` and ``request_id``, or a classified error."""
         try:
-            response = await self._client.request(method, path, json=json, params=params)
+            response = await self._client.request(method, path, content=content, params=params)
         except httpx.HTTPError as exc:
             logger.debug("%s %s failed: %s", method, path, type(exc).__name__)
             raise network_error(exc, operation=operation, task_id=task_id) from None
