@@ -84,6 +84,9 @@ _STATUS_RULES: tuple[tuple[range, _Rule], ...] = (
 )
 
 _NOT_FOUND = _Rule(TaskNotFoundError, "no such task at the provider")
+_DUPLICATE = _Rule(
+    DuplicateExternalIdError, "the provider already has a task with this external_task_id: it was submitted before"
+)
 
 
 @dataclass(frozen=True)
@@ -187,9 +190,9 @@ def classify_error(
     request_id = answer.request_id or headers.get("x-request-id") or None
     provider_message = _provider_message(answer, content, secret=secret)
     rule = _pick_rule(answer, http_status=http_status, operation=operation, content=content, headers=headers)
+    if rule.kind is ShotRejectedError and answer.code == 1201 and _mentions_duplicate(provider_message):
+        rule = _DUPLICATE
     kind = rule.kind
-    if kind is ShotRejectedError and answer.code == 1201 and _mentions_duplicate(provider_message):
-        kind = DuplicateExternalIdError
     message = _compose(rule.summary, code=answer.code, http_status=http_status, provider_message=provider_message)
     context: dict[str, Any] = {
         "code": answer.code,
@@ -219,6 +222,8 @@ def _pick_rule(
         return known
     if answer.code:
         return _unknown_code_rule(answer.code, http_status)
+    if 300 <= http_status < 400:
+        return _redirect_rule(headers)
     if not answer.is_json:
         return _non_json_rule(http_status, content=content, headers=headers)
     if 200 <= http_status < 300:
@@ -235,11 +240,13 @@ def _unknown_code_rule(code: int, http_status: int) -> _Rule:
     return _Rule(ShotRejectedError, "the provider rejected the request")
 
 
+def _redirect_rule(headers: Mapping[str, str]) -> _Rule:
+    location = headers.get("location", "")
+    where = f" to {location}" if location else ""
+    return _Rule(AccountError, f"the provider answered with a redirect{where}: {_URL_ADVICE}")
+
+
 def _non_json_rule(http_status: int, *, content: bytes, headers: Mapping[str, str]) -> _Rule:
-    if 300 <= http_status < 400:
-        location = headers.get("location", "")
-        where = f" to {location}" if location else ""
-        return _Rule(AccountError, f"the provider answered with a redirect{where}: {_URL_ADVICE}")
     if http_status == 404:
         return _Rule(AccountError, f"the provider answered 404 with a web page, not the Kling API: {_URL_ADVICE}")
     if http_status in (401, 402, 403):

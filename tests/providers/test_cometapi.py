@@ -674,3 +674,11 @@ async def test_a_redirect_to_a_cdn_drops_the_key(tmp_path: Path) -> None:
         result = await p.download(f"{BASE}/files/v.mp4", tmp_path / "v.mp4")
     assert result.bytes == len(VIDEO)
     assert seen == {"api.test": f"Bearer {KEY}", "cdn.kling.example": None}
+
+
+def test_redirects_name_the_target_and_duplicates_say_submitted_before() -> None:
+    moved = classify_error(http_status=308, content=b'{"moved": true}', headers={"location": "https://x.example/"})
+    assert isinstance(moved, AccountError) and "https://x.example/" in str(moved)
+    duplicate = classify_error(http_status=400, content=kling(1201, "external_task_id 'a' is already used"))
+    assert isinstance(duplicate, DuplicateExternalIdError) and "submitted before" in str(duplicate)
+    assert duplicate.provider_message == "external_task_id 'a' is already used"
