@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ManifestError
+import anyio
+import anyio.to_thread
+
+from orchestrator.errors import ManifestError, ManifestLockedError
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -203,7 +208,282 @@ def _fsync_dir(directory: Path) -> None:
 
 def save_manifest(manifest: Manifest, path: Path) -> None:
     """Write the manifest atomically, first keeping the current file as ``<name>.bak``."""
+    write_manifest_text(path, manifest_text(manifest))
+
+
+def manifest_text(manifest: Manifest) -> str:
+    return json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_manifest_text(path: Path, text: str) -> None:
+    """Keep the current file as ``<name>.bak``, then atomically replace it with ``text``."""
     if path.exists():
-        backup = path.with_name(path.name + ".bak")
+        _keep_backup(path)
+    write_atomic(path, text)
+
+
+def _keep_backup(path: Path) -> None:
+    # The manifest is only ever replaced, never edited in place, so a hard link to the current file is a complete,
+    # durable copy of the last good version at the cost of a directory entry (a copy of a large manifest on every
+    # one of a run's ~1,000 writes would double the I/O). Filesystems without hard links get a real copy.
+    backup = path.with_name(path.name + ".bak")
+    link = path.with_name(f".{path.name}.bak.{os.getpid()}.tmp")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, backup)
+    except OSError:
+        link.unlink(missing_ok=True)
         write_atomic(backup, path.read_text(encoding="utf-8"))
-    write_atomic(path, json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n")
+
+
+def start_render(previous: ShotRecord | None, *, fingerprint: str, request: dict[str, Any]) -> ShotRecord:
+    """A record for a new render of a shot; the previous render, if it produced files, moves into ``history``.
+
+    ``attempts`` carries over when the fingerprint is unchanged (a retry or a forced rerender of the same request), so
+    each new attempt gets a fresh, still deterministic external id; it starts again at 0 for a changed request.
+    """
+    history = list(previous.history) if previous else []
+    if previous is not None and previous.outputs:
+        history.append(
+            Render(
+                fingerprint=previous.fingerprint,
+                task_id=previous.task_id,
+                external_task_id=previous.external_task_id,
+                outputs=list(previous.outputs),
+                request=previous.request,
+                finished_at=previous.finished_at,
+                cost=previous.cost,
+            )
+        )
+    same = previous is not None and previous.fingerprint == fingerprint
+    return ShotRecord(
+        status=PENDING,
+        fingerprint=fingerprint,
+        attempts=previous.attempts if (same and previous is not None) else 0,
+        request=request,
+        created_at=(previous.created_at if previous else None) or now_iso(),
+        updated_at=now_iso(),
+        history=history,
+    )
+
+
+# --- the lock ------------------------------------------------------------------------------------------------------
+
+LOCK_NAME = ".lock"
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds a manifest's lock: process id, host and start time."""
+
+    pid: int
+    host: str
+    started_at: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}, started {self.started_at}"
+
+
+class ManifestLock:
+    """``<out>/.lock``: one run at a time per output folder. A lock left by a dead process is taken over.
+
+    The lock is a file created with ``O_EXCL`` holding the owner's pid, host and start time. Liveness is checked with
+    ``kill(pid, 0)`` on the same host; a lock from another host is always respected (we cannot tell if it is alive).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.held = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            if self._try_create():
+                self.held = True
+                return
+            holder = self._read()
+            if holder is not None and _alive(holder):
+                raise ManifestLockedError(
+                    f"{self.path.parent}: another run is using this output folder ({holder.describe()}); "
+                    f"wait for it to finish or stop it. If no run is active, delete {self.path}",
+                    path=str(self.path),
+                )
+            # Stale (dead owner, or a half-written lock from a crash): take it over.
+            self.path.unlink(missing_ok=True)
+        raise ManifestLockedError(f"{self.path}: could not take the lock; try again", path=str(self.path))
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        holder = self._read()
+        if holder is not None and holder.pid == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def _try_create(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()}
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def _read(self) -> LockInfo | None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return LockInfo(pid=int(data["pid"]), host=str(data["host"]), started_at=str(data["started_at"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def _alive(holder: LockInfo) -> bool:
+    if holder.host != socket.gethostname():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return _not_zombie(holder.pid)
+
+
+def _not_zombie(pid: int) -> bool:
+    # A killed child that its parent has not reaped yet still answers kill(pid, 0); it holds nothing any more.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+# --- the store: the manifest of one run, written as it changes -----------------------------------------------------
+
+
+class ManifestStore:
+    """The manifest a run works on: loaded (or created) under the lock, changed in memory, written durably.
+
+    ``commit()`` is a group commit: it returns once a write that includes every change made before the call is on
+    disk. Changes made by many shots while a write is under way share the next write, so 200 shots x 6 changes do
+    not cost 1,200 writes, yet each caller still knows its change is durable before it takes its next step.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, lock: ManifestLock) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._lock = lock
+        self._version = 0
+        self._written = 0
+        self._write_lock: anyio.Lock | None = None
+        self.writes = 0
+        self.write_seconds = 0.0
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        project: str,
+        spec_path: str = "",
+        spec_sha256: str = "",
+        spec_version: int = 1,
+        provider: str = "",
+        tool_version: str = "",
+    ) -> ManifestStore:
+        """Take the lock, then load the manifest at ``path`` (or start a new one). Raises ``ManifestError``."""
+        lock = ManifestLock(path.parent / LOCK_NAME)
+        lock.acquire()
+        try:
+            manifest = read_or_new(path, project=project)
+        except BaseException:
+            lock.release()
+            raise
+        manifest.spec_path = spec_path or manifest.spec_path
+        manifest.spec_sha256 = spec_sha256 or manifest.spec_sha256
+        manifest.spec_version = spec_version
+        manifest.provider = provider or manifest.provider
+        manifest.tool_version = tool_version or manifest.tool_version
+        manifest.started_at = now_iso()
+        manifest.finished_at = None
+        return cls(path, manifest, lock)
+
+    def record(self, shot_id: str) -> ShotRecord | None:
+        return self.manifest.shots.get(shot_id)
+
+    def put(self, shot_id: str, record: ShotRecord) -> None:
+        self.manifest.shots[shot_id] = record
+        self._version += 1
+
+    def update(self, shot_id: str, **changes: Any) -> ShotRecord:
+        """Change fields of a shot's record in memory (``updated_at`` too); ``commit()`` makes it durable."""
+        record = self.manifest.shots.setdefault(shot_id, ShotRecord(created_at=now_iso()))
+        for name, value in changes.items():
+            if not hasattr(record, name):
+                raise AttributeError(f"ShotRecord has no field {name!r}")
+            setattr(record, name, value)
+        record.updated_at = now_iso()
+        self._version += 1
+        return record
+
+    async def commit(self) -> None:
+        """Return once every change made so far is on disk."""
+        wanted = self._version
+        if self._write_lock is None:
+            self._write_lock = anyio.Lock()
+        async with self._write_lock:
+            if self._written >= wanted:
+                return
+            version = self._version
+            # Snapshot in the event loop (no shot can change a record halfway); encode and write in a thread.
+            snapshot = self.manifest.to_json()
+            await anyio.to_thread.run_sync(self._write_snapshot, snapshot)
+            self._written = version
+
+    def save(self) -> None:
+        """Write now, synchronously (start and end of a run)."""
+        self._write_snapshot(self.manifest.to_json())
+        self._written = self._version
+
+    def close(self, *, finished: bool = True) -> None:
+        """Final write (with ``finished_at`` when ``finished``), then release the lock."""
+        try:
+            if finished:
+                self.manifest.finished_at = now_iso()
+            self.save()
+        finally:
+            self._lock.release()
+
+    def _write_snapshot(self, snapshot: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            write_manifest_text(self.path, json.dumps(snapshot, indent=2, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise ManifestError(
+                f"{self.path}: cannot write the manifest ({exc.strerror or exc}); the run stops to stay safe",
+                path=str(self.path),
+            ) from None
+        self.writes += 1
+        self.write_seconds += time.perf_counter() - started
+
+
+def read_or_new(path: Path, *, project: str) -> Manifest:
+    """The manifest at ``path`` if there is one (it must belong to ``project``), else a new empty one."""
+    if not path.exists():
+        return Manifest(project=project)
+    manifest = load_manifest(path)
+    if manifest.project != project:
+        raise ManifestError(
+            f"{path}: this manifest belongs to project {manifest.project!r}, not {project!r}; "
+            "use another --out folder (the file was left untouched)",
+            path=str(path),
+        )
+    return manifest

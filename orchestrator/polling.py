@@ -1,0 +1,138 @@
+"""When to ask the provider about a task: as few times as possible, soon after it is done.
+
+Render times of one run are alike (same model, mode and duration), so the run learns them as tasks finish. The
+estimator keeps the render times observed so far, from the provider's own ``created_at``/``updated_at`` (exact, no
+polling lag in them) or, when those are missing, from our own clock. A task's polls then go:
+
+1. **no observation yet** ("scouting"): the few oldest tasks in flight are scouts and poll on a geometric schedule
+   (``probe_start * probe_ratio**k``), each scout shifted by a fraction of a step, so that together they sample the
+   time line finely and the first finish is seen soon. Every other task waits for the first observation (or polls
+   at ``initial_estimate`` if none comes).
+2. **with observations**: the first poll at a low quantile of the observed render times, then polls every
+   ``tail_fraction`` of the median render time until past the slowest observation (plus a margin), then backoff:
+   each wait a quarter of the task's age, capped at ``max_interval``.
+
+Every wait is at least ``min_interval`` after the previous poll; ``jitter`` spreads the backoff polls. A task still
+running after ``deadline`` seconds is left ``pending-remote`` for a later run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """Polling knobs. Times in seconds. The defaults suit the real API (renders of one to several minutes)."""
+
+    initial_estimate: float = 60.0
+    probe_start: float = 5.0
+    probe_ratio: float = 1.3
+    scouts: int = 3
+    first_quantile: float = 0.3
+    tail_fraction: float = 0.04
+    spread_margin: float = 0.15
+    backoff_fraction: float = 0.25
+    min_interval: float = 0.05
+    max_interval: float = 60.0
+    jitter: float = 0.1
+    deadline: float = 3600.0
+    window: int = 64
+
+
+DEFAULT_POLL_POLICY = PollPolicy()
+
+
+class RenderTimes:
+    """The render times seen so far in this run (the latest ``window`` of them), sorted for quantiles."""
+
+    def __init__(self, *, window: int = 64) -> None:
+        self._recent: deque[float] = deque(maxlen=window)
+        self._sorted: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def add(self, seconds: float) -> None:
+        if not math.isfinite(seconds) or seconds <= 0:
+            return
+        if len(self._recent) == self._recent.maxlen:
+            oldest = self._recent[0]
+            del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+        self._recent.append(seconds)
+        bisect.insort(self._sorted, seconds)
+
+    def quantile(self, q: float) -> float:
+        if not self._sorted:
+            raise ValueError("no render times observed yet")
+        position = min(max(q, 0.0), 1.0) * (len(self._sorted) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(self._sorted) - 1)
+        return self._sorted[low] + (self._sorted[high] - self._sorted[low]) * (position - low)
+
+
+def next_poll_at(
+    *,
+    created: float,
+    last_poll: float | None,
+    times: RenderTimes,
+    scout_rank: int | None,
+    policy: PollPolicy,
+    rng: random.Random,
+) -> float:
+    """The time (same clock as ``created``) of a task's next poll, given what the run knows now.
+
+    ``scout_rank`` is the task's rank among scouts (0-based) while nothing has been observed, else ``None``.
+    """
+    previous = last_poll if last_poll is not None else created
+    if len(times):
+        at = _informed(
+            created=created, previous=previous, polled=last_poll is not None, times=times, policy=policy, rng=rng
+        )
+    elif scout_rank is not None:
+        at = _probe(created=created, previous=previous, rank=scout_rank, policy=policy)
+    elif last_poll is None or previous < created + policy.initial_estimate:
+        at = created + policy.initial_estimate
+    else:
+        at = _backoff(created=created, previous=previous, policy=policy, rng=rng)
+    return max(at, previous + policy.min_interval) if last_poll is not None else at
+
+
+def _informed(
+    *, created: float, previous: float, polled: bool, times: RenderTimes, policy: PollPolicy, rng: random.Random
+) -> float:
+    first = created + times.quantile(policy.first_quantile)
+    if not polled or previous < first:
+        return first
+    median = times.quantile(0.5)
+    dense_until = created + times.quantile(1.0) * (1 + policy.spread_margin)
+    if previous < dense_until:
+        return previous + max(policy.min_interval, policy.tail_fraction * median)
+    return _backoff(created=created, previous=previous, policy=policy, rng=rng)
+
+
+def _probe(*, created: float, previous: float, rank: int, policy: PollPolicy) -> float:
+    phase = (rank % max(1, policy.scouts)) / max(1, policy.scouts)
+    age = max(previous - created, 0.0)
+    # Smallest k with probe_start * ratio**(k + phase) > age.
+    ratio = policy.probe_ratio
+    k = 0 if age <= 0 else max(0, math.floor(math.log(age / policy.probe_start, ratio) - phase) + 1)
+    at = float(created + policy.probe_start * ratio ** (k + phase))
+    while at <= previous:
+        k += 1
+        at = float(created + policy.probe_start * ratio ** (k + phase))
+    return min(at, previous + policy.max_interval)
+
+
+def _backoff(*, created: float, previous: float, policy: PollPolicy, rng: random.Random) -> float:
+    # Only backoff polls are jittered: they are the ones that would otherwise fall in step across many tasks; the
+    # informed polls are already spread by each task's own creation time.
+    age = max(previous - created, policy.min_interval)
+    wait = min(policy.max_interval, max(policy.min_interval, policy.backoff_fraction * age))
+    if policy.jitter > 0:
+        wait *= rng.uniform(1 - policy.jitter / 2, 1 + policy.jitter / 2)
+    return previous + wait

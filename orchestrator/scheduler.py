@@ -1,0 +1,614 @@
+"""The scheduler: takes the shots a run must render through create -> poll -> download, within the account's limits.
+
+Each shot is one task in an anyio task group, so one shot failing never touches the others. The order of every
+step is what makes a run safe to kill at any moment (see shared/design.md, "Never bill twice"):
+
+1. take a slot (tasks in flight), then record ``submitting`` with the ``external_task_id`` durably;
+2. send the create; record the ``task_id`` durably the moment the answer arrives. A create that fails ambiguously
+   (connection dropped after sending, 5xx) is looked up by external id before anything is sent again; a duplicate
+   refusal (1201) means the task exists: look it up; if it cannot be found the shot is left ``pending-remote``
+   ("submitted, task id unknown"), never sent again under a new id;
+3. poll (see ``orchestrator.polling``) until the task ends, which gives its slot back; a task still running after
+   the deadline is left ``pending-remote``;
+4. download to ``<out>/<shot id>/<fp12>.mp4`` (``<fp12>-r<n>.mp4`` for attempt n > 1), retried on its own: a
+   download failure never fails the shot's task, it leaves the shot ``downloading`` for the next run.
+
+A resumed shot continues from its record: with a task id it is polled, never recreated; ``submitting`` without a
+task id is looked up first. Retries after a failed task use a new attempt number, so a new external id ("-r2").
+
+Rate limiting never fails a shot: 1302/1303/429 lower the in-flight target (``AdaptiveSlots``) and the call is
+retried after a backoff. An account error (auth, arrears, quota) stops new submissions at once; tasks in flight are
+still followed to the end and recorded. ``interrupt()`` (Ctrl-C) stops submissions and polling, lets creates in
+progress get their task ids recorded (for at most ``interrupt_grace`` seconds), and a second call stops at once.
+The scheduler never prints: it reports through events (``orchestrator.events``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+import anyio
+
+from orchestrator.errors import (
+    AccountError,
+    ConcurrencyLimitError,
+    DownloadError,
+    DuplicateExternalIdError,
+    NetworkError,
+    OrchestratorError,
+    ProviderError,
+    RateLimitedError,
+    ServerError,
+    ShotRejectedError,
+    TaskNotFoundError,
+    TransientError,
+)
+from orchestrator.events import NOTICE, SHOT, Event, EventBus
+from orchestrator.fingerprint import request_record
+from orchestrator.limits import AdaptiveSlots, RateBucket, Stopped, backoff_delay
+from orchestrator.manifest import (
+    DOWNLOADING,
+    FAILED,
+    PENDING,
+    PENDING_REMOTE,
+    PROCESSING,
+    SUBMITTED,
+    SUBMITTING,
+    SUCCEEDED,
+    ManifestStore,
+    Output,
+    ShotRecord,
+    now_iso,
+    start_render,
+)
+from orchestrator.polling import DEFAULT_POLL_POLICY, PollPolicy, RenderTimes, next_poll_at
+from orchestrator.pricing import Pricing
+from orchestrator.providers.base import Provider, Task, TaskStatus
+from orchestrator.shot import ResolvedShot
+
+IN_FLIGHT_STATES = (SUBMITTED, PROCESSING, DOWNLOADING, PENDING_REMOTE)
+TASK_ID_UNKNOWN = "submitted, task id unknown"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for calls that failed transiently. ``base``/``cap`` in seconds; set ``base=0`` in tests for speed."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    concurrency_floor: float = 1.0  # 1303: the first delay is at least a second (kling-api.md)
+    lookup_attempts: int = 6
+    download_attempts: int = 5
+    not_found_attempts: int = 3
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything that shapes a run besides the shots. ``requests_per_second`` of ``None`` means no cap."""
+
+    concurrency: int = 4
+    requests_per_second: float | None = 2.0
+    poll: PollPolicy = DEFAULT_POLL_POLICY
+    retry: RetryPolicy = DEFAULT_RETRY_POLICY
+    congestion_cooldown: float = 1.0
+    interrupt_grace: float = 15.0
+    seed: int | None = None
+
+
+@dataclass
+class SchedulerStats:
+    """Counters a run reports at the end (requests by kind, congestion, peak in flight)."""
+
+    creates: int = 0
+    polls: int = 0
+    lookups: int = 0
+    downloads: int = 0
+    congestion: int = 0
+    transient_errors: int = 0
+    peak_in_flight: int = 0
+    render_seconds: list[float] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return self.creates + self.polls + self.lookups + self.downloads
+
+
+class _Unresolved(Exception):
+    """A lookup could not get an answer; the shot stays as recorded for the next run."""
+
+
+class _Interrupted(Exception):
+    """The run is stopping; leave this shot as recorded."""
+
+
+@dataclass
+class _Flight:
+    """One shot's task while we follow it. ``created`` is wall-clock seconds (time.time)."""
+
+    shot: ResolvedShot
+    created: float
+    holds_slot: bool = False
+    resumed: bool = False  # picked up from an earlier run: poll at once
+
+
+class Scheduler:
+    """Runs shots against one provider, recording every step in ``store``. Use ``await scheduler.run(shots)``."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        store: ManifestStore,
+        options: RunOptions | None = None,
+        bus: EventBus | None = None,
+        out_dir: Path | None = None,
+        pricing: Pricing | None = None,
+    ) -> None:
+        self.provider = provider
+        self.store = store
+        self.options = options or RunOptions()
+        self.bus = bus or EventBus()
+        self.out_dir = (out_dir or store.directory).resolve()
+        self.pricing = pricing
+        self.slots = AdaptiveSlots(self.options.concurrency, cooldown=self.options.congestion_cooldown)
+        self.bucket = RateBucket(self.options.requests_per_second)
+        self.times = RenderTimes(window=self.options.poll.window)
+        self.stats = SchedulerStats()
+        self.abort_reason: str | None = None
+        self.interrupted = False
+        self._rng = random.Random(self.options.seed)
+        self._unobserved: dict[str, None] = {}  # tasks in flight, oldest first, while no render time is known
+        self._board = anyio.Event()  # set (and replaced) when what polls depend on changes
+        self._scope: anyio.CancelScope | None = None
+        self._interrupts = 0
+
+    # --- control ------------------------------------------------------------------------------------------------
+
+    async def run(self, shots: Sequence[ResolvedShot]) -> SchedulerStats:
+        """Render ``shots`` (resuming what their records say). Returns when each shot has reached a resting state."""
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            async with anyio.create_task_group() as group:
+                for shot in shots:
+                    group.start_soon(self._run_shot, shot)
+        self.stats.peak_in_flight = self.slots.peak
+        return self.stats
+
+    def stop_submitting(self, reason: str) -> None:
+        """No new creates from now on; tasks in flight are followed to the end."""
+        if not self.slots.closed:
+            self.slots.close()
+            self._notice(f"stopped submitting: {reason}")
+
+    def interrupt(self) -> None:
+        """First call: stop submitting and polling, record creates in progress (bounded wait). Second: stop now."""
+        self._interrupts += 1
+        self.interrupted = True
+        if self._interrupts == 1:
+            self.stop_submitting("interrupted; recording work in progress (interrupt again to stop at once)")
+            self._wake()
+            if self._scope is not None:
+                self._scope.deadline = min(self._scope.deadline, anyio.current_time() + self.options.interrupt_grace)
+        elif self._scope is not None:
+            self._scope.cancel()
+
+    # --- one shot -----------------------------------------------------------------------------------------------
+
+    async def _run_shot(self, shot: ResolvedShot) -> None:
+        flight: _Flight | None = None
+        try:
+            flight = await self._start(shot)
+            if flight is None:
+                return
+            task = await self._follow(flight)
+            if task is not None:
+                await self._download(flight, task)
+        except _Interrupted:
+            return
+        except _Unresolved as exc:
+            await self._note_error(shot.id, str(exc))
+        except AccountError as exc:
+            self._account_error(exc)
+            await self._note_error(shot.id, f"stopped: {exc.message}")
+        except OrchestratorError as exc:
+            # Anything else this shot ran into stays with this shot; the record keeps its resumable state.
+            await self._note_error(shot.id, exc.message)
+        finally:
+            if flight is not None:
+                self._end_flight(flight)
+
+    async def _start(self, shot: ResolvedShot) -> _Flight | None:
+        """Get the shot's task in flight: resumed from its record, found by external id, or created."""
+        record = self.store.record(shot.id)
+        if record is not None and record.fingerprint == shot.fingerprint:
+            attempt_shot = replace(shot, attempt=max(1, record.attempts))
+            if record.task_id and record.status in IN_FLIGHT_STATES:
+                return self._resumed(attempt_shot, record)
+            if record.external_task_id and (
+                record.status == SUBMITTING or (record.status == PENDING_REMOTE and not record.task_id)
+            ):
+                return await self._recover_unknown(attempt_shot, record)
+        return await self._submit_new(shot, record)
+
+    def _resumed(self, shot: ResolvedShot, record: ShotRecord) -> _Flight:
+        # Its task is in flight at the provider already: it holds an account slot whatever our target says.
+        flight = _Flight(shot=shot, created=_epoch(record.submitted_at) or time.time(), resumed=True)
+        self._take_resumed_slot(flight)
+        return flight
+
+    async def _recover_unknown(self, shot: ResolvedShot, record: ShotRecord) -> _Flight | None:
+        """A create may or may not have reached the provider (crash, or an ambiguous failure): look it up first."""
+        flight = _Flight(shot=shot, created=_epoch(record.submitted_at) or time.time(), resumed=True)
+        self._take_resumed_slot(flight)
+        task = await self._lookup(shot)
+        if task is not None:
+            await self._record_task(flight, task, detail="found by external id")
+            return flight
+        if record.status == PENDING_REMOTE:
+            # The provider refused it as a duplicate earlier, yet cannot find it: never resend under a new id.
+            await self._set(shot.id, PENDING_REMOTE, detail=TASK_ID_UNKNOWN, error=_unknown_message(shot))
+            return None
+        return await self._create(flight)
+
+    async def _submit_new(self, shot: ResolvedShot, previous: ShotRecord | None) -> _Flight | None:
+        try:
+            await self.slots.acquire()
+        except Stopped:
+            return None
+        flight = _Flight(shot=shot, created=time.time(), holds_slot=True)
+        record = start_render(previous, fingerprint=shot.fingerprint, request=request_record(shot))
+        # A record left "pending" never reached the provider under its current attempt number: reuse it.
+        unused = previous is not None and previous.status == PENDING and previous.fingerprint == shot.fingerprint
+        record.attempts = max(1, record.attempts if unused else record.attempts + 1)
+        flight.shot = replace(shot, attempt=record.attempts)
+        self.store.put(shot.id, record)
+        return await self._create(flight)
+
+    # --- create -------------------------------------------------------------------------------------------------
+
+    async def _create(self, flight: _Flight) -> _Flight | None:
+        shot = flight.shot
+        await self._set(
+            shot.id,
+            SUBMITTING,
+            external_task_id=shot.external_task_id,
+            task_id=None,
+            error=None,
+            submitted_at=now_iso(),
+            attempts=shot.attempt,
+        )
+        tries = 0
+        while True:
+            tries += 1
+            if tries > 1 and self.slots.closed:
+                # Stopping: leave it "submitting"; the next run looks the external id up before sending anything.
+                raise _Interrupted
+            try:
+                await self.bucket.acquire()
+                self.stats.creates += 1
+                task = await self.provider.create_task(shot)
+            except DuplicateExternalIdError:
+                found = await self._lookup(shot)
+                if found is None:
+                    await self._set(shot.id, PENDING_REMOTE, detail=TASK_ID_UNKNOWN, error=_unknown_message(shot))
+                    return None
+                task = found
+            except ShotRejectedError as exc:
+                await self._set(shot.id, FAILED, detail=exc.message, error=exc.message, finished_at=now_iso())
+                return None
+            except AccountError as exc:
+                # A definite refusal: nothing was created, so the next run may reuse this attempt's id.
+                await self._set(shot.id, PENDING, detail="not submitted", error=f"not submitted: {exc.message}")
+                raise
+            except (RateLimitedError, ConcurrencyLimitError) as exc:
+                await self._congested(flight, exc, tries)
+                continue
+            except TransientError as exc:
+                self.stats.transient_errors += 1
+                if _ambiguous(exc):
+                    found = await self._lookup(shot)
+                    if found is not None:
+                        await self._record_task(flight, found, detail="found by external id after " + exc.message)
+                        return flight
+                await self._pause(exc, tries)
+                continue
+            flight.created = time.time()
+            await self._record_task(flight, task)
+            return flight
+
+    async def _congested(self, flight: _Flight, exc: TransientError, tries: int) -> None:
+        """1302/1303/429 on a create: lower the target, give the slot back, wait, and queue for a slot again."""
+        self.stats.congestion += 1
+        if self.slots.congested():
+            self._notice(f"provider says too many ({exc.message}); in-flight target now {self.slots.capacity}")
+        self._give_back_slot(flight)
+        floor = self.options.retry.concurrency_floor if isinstance(exc, ConcurrencyLimitError) else 0.0
+        await self._pause(exc, tries, floor=floor)
+        try:
+            await self.slots.acquire()
+        except Stopped:
+            # The 429 was a definite answer: nothing was created under this id yet.
+            await self._set(flight.shot.id, PENDING, detail="not submitted", error="not submitted: run stopped")
+            raise _Interrupted from None
+        flight.holds_slot = True
+
+    async def _record_task(self, flight: _Flight, task: Task, *, detail: str = "") -> None:
+        await self._set(
+            flight.shot.id,
+            SUBMITTED,
+            detail=detail or f"task {task.task_id}",
+            task_id=task.task_id,
+            error=None,
+            task=task,
+        )
+        if self.interrupted:
+            raise _Interrupted
+
+    async def _lookup(self, shot: ResolvedShot) -> Task | None:
+        """Find the task created under the shot's external id; ``None`` when the provider has none."""
+        policy = self.options.retry
+        for tries in range(1, policy.lookup_attempts + 1):
+            try:
+                await self.bucket.acquire()
+                self.stats.lookups += 1
+                return await self.provider.find_task(shot.external_task_id)
+            except TaskNotFoundError:
+                return None
+            except TransientError as exc:
+                self.stats.transient_errors += 1
+                if tries == policy.lookup_attempts:
+                    raise _Unresolved(
+                        f"could not look up task {shot.external_task_id} ({exc.message}); run again to resume"
+                    ) from None
+                await self._pause(exc, tries)
+        return None
+
+    # --- poll ---------------------------------------------------------------------------------------------------
+
+    async def _follow(self, flight: _Flight) -> Task | None:
+        """Poll until the task ends. Returns the finished task when a video is to be downloaded."""
+        shot = flight.shot
+        record = self._record(shot.id)
+        task_id = record.task_id or ""
+        policy = self.options.poll
+        last_poll: float | None = None
+        not_before = 0.0
+        missing = 0
+        if not len(self.times):
+            self._unobserved[shot.id] = None
+        while True:
+            at = max(self._next_poll(flight, last_poll), not_before)
+            deadline = flight.created + policy.deadline
+            if not await self._sleep_until(min(at, deadline)):
+                continue  # woken early: what polls depend on changed, recompute
+            if time.time() >= deadline and at > deadline:
+                await self._set(
+                    shot.id,
+                    PENDING_REMOTE,
+                    detail="deadline passed",
+                    error=f"still rendering after {policy.deadline:g} s; run again to pick it up",
+                )
+                return None
+            try:
+                await self.bucket.acquire()
+                self.stats.polls += 1
+                task = await self.provider.get_task(task_id)
+            except TaskNotFoundError as exc:
+                missing += 1
+                if missing >= self.options.retry.not_found_attempts:
+                    message = f"the provider no longer knows task {task_id}"
+                    await self._set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso())
+                    return None
+                not_before = time.time() + self._delay(exc, missing)
+                last_poll = time.time()
+                continue
+            except TransientError as exc:
+                self.stats.transient_errors += 1
+                not_before = time.time() + self._delay(exc, 1)
+                continue
+            last_poll = time.time()
+            if task.status.finished:
+                return await self._finished(flight, task)
+            if task.status is TaskStatus.PROCESSING and self._record(shot.id).status == SUBMITTED:
+                await self._set(shot.id, PROCESSING, task=task)
+
+    def _next_poll(self, flight: _Flight, last_poll: float | None) -> float:
+        if flight.resumed and last_poll is None:
+            return time.time()
+        rank: int | None = None
+        if not len(self.times):
+            order = list(self._unobserved)
+            position = order.index(flight.shot.id) if flight.shot.id in self._unobserved else len(order)
+            rank = position if position < self.options.poll.scouts else None
+        return next_poll_at(
+            created=flight.created,
+            last_poll=last_poll,
+            times=self.times,
+            scout_rank=rank,
+            policy=self.options.poll,
+            rng=self._rng,
+        )
+
+    async def _sleep_until(self, when: float) -> bool:
+        """Sleep until ``when``; False if woken earlier by a change. Raises ``_Interrupted`` once interrupted."""
+        if self.interrupted:
+            raise _Interrupted
+        delay = when - time.time()
+        if delay > 0:
+            board = self._board
+            with anyio.move_on_after(delay):
+                await board.wait()
+                if self.interrupted:
+                    raise _Interrupted
+                return False
+        return True
+
+    async def _finished(self, flight: _Flight, task: Task) -> Task | None:
+        shot = flight.shot
+        self._end_flight(flight)
+        if task.status is TaskStatus.FAILED:
+            reason = task.status_message or "the provider reported the task failed"
+            await self._set(shot.id, FAILED, detail=reason, error=reason, finished_at=now_iso(), task=task)
+            return None
+        self.slots.succeeded()
+        self._observe(flight, task)
+        if not task.videos:
+            message = "the provider reported success but returned no video"
+            await self._set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso(), task=task)
+            return None
+        await self._set(shot.id, DOWNLOADING, task=task)
+        return task
+
+    def _observe(self, flight: _Flight, task: Task) -> None:
+        if task.created_at and task.updated_at and task.updated_at > task.created_at:
+            seconds = (task.updated_at - task.created_at) / 1000
+        else:
+            seconds = time.time() - flight.created
+        self.times.add(seconds)
+        self.stats.render_seconds.append(seconds)
+        self._unobserved.clear()
+        self._wake()
+
+    # --- download -----------------------------------------------------------------------------------------------
+
+    async def _download(self, flight: _Flight, task: Task) -> None:
+        shot = flight.shot
+        try:
+            dest = self._output_path(shot)
+        except ShotRejectedError as exc:
+            await self._set(shot.id, FAILED, detail=exc.message, error=exc.message, finished_at=now_iso())
+            return
+        policy = self.options.retry
+        video = task.videos[0]
+        for tries in range(1, policy.download_attempts + 1):
+            try:
+                await self.bucket.acquire()
+                self.stats.downloads += 1
+                done = await self.provider.download(video.url, dest)
+            except (DownloadError, TransientError) as exc:
+                retryable = not isinstance(exc, DownloadError) or exc.retryable
+                if tries == policy.download_attempts or not retryable:
+                    message = f"download failed ({exc.message}); the render is safe at the provider, run again"
+                    await self._set(shot.id, DOWNLOADING, detail=message, error=message)
+                    return
+                await anyio.sleep(backoff_delay(tries, base=policy.base, cap=policy.cap, rng=self._rng))
+                continue
+            output = Output(path=self._relative(done.path), sha256=done.sha256, bytes=done.bytes)
+            cost = self.pricing.shot_units(shot) if self.pricing else None
+            await self._set(
+                shot.id, SUCCEEDED, outputs=[output], error=None, finished_at=now_iso(), cost=cost, task=task
+            )
+            return
+
+    def _output_path(self, shot: ResolvedShot) -> Path:
+        name = shot.fingerprint[:12] + (f"-r{shot.attempt}" if shot.attempt > 1 else "")
+        dest = (self.out_dir / shot.id / f"{name}.mp4").resolve()
+        if not dest.is_relative_to(self.out_dir):
+            raise ShotRejectedError(f"shot id {shot.id!r} would write outside the output folder")
+        return dest
+
+    def _relative(self, path: Path) -> str:
+        return Path(os.path.relpath(path.resolve(), self.store.directory.resolve())).as_posix()
+
+    # --- shared helpers -----------------------------------------------------------------------------------------
+
+    def _record(self, shot_id: str) -> ShotRecord:
+        record = self.store.record(shot_id)
+        if record is None:
+            raise KeyError(shot_id)
+        return record
+
+    async def _set(
+        self, shot_id: str, status: str, *, detail: str = "", task: Task | None = None, **fields: object
+    ) -> None:
+        """Change a shot's state, make it durable, then tell the listeners."""
+        before = self.store.record(shot_id)
+        old = before.status if before else None
+        self.store.update(shot_id, status=status, **fields)
+        with anyio.CancelScope(shield=True):
+            # A write that started must finish: the manifest is how the next run knows what was paid for.
+            await self.store.commit()
+        record = self._record(shot_id)
+        data: dict[str, object] = {"attempt": record.attempts}
+        if record.task_id:
+            data["task_id"] = record.task_id
+        if task is not None and task.updated_at:
+            data["provider_updated_at"] = task.updated_at
+        if record.error and status in (FAILED, PENDING_REMOTE, PENDING, DOWNLOADING):
+            data["error"] = record.error
+        self.bus.emit(Event(SHOT, shot_id=shot_id, old=old, new=status, detail=detail, data=data))
+
+    async def _note_error(self, shot_id: str, message: str) -> None:
+        if self.store.record(shot_id) is None:
+            return
+        self.store.update(shot_id, error=message)
+        with anyio.CancelScope(shield=True):
+            await self.store.commit()
+
+    def _notice(self, message: str) -> None:
+        self.bus.emit(Event(NOTICE, detail=message))
+
+    def _account_error(self, exc: AccountError) -> None:
+        if self.abort_reason is None:
+            self.abort_reason = exc.message
+        self.stop_submitting(exc.message)
+
+    async def _pause(self, exc: ProviderError, tries: int, *, floor: float = 0.0) -> None:
+        await anyio.sleep(self._delay(exc, tries, floor=floor))
+
+    def _delay(self, exc: ProviderError, tries: int, *, floor: float = 0.0) -> float:
+        policy = self.options.retry
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        return backoff_delay(
+            tries, base=policy.base, cap=policy.cap, retry_after=retry_after, floor=floor, rng=self._rng
+        )
+
+    def _take_resumed_slot(self, flight: _Flight) -> None:
+        self.slots.take()
+        flight.holds_slot = True
+
+    def _give_back_slot(self, flight: _Flight) -> None:
+        if flight.holds_slot:
+            flight.holds_slot = False
+            self.slots.release()
+
+    def _end_flight(self, flight: _Flight) -> None:
+        self._give_back_slot(flight)
+        if self._unobserved.pop(flight.shot.id, 0) is None:
+            self._wake()  # a scout left: the next oldest task takes its place
+
+    def _wake(self) -> None:
+        self._board.set()
+        self._board = anyio.Event()
+
+
+def _ambiguous(exc: TransientError) -> bool:
+    """Could the request have reached the provider? A 5xx answer or a connection lost after sending: yes."""
+    if isinstance(exc, NetworkError):
+        return exc.ambiguous
+    return isinstance(exc, ServerError)
+
+
+def _unknown_message(shot: ResolvedShot) -> str:
+    return (
+        f"{TASK_ID_UNKNOWN}: the provider refused external id {shot.external_task_id} as already used but cannot "
+        "find it; check the provider's console before forcing a new render (--force)"
+    )
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,516 @@
+"""The scheduler against a scripted in-memory provider: every edge case of create -> poll -> download, deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import pytest
+
+from orchestrator.errors import (
+    AccountError,
+    ConcurrencyLimitError,
+    DownloadError,
+    DuplicateExternalIdError,
+    NetworkError,
+    RateLimitedError,
+    ServerError,
+    ShotRejectedError,
+    TaskNotFoundError,
+)
+from orchestrator.events import SHOT, Event, EventBus
+from orchestrator.fingerprint import fingerprint
+from orchestrator.manifest import (
+    DOWNLOADING,
+    FAILED,
+    PENDING,
+    PENDING_REMOTE,
+    PROCESSING,
+    SUBMITTED,
+    SUBMITTING,
+    SUCCEEDED,
+    ManifestStore,
+    load_manifest,
+)
+from orchestrator.polling import PollPolicy
+from orchestrator.providers.base import Download, Task, TaskStatus, Video
+from orchestrator.scheduler import TASK_ID_UNKNOWN, RetryPolicy, RunOptions, Scheduler
+from orchestrator.shot import ImageRef, ResolvedShot
+
+FAST_POLL = PollPolicy(
+    initial_estimate=0.3,
+    probe_start=0.02,
+    probe_ratio=1.3,
+    scouts=2,
+    min_interval=0.005,
+    max_interval=0.1,
+    deadline=5.0,
+)
+FAST_RETRY = RetryPolicy(base=0.005, cap=0.02, concurrency_floor=0.0)
+
+
+def options(**kw: Any) -> RunOptions:
+    base: dict[str, Any] = {
+        "concurrency": 4,
+        "requests_per_second": None,
+        "poll": FAST_POLL,
+        "retry": FAST_RETRY,
+        "congestion_cooldown": 0.02,
+        "seed": 1,
+    }
+    base.update(kw)
+    return RunOptions(**base)
+
+
+def make_shot(shot_id: str, *, prompt: str = "a slow pan", project: str = "demo") -> ResolvedShot:
+    images = tuple(
+        ImageRef(source="path", ref=f"{n}.png", sha256=hashlib.sha256(f"{shot_id}{n}".encode()).hexdigest())
+        for n in range(2)
+    )
+    shot = ResolvedShot(id=shot_id, index=0, project=project, model="kling-v1-6", images=images, prompt=prompt)
+    return ResolvedShot(**{**shot.__dict__, "fingerprint": fingerprint(shot)})
+
+
+@dataclass
+class FakeTask:
+    task_id: str
+    external_task_id: str
+    shot_id: str
+    created: float
+    render: float
+    outcome: str = "succeed"
+    message: str = ""
+
+
+@dataclass
+class FakeProvider:
+    """A provider with scripted faults. Tasks render for ``render`` seconds of real time."""
+
+    render: float = 0.05
+    cap: int | None = None  # account limit on tasks in flight: over it, create answers 1303
+    name: str = "fake"
+    base_url: str = "http://fake.invalid"
+    create_faults: dict[str, list[BaseException]] = field(default_factory=dict)  # raised before creating
+    create_then_fail: dict[str, list[BaseException]] = field(default_factory=dict)  # raised after creating
+    outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)  # shot id -> (status, message)
+    download_faults: dict[str, list[BaseException]] = field(default_factory=dict)
+    renders: dict[str, float] = field(default_factory=dict)
+    find_works: bool = True
+    account_error_after: int | None = None
+    on_create: Any = None  # called with the shot before each create
+    on_get: Any = None  # called with the task id before each poll
+    tasks: dict[str, FakeTask] = field(default_factory=dict)
+    by_external: dict[str, FakeTask] = field(default_factory=dict)
+    create_calls: Counter[str] = field(default_factory=Counter)
+    created: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    max_in_flight: int = 0
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def in_flight(self) -> int:
+        now = time.time()
+        return sum(1 for t in self.tasks.values() if t.created + t.render > now)
+
+    async def create_task(self, shot: ResolvedShot) -> Task:
+        self.requests["create"] += 1
+        self.create_calls[shot.external_task_id] += 1
+        if self.on_create is not None:
+            self.on_create(shot)
+        await anyio.sleep(0)
+        faults = self.create_faults.get(shot.id)
+        if faults:
+            raise faults.pop(0)
+        if self.account_error_after is not None and len(self.tasks) >= self.account_error_after:
+            raise AccountError("resource pack used up (1102)", code=1102)
+        if shot.external_task_id in self.by_external:
+            raise DuplicateExternalIdError("external_task_id already used (1201)", code=1201)
+        if self.cap is not None and self.in_flight() >= self.cap:
+            raise ConcurrencyLimitError("parallel task over resource pack limit (1303)", code=1303)
+        status, message = self.outcomes.get(shot.id, ("succeed", ""))
+        task = FakeTask(
+            task_id=str(100000 + len(self.tasks)),
+            external_task_id=shot.external_task_id,
+            shot_id=shot.id,
+            created=time.time(),
+            render=self.renders.get(shot.id, self.render),
+            outcome=status,
+            message=message,
+        )
+        self.tasks[task.task_id] = task
+        self.by_external[task.external_task_id] = task
+        self.created[task.external_task_id] += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight())
+        after = self.create_then_fail.get(shot.id)
+        if after:
+            raise after.pop(0)
+        return self._view(task)
+
+    async def get_task(self, task_id: str) -> Task:
+        self.requests["get"] += 1
+        if self.on_get is not None:
+            self.on_get(task_id)
+        await anyio.sleep(0)
+        if task_id not in self.tasks:
+            raise TaskNotFoundError(f"no task {task_id}")
+        return self._view(self.tasks[task_id])
+
+    async def find_task(self, external_task_id: str) -> Task | None:
+        self.requests["find"] += 1
+        await anyio.sleep(0)
+        task = self.by_external.get(external_task_id)
+        return self._view(task) if (task and self.find_works) else None
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int = 1 << 20) -> Download:
+        self.requests["download"] += 1
+        await anyio.sleep(0)
+        shot_id = url.rsplit("/", 1)[-1]
+        faults = self.download_faults.get(shot_id)
+        if faults:
+            raise faults.pop(0)
+        data = f"video of {shot_id}".encode()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        return Download(path=dest, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+
+    def _view(self, task: FakeTask) -> Task:
+        now = time.time()
+        ms = int(task.created * 1000)
+        if now < task.created + task.render * 0.2:
+            return Task(task.task_id, TaskStatus.SUBMITTED, external_task_id=task.external_task_id, created_at=ms)
+        if now < task.created + task.render:
+            return Task(task.task_id, TaskStatus.PROCESSING, external_task_id=task.external_task_id, created_at=ms)
+        done = int((task.created + task.render) * 1000)
+        if task.outcome == "failed":
+            return Task(task.task_id, TaskStatus.FAILED, task.message, task.external_task_id, (), ms, done)
+        video = Video(id="v" + task.task_id, url=f"http://fake.invalid/videos/{task.shot_id}", duration="5.1")
+        return Task(task.task_id, TaskStatus.SUCCEED, "", task.external_task_id, (video,), ms, done)
+
+
+def open_store(out: Path, project: str = "demo") -> ManifestStore:
+    return ManifestStore.open(out / "manifest.json", project=project)
+
+
+async def run(
+    provider: FakeProvider, shots: list[ResolvedShot], out: Path, *, events: list[Event] | None = None, **kw: Any
+) -> Scheduler:
+    store = open_store(out)
+    bus = EventBus([events.append] if events is not None else [])
+    scheduler = Scheduler(provider=provider, store=store, options=options(**kw), bus=bus)
+    try:
+        with anyio.fail_after(20):
+            await scheduler.run(shots)
+    finally:
+        store.close()
+    return scheduler
+
+
+def statuses(out: Path) -> dict[str, str]:
+    return {k: v.status for k, v in load_manifest(out / "manifest.json").shots.items()}
+
+
+@pytest.mark.anyio
+async def test_happy_path_renders_every_shot_and_records_outputs(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(6)]
+    provider = FakeProvider()
+    events: list[Event] = []
+    await run(provider, shots, tmp_path, events=events)
+
+    manifest = load_manifest(tmp_path / "manifest.json")
+    for shot in shots:
+        record = manifest.shots[shot.id]
+        assert record.status == SUCCEEDED
+        assert record.external_task_id == shot.external_task_id
+        assert record.task_id and record.attempts == 1 and record.error is None
+        [output] = record.outputs
+        assert output.path == f"{shot.id}/{shot.fingerprint[:12]}.mp4"
+        data = (tmp_path / output.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == output.sha256 and len(data) == output.bytes
+        assert record.request["images"] == [image.identity for image in shot.images]
+    assert set(provider.created.values()) == {1}
+    assert manifest.finished_at is not None
+    path = [e.new for e in events if e.kind == SHOT and e.shot_id == "s0"]
+    assert path[:2] == [SUBMITTING, SUBMITTED] and path[-2:] == [DOWNLOADING, SUCCEEDED]
+    assert not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.anyio
+async def test_external_id_and_task_id_are_on_disk_before_the_next_step(tmp_path: Path) -> None:
+    shot = make_shot("s0")
+    seen: dict[str, Any] = {}
+
+    def on_disk() -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((tmp_path / "manifest.json").read_text())
+        return data["shots"]["s0"]
+
+    provider = FakeProvider()
+    provider.on_create = lambda s: seen.setdefault("create", on_disk())
+    provider.on_get = lambda task_id: seen.setdefault("get", on_disk())
+    await run(provider, [shot], tmp_path)
+
+    assert seen["create"]["status"] == SUBMITTING
+    assert seen["create"]["external_task_id"] == shot.external_task_id
+    assert seen["create"]["task_id"] is None
+    assert seen["get"]["status"] == SUBMITTED and seen["get"]["task_id"] == "100000"
+
+
+@pytest.mark.anyio
+async def test_ambiguous_create_is_looked_up_not_sent_again(tmp_path: Path) -> None:
+    shots = [make_shot("a"), make_shot("b")]
+    provider = FakeProvider(
+        create_then_fail={
+            "a": [NetworkError("connection dropped after sending", ambiguous=True)],
+            "b": [ServerError("HTTP 502 from the gateway")],
+        }
+    )
+    await run(provider, shots, tmp_path)
+    assert statuses(tmp_path) == {"a": SUCCEEDED, "b": SUCCEEDED}
+    assert provider.create_calls == Counter({shots[0].external_task_id: 1, shots[1].external_task_id: 1})
+    assert provider.requests["find"] == 2
+
+
+@pytest.mark.anyio
+async def test_duplicate_that_cannot_be_found_is_left_pending_remote_never_resent(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    provider = FakeProvider(find_works=False, create_then_fail={"a": [NetworkError("timeout", ambiguous=True)]})
+    await run(provider, [shot], tmp_path)
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.status == PENDING_REMOTE
+    assert record.error is not None and record.error.startswith(TASK_ID_UNKNOWN)
+    assert provider.created == Counter({shot.external_task_id: 1})
+    assert set(provider.create_calls) == {shot.external_task_id}  # never a new id
+
+    # The next run looks it up again and still never sends it under another id.
+    await run(provider, [shot], tmp_path)
+    assert statuses(tmp_path) == {"a": PENDING_REMOTE}
+    assert provider.create_calls[shot.external_task_id] == 2 and len(provider.create_calls) == 1
+
+
+@pytest.mark.anyio
+async def test_unambiguous_network_failure_retries_the_create(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    provider = FakeProvider(create_faults={"a": [NetworkError("connection refused", ambiguous=False)]})
+    await run(provider, [shot], tmp_path)
+    assert statuses(tmp_path) == {"a": SUCCEEDED}
+    assert provider.requests["find"] == 0 and provider.create_calls[shot.external_task_id] == 2
+
+
+@pytest.mark.anyio
+async def test_account_cap_below_concurrency_lowers_target_and_everything_succeeds(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(10)]
+    provider = FakeProvider(cap=2, render=0.04)
+    scheduler = await run(provider, shots, tmp_path, concurrency=6)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert provider.max_in_flight <= 2
+    assert scheduler.slots.decreases >= 1 and scheduler.stats.congestion >= 1
+    assert set(provider.created.values()) == {1}
+
+
+@pytest.mark.anyio
+async def test_rate_limit_answers_never_fail_a_shot(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(4)]
+    faults = {s.id: [RateLimitedError("requests too fast (1302)", retry_after=0.01) for _ in range(3)] for s in shots}
+    provider = FakeProvider(create_faults=faults)
+    await run(provider, shots, tmp_path)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+
+
+@pytest.mark.anyio
+async def test_failures_stay_with_their_shot(tmp_path: Path) -> None:
+    shots = [make_shot("ok1"), make_shot("bad-task"), make_shot("rejected"), make_shot("ok2")]
+    provider = FakeProvider(
+        outcomes={"bad-task": ("failed", "content moderation")},
+        create_faults={"rejected": [ShotRejectedError("invalid parameters: prompt (1200)", code=1200)]},
+    )
+    await run(provider, shots, tmp_path)
+    manifest = load_manifest(tmp_path / "manifest.json")
+    assert {k: v.status for k, v in manifest.shots.items()} == {
+        "ok1": SUCCEEDED,
+        "bad-task": FAILED,
+        "rejected": FAILED,
+        "ok2": SUCCEEDED,
+    }
+    assert manifest.shots["bad-task"].error == "content moderation"
+    assert "1200" in (manifest.shots["rejected"].error or "")
+
+
+@pytest.mark.anyio
+async def test_retry_after_failed_task_uses_a_new_attempt_id_and_keeps_history(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    provider = FakeProvider(outcomes={"a": ("failed", "moderation")})
+    await run(provider, [shot], tmp_path)
+    assert statuses(tmp_path) == {"a": FAILED}
+
+    provider.outcomes.clear()
+    await run(provider, [shot], tmp_path)
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.status == SUCCEEDED and record.attempts == 2
+    assert record.external_task_id == shot.external_task_id + "-r2"
+    assert record.outputs[0].path == f"a/{shot.fingerprint[:12]}-r2.mp4"
+    assert provider.created == Counter({shot.external_task_id: 1, shot.external_task_id + "-r2": 1})
+
+
+@pytest.mark.anyio
+async def test_changed_shot_keeps_the_previous_render_in_history(tmp_path: Path) -> None:
+    old = make_shot("a", prompt="first")
+    provider = FakeProvider()
+    await run(provider, [old], tmp_path)
+    new = make_shot("a", prompt="second")
+    await run(provider, [new], tmp_path)
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.fingerprint == new.fingerprint and record.attempts == 1
+    assert [h.fingerprint for h in record.history] == [old.fingerprint]
+    assert (tmp_path / record.history[0].outputs[0].path).exists()
+    assert (tmp_path / record.outputs[0].path).exists()
+
+
+@pytest.mark.anyio
+async def test_account_error_stops_submitting_and_records_in_flight_work(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(8)]
+    events: list[Event] = []
+    provider = FakeProvider(account_error_after=3, render=0.1)
+    scheduler = await run(provider, shots, tmp_path, concurrency=4, events=events)
+    assert scheduler.abort_reason is not None and "1102" in scheduler.abort_reason
+    states = statuses(tmp_path)
+    assert list(states.values()).count(SUCCEEDED) == 3
+    assert len(provider.tasks) == 3 and provider.requests["create"] == 4  # one refused, then no more tries
+    assert all(s in (SUCCEEDED, PENDING) for s in states.values())
+    assert any("stopped submitting" in e.detail for e in events)
+
+
+@pytest.mark.anyio
+async def test_resume_polls_recorded_tasks_and_looks_up_submitting_ones(tmp_path: Path) -> None:
+    shots = [make_shot("polled"), make_shot("found"), make_shot("lost")]
+    provider = FakeProvider()
+    # Earlier run: "polled" got its task id; "found" crashed after the create reached the provider;
+    # "lost" crashed before its create left.
+    polled = await provider.create_task(shots[0])
+    await provider.create_task(shots[1])
+    provider.requests.clear()
+    provider.create_calls.clear()
+    store = open_store(tmp_path)
+    store.update("polled", status=PROCESSING, fingerprint=shots[0].fingerprint, attempts=1, task_id=polled.task_id)
+    store.update("polled", external_task_id=shots[0].external_task_id)
+    for shot in shots[1:]:
+        store.update(
+            shot.id, status=SUBMITTING, fingerprint=shot.fingerprint, attempts=1, external_task_id=shot.external_task_id
+        )
+    store.close()
+
+    await run(provider, shots, tmp_path)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert provider.create_calls == Counter({shots[2].external_task_id: 1})
+    assert provider.requests["find"] == 2
+    assert set(provider.created.values()) == {1}
+
+
+@pytest.mark.anyio
+async def test_deadline_leaves_the_shot_pending_remote_and_a_later_run_finishes_it(tmp_path: Path) -> None:
+    shot = make_shot("slow")
+    provider = FakeProvider(renders={"slow": 0.6})
+    poll = PollPolicy(initial_estimate=0.05, probe_start=0.02, min_interval=0.01, max_interval=0.05, deadline=0.2)
+    await run(provider, [shot], tmp_path, poll=poll)
+    record = load_manifest(tmp_path / "manifest.json").shots["slow"]
+    assert record.status == PENDING_REMOTE and record.task_id == "100000"
+    assert "run again" in (record.error or "")
+
+    await anyio.sleep(0.5)
+    await run(provider, [shot], tmp_path)
+    assert statuses(tmp_path) == {"slow": SUCCEEDED}
+    assert provider.requests["create"] == 1
+
+
+@pytest.mark.anyio
+async def test_download_failure_never_fails_the_task_and_resumes_without_a_new_create(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    provider = FakeProvider(download_faults={"a": [DownloadError("connection reset") for _ in range(5)]})
+    await run(provider, [shot], tmp_path)
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.status == DOWNLOADING and "download failed" in (record.error or "")
+
+    await run(provider, [shot], tmp_path)
+    assert statuses(tmp_path) == {"a": SUCCEEDED}
+    assert provider.requests["create"] == 1
+
+
+@pytest.mark.anyio
+async def test_interrupt_records_submitted_tasks_and_the_next_run_finishes_without_duplicates(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(6)]
+    provider = FakeProvider(render=0.3)
+    store = open_store(tmp_path)
+    scheduler = Scheduler(provider=provider, store=store, options=options(concurrency=3))
+    submitted = anyio.Event()
+
+    def listener(event: Event) -> None:
+        if event.new == SUBMITTED:
+            submitted.set()
+
+    scheduler.bus.add(listener)
+    started = time.monotonic()
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run, shots)
+        await submitted.wait()
+        scheduler.interrupt()
+    store.close(finished=False)
+    assert time.monotonic() - started < 0.3  # did not wait for renders to finish
+    states = statuses(tmp_path)
+    assert SUCCEEDED not in states.values()
+    assert all(s in (SUBMITTED, PROCESSING, SUBMITTING) for s in states.values())
+
+    await run(provider, shots, tmp_path)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert set(provider.created.values()) == {1}
+
+
+@pytest.mark.anyio
+async def test_second_interrupt_stops_at_once_and_stays_resumable(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(3)]
+    provider = FakeProvider(render=0.3)
+    store = open_store(tmp_path)
+    scheduler = Scheduler(provider=provider, store=store, options=options(concurrency=3, interrupt_grace=30))
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run, shots)
+        await anyio.sleep(0.02)
+        scheduler.interrupt()
+        scheduler.interrupt()
+    store.close(finished=False)
+    await run(provider, shots, tmp_path)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert set(provider.created.values()) == {1}
+
+
+@pytest.mark.anyio
+async def test_task_unknown_to_the_provider_fails_after_a_few_polls(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    store = open_store(tmp_path)
+    store.update("a", status=SUBMITTED, fingerprint=shot.fingerprint, attempts=1, task_id="999")
+    store.close()
+    provider = FakeProvider()
+    await run(provider, [shot], tmp_path)
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.status == FAILED and "999" in (record.error or "")
+    assert provider.requests["get"] == 3 and provider.requests["create"] == 0
+
+
+@pytest.mark.anyio
+async def test_polls_stay_few_once_render_time_is_known(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(12)]
+    provider = FakeProvider(render=0.15)
+    scheduler = await run(provider, shots, tmp_path, concurrency=4)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    # The first wave scouts; later waves should need about two polls each.
+    assert scheduler.stats.polls / len(shots) <= 4
+    assert scheduler.stats.render_seconds and abs(scheduler.stats.render_seconds[-1] - 0.15) < 0.02
