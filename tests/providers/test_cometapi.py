@@ -29,7 +29,7 @@ from orchestrator.errors import (
     ShotRejectedError,
     TaskNotFoundError,
 )
-from orchestrator.providers.base import TaskStatus
+from orchestrator.providers.base import Provider, TaskStatus
 from orchestrator.providers.classify import classify_error, parse_retry_after, redact
 from orchestrator.providers.cometapi import (
     ROUTE,
@@ -682,3 +682,7 @@ def test_redirects_name_the_target_and_duplicates_say_submitted_before() -> None
     duplicate = classify_error(http_status=400, content=kling(1201, "external_task_id 'a' is already used"))
     assert isinstance(duplicate, DuplicateExternalIdError) and "submitted before" in str(duplicate)
     assert duplicate.provider_message == "external_task_id 'a' is already used"
+
+
+def test_the_client_implements_the_provider_protocol() -> None:
+    assert isinstance(CometAPIProvider(base_url=BASE, api_key=KEY), Provider)

@@ -15,6 +15,7 @@ from PIL import Image
 from orchestrator.errors import (
     AccountError,
     ConcurrencyLimitError,
+    ConfigError,
     DuplicateExternalIdError,
     NetworkError,
     ServerError,
@@ -170,7 +171,7 @@ async def test_open_provider_local_runs_the_simulator_for_the_duration(tmp_path:
         assert done.status is TaskStatus.SUCCEED
         assert provider.simulator.stats().creates_accepted == 1
         simulator = provider.simulator
-    with pytest.raises(Exception, match="not running"):
+    with pytest.raises(ConfigError, match="not running"):
         simulator.stats()
 
 
