@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from orchestrator.errors import (
@@ -130,7 +131,7 @@ class FakeProvider:
         self.create_calls[shot.external_task_id] += 1
         if self.on_create is not None:
             self.on_create(shot)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         faults = self.create_faults.get(shot.id)
         if faults:
             raise faults.pop(0)
@@ -163,27 +164,27 @@ class FakeProvider:
         self.requests["get"] += 1
         if self.on_get is not None:
             self.on_get(task_id)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         if task_id not in self.tasks:
             raise TaskNotFoundError(f"no task {task_id}")
         return self._view(self.tasks[task_id])
 
     async def find_task(self, external_task_id: str) -> Task | None:
         self.requests["find"] += 1
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         task = self.by_external.get(external_task_id)
         return self._view(task) if (task and self.find_works) else None
 
     async def download(self, url: str, dest: Path, *, max_bytes: int = 1 << 20) -> Download:
         self.requests["download"] += 1
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         shot_id = url.rsplit("/", 1)[-1]
         faults = self.download_faults.get(shot_id)
         if faults:
             raise faults.pop(0)
         data = f"video of {shot_id}".encode()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        await anyio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
+        await anyio.Path(dest).write_bytes(data)
         return Download(path=dest, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
     def _view(self, task: FakeTask) -> Task:
