@@ -1,3 +1,125 @@
-"""Placeholder: this command module is filled in by its owner."""
+"""``orchestrator simulate``: run the local Kling-compatible simulator in the foreground."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.cli._app import EXIT_INTERRUPTED, cli, handle_errors
+from orchestrator.providers.local import SimulatorOptions, serve_forever
+
+_RATE = click.FloatRange(0.0, 1.0)
+
+
+def _env(name: str) -> str:
+    return f"ORCHESTRATOR_SIM_{name}"
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only by default).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --host. The simulator accepts any key and its admin routes have no auth.",
+)
+@click.option(
+    "--render-time",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    envvar=_env("RENDER_TIME"),
+    help="Mean seconds from submit to succeed.",
+)
+@click.option("--render-jitter", default=0.25, show_default=True, type=_RATE, help="Relative jitter of render time.")
+@click.option("--failure-rate", default=0.0, type=_RATE, envvar=_env("FAILURE_RATE"), help="Tasks that end failed.")
+@click.option("--failure-message", default=SimulatorOptions.failure_message, help="Status message of failed tasks.")
+@click.option("--rate-1302", default=0.0, type=_RATE, envvar=_env("RATE_1302"), help="Requests answered 429/1302.")
+@click.option("--rate-1303", default=0.0, type=_RATE, envvar=_env("RATE_1303"), help="Creates answered 429/1303.")
+@click.option("--rate-5xx", default=0.0, type=_RATE, envvar=_env("RATE_5XX"), help="Requests answered 500/503/504.")
+@click.option("--drop-rate", default=0.0, type=_RATE, envvar=_env("DROP_RATE"), help="Requests dropped unanswered.")
+@click.option(
+    "--drop-after-create-rate",
+    default=0.0,
+    type=_RATE,
+    envvar=_env("DROP_AFTER_CREATE_RATE"),
+    help="Creates recorded but whose answer is dropped (an ambiguous create).",
+)
+@click.option(
+    "--concurrency-cap",
+    type=click.IntRange(0),
+    envvar=_env("CONCURRENCY_CAP"),
+    help="Tasks in flight per key; over it, create answers 429/1303.",
+)
+@click.option(
+    "--account-exhausted-after",
+    type=click.IntRange(0),
+    help="After N accepted creates per key, create answers 429/1102.",
+)
+@click.option("--seed", type=int, envvar=_env("SEED"), help="Seed for render times and faults (deterministic runs).")
+@click.option("--cheap-video", is_flag=True, envvar=_env("CHEAP_VIDEO"), help="Tiny, low-fps videos (benchmarks).")
+@click.option("--no-caption", is_flag=True, help="Do not burn the task's external id into the animatic.")
+@click.option(
+    "--storage",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for rendered videos (default: a temporary directory removed on exit).",
+)
+@handle_errors
+def simulate(
+    *,
+    host: str,
+    port: int,
+    allow_remote: bool,
+    render_time: float,
+    render_jitter: float,
+    failure_rate: float,
+    failure_message: str,
+    rate_1302: float,
+    rate_1303: float,
+    rate_5xx: float,
+    drop_rate: float,
+    drop_after_create_rate: float,
+    concurrency_cap: int | None,
+    account_exhausted_after: int | None,
+    seed: int | None,
+    cheap_video: bool,
+    no_caption: bool,
+    storage: Path | None,
+) -> None:
+    """Run the local Kling-compatible simulator until Ctrl-C.
+
+    It speaks the CometAPI routes, validates requests like the real service, and renders each task as a real
+    H.264 animatic of its boards. Point the cometapi provider at it with COMETAPI_BASE_URL (any key works).
+    """
+    options = SimulatorOptions(
+        render_time=render_time,
+        render_jitter=render_jitter,
+        failure_rate=failure_rate,
+        failure_message=failure_message,
+        rate_1302=rate_1302,
+        rate_1303=rate_1303,
+        rate_5xx=rate_5xx,
+        drop_rate=drop_rate,
+        drop_after_create_rate=drop_after_create_rate,
+        concurrency_cap=concurrency_cap,
+        account_exhausted_after=account_exhausted_after,
+        seed=seed,
+        cheap_video=cheap_video,
+        caption=not no_caption,
+        storage_dir=storage.resolve() if storage else None,
+    )
+    try:
+        serve_forever(options, host=host, port=port, allow_remote=allow_remote, on_ready=_announce)
+    except KeyboardInterrupt:
+        click.echo("simulator stopped", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _announce(base_url: str) -> None:
+    click.echo(f"Kling simulator listening on {base_url}  (Ctrl-C to stop)")
+    click.echo("Point the cometapi provider at it (any key is accepted):")
+    click.echo(f"  export COMETAPI_BASE_URL={base_url}")
+    click.echo("  export COMETAPI_KEY=local-simulator-key")
+    click.echo(f"Counters: {base_url}/_sim/stats   fault knobs: POST {base_url}/_sim/config")

@@ -67,7 +67,8 @@ def check_host(host: str, *, allow_remote: bool = False) -> None:
 
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only turns Nagle off (TCP_NODELAY) on sockets that say they are TCP.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -123,7 +124,7 @@ class LocalSimulator:
 
     def __init__(self, options: SimulatorOptions = DEFAULT_OPTIONS, *, host: str = "127.0.0.1", port: int = 0):
         check_host(host)
-        self.options = options
+        self._options = options
         self.host = host
         self.port = port
         self.base_url = ""
@@ -136,7 +137,7 @@ class LocalSimulator:
             return
         sock = bind_socket(self.host, self.port)
         self.base_url = url_for(sock)
-        self._parts = _Parts(self.options, log_level="warning", access_log=False, own_logging=False)
+        self._parts = _Parts(self._options, log_level="warning", access_log=False, own_logging=False)
         self._thread = threading.Thread(target=self._serve, args=(sock,), name="local-simulator", daemon=True)
         self._thread.start()
         self._wait_until_started()
@@ -165,6 +166,7 @@ class LocalSimulator:
         self._parts, self._thread = None, None
         if parts is None:
             return
+        self._options = parts.state.options
         parts.server.should_exit = True
         if thread is not None:
             thread.join(SHUTDOWN_TIMEOUT)
@@ -178,6 +180,11 @@ class LocalSimulator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    @property
+    def options(self) -> SimulatorOptions:
+        """The options in force (including changes made through the admin route)."""
+        return self._parts.state.options if self._parts is not None else self._options
 
     @property
     def state(self) -> SimulatorState:
@@ -197,7 +204,7 @@ class LocalSimulator:
 
     def configure(self, **changes: Any) -> None:
         """Change fault knobs at runtime (the same as ``POST /_sim/config``); ``ConfigError`` on a bad name or value."""
-        self.options = self.state.configure(changes)
+        self._options = self.state.configure(changes)
 
     def reset(self) -> None:
         """Forget every task and counter."""
