@@ -245,7 +245,27 @@ def word_diff(old: str, new: str) -> tuple[WordOp, ...]:
             ops.append(WordOp(DELETE, "".join(a[i1:i2])))
         if j2 > j1:
             ops.append(WordOp(INSERT, "".join(b[j1:j2])))
-    return _join_changes(ops)
+    return _join_changes(_slide_spaces(ops))
+
+
+_LEADING_SPACE = re.compile(r"^\s+")
+
+
+def _slide_spaces(ops: list[WordOp]) -> list[WordOp]:
+    # difflib may anchor a pure insertion or deletion on the space before it ("a{+ small+} boat"); when the text after
+    # it starts with the same space, sliding it along reads better ("a {+small +}boat") and means the same.
+    ops = list(ops)
+    for k in range(1, len(ops) - 1):
+        before, op, after = ops[k - 1], ops[k], ops[k + 1]
+        if op.op == EQUAL or before.op != EQUAL or after.op != EQUAL:
+            continue
+        space = _LEADING_SPACE.match(op.text)
+        if space and after.text.startswith(space.group()) and len(space.group()) < len(op.text):
+            w = space.group()
+            ops[k - 1] = WordOp(EQUAL, before.text + w)
+            ops[k] = WordOp(op.op, op.text[len(w) :] + w)
+            ops[k + 1] = WordOp(EQUAL, after.text[len(w) :])
+    return [op for op in ops if op.text]
 
 
 def _join_changes(ops: list[WordOp]) -> tuple[WordOp, ...]:

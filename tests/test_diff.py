@@ -59,7 +59,7 @@ def manifest_of(*shots: ResolvedShot, project: str = "demo") -> Manifest:
 
 def test_word_diff_marks_deleted_and_inserted_words() -> None:
     ops = word_diff("a boat at dawn, slowly", "a small boat at dusk, slowly")
-    assert format_word_diff(ops) == "a{+ small+} boat at [-dawn,-]{+dusk,+} slowly"
+    assert format_word_diff(ops) == "a {+small +}boat at [-dawn,-]{+dusk,+} slowly"
 
 
 @given(st.text(max_size=40), st.text(max_size=40))

@@ -1,3 +1,279 @@
-"""Placeholder: this command module is filled in by its owner."""
+"""``orchestrator plan``, ``diff``, ``report`` and ``status``: looking before and after a run, never sending anything.
+
+``render_plan`` is also what ``orchestrator run --dry-run`` prints.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.cli._app import EXIT_OK, cli, handle_errors
+from orchestrator.diff import (
+    ADDED,
+    CHANGED,
+    DELETE,
+    INSERT,
+    REMOVED,
+    DiffResult,
+    ShotDiff,
+    WordOp,
+    default_spec_loader,
+    diff_paths,
+    diff_to_json,
+)
+from orchestrator.errors import OrchestratorError, SpecError
+from orchestrator.plan import (
+    FAILED_BEFORE,
+    LEGEND,
+    MARKS,
+    NEW,
+    UNCHANGED,
+    Plan,
+    PlanEntry,
+    format_units,
+    manifest_path_for,
+    plan_project,
+    plan_to_json,
+    summary_line,
+)
+from orchestrator.pricing import Pricing, project_pricing
+from orchestrator.report import write_report
+from orchestrator.status import StatusSummary, locate_manifest, summarize
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_WORK_TO_DO = 2  # plan --detailed-exitcode
+EXIT_DIFFERENT = 1  # diff, like diff(1)
+EXIT_DIFF_TROUBLE = 2
+
+STYLES = {
+    NEW: "green",
+    CHANGED: "yellow",
+    UNCHANGED: "dim",
+    FAILED_BEFORE: "red",
+    REMOVED: "magenta",
+    ADDED: "green",
+}
+
+
+def _console() -> Console:
+    # highlight=False: rich must not colour numbers and paths inside user text by guesswork.
+    return Console(highlight=False, soft_wrap=True)
+
+
+# --- plan -------------------------------------------------------------------------------------------------------
+
+
+def render_plan(plan: Plan, pricing: Pricing, console: Console) -> None:
+    """Print a plan: one line per shot (mark, id, what and why, units), the legend and the summary line."""
+    width = max((len(entry.shot_id) for entry in plan.entries), default=0)
+    for entry in plan.entries:
+        console.print(_plan_line(entry, pricing, width))
+    console.print()
+    legend = Text("legend: ", style="dim")
+    for i, (category, meaning) in enumerate(LEGEND.items()):
+        legend.append("   " if i else "")
+        legend.append(f"{MARKS[category]} {meaning}", style=STYLES.get(category, ""))
+    console.print(legend)
+    console.print(Text(summary_line(plan, pricing), style="bold"))
+
+
+def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Text:
+    style = STYLES.get(entry.category, "")
+    line = Text(f"{MARKS[entry.category]} ", style=style)
+    line.append(entry.shot_id.ljust(width), style=style)
+    line.append(f"  {_plan_detail(entry)}")
+    units = entry.units(pricing)
+    if entry.needs_render:
+        line.append(f"  {format_units(units)} unit{'' if units == 1 else 's'}", style="cyan")
+    return line
+
+
+def _plan_detail(entry: PlanEntry) -> str:
+    if entry.category == CHANGED:
+        return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else "changed"
+    if entry.category == FAILED_BEFORE:
+        return f"failed before, will retry: {entry.reason}"
+    if entry.category == REMOVED:
+        return "removed from the spec (outputs kept)"
+    return entry.category
+
+
+@cli.command("plan")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: the spec's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 0 when there is nothing to do, 2 when there is work, 1 on error."
+)
+@click.option("--price", "prices", multiple=True, metavar="KEY=VALUE", help="Override a pricing number (repeatable).")
+@handle_errors
+def plan_command(spec: Path, out: Path | None, as_json: bool, detailed_exitcode: bool, prices: tuple[str, ...]) -> None:
+    """Show what a run would render, why, and what it would cost. Sends nothing."""
+    project = default_spec_loader()(spec)
+    pricing = project_pricing(spec=project.pricing, flags=prices)
+    plan = plan_project(project, out=out)
+    if as_json:
+        data: dict[str, Any] = {
+            "project": project.project,
+            "manifest": str(manifest_path_for(project, out=out)),
+            **plan_to_json(plan, pricing),
+        }
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        render_plan(plan, pricing, _console())
+    if detailed_exitcode and plan.has_work:
+        sys.exit(EXIT_WORK_TO_DO)
+
+
+# --- diff -------------------------------------------------------------------------------------------------------
+
+
+def _diff_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Like ``handle_errors``, but exit 2 on trouble: for ``diff``, 1 already means "different"."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except SpecError as exc:
+            for problem in exc.problems:
+                click.echo(problem.format(), err=True)
+            sys.exit(EXIT_DIFF_TROUBLE)
+        except OrchestratorError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(EXIT_DIFF_TROUBLE)
+
+    return wrapper
+
+
+def render_diff(result: DiffResult, console: Console) -> None:
+    """Header, one block per added, removed or changed shot (with word diffs of prompts), then the counts."""
+    console.print(Text(f"--- {result.a.label} ({result.a.kind})", style="red"))
+    console.print(Text(f"+++ {result.b.label} ({result.b.kind})", style="green"))
+    if result.a.project != result.b.project:
+        console.print(Text(f"project: {result.a.project} -> {result.b.project}", style="yellow"))
+    for shot in result.shots:
+        if shot.kind != UNCHANGED:
+            _print_shot_diff(shot, console)
+    counts = result.counts()
+    console.print(Text(", ".join(f"{n} {kind}" for kind, n in counts.items()), style="bold"))
+
+
+def _print_shot_diff(shot: ShotDiff, console: Console) -> None:
+    marks = {ADDED: "+", REMOVED: "-", CHANGED: "~"}
+    style = STYLES.get(shot.kind, "")
+    line = Text(f"{marks[shot.kind]} {shot.shot_id}", style=style)
+    line.append(f"  {shot.kind}")
+    if shot.kind == CHANGED:
+        line.append(": " + ", ".join(c.describe() for c in shot.changes) if shot.changes else ": fingerprint")
+    console.print(line)
+    for name, ops in (shot.word_diffs or {}).items():
+        console.print(Text(f"    {name}: ").append_text(word_diff_text(ops)))
+
+
+def word_diff_text(ops: tuple[WordOp, ...]) -> Text:
+    """The word diff with wdiff markers (readable without colour) and colour on top."""
+    text = Text()
+    for op in ops:
+        if op.op == DELETE:
+            text.append(f"[-{op.text}-]", style="red")
+        elif op.op == INSERT:
+            text.append(f"{{+{op.text}+}}", style="green")
+        else:
+            text.append(op.text)
+    return text
+
+
+@cli.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@_diff_errors
+def diff_command(a: str, b: str, as_json: bool) -> None:
+    """Compare two versions: each of A and B is a spec, a manifest, or SPEC@REV (a git revision).
+
+    Exit 0 when they are the same, 1 when they differ, 2 on error (like diff).
+    """
+    result = diff_paths(a, b)
+    if as_json:
+        click.echo(json.dumps(diff_to_json(result), indent=2, ensure_ascii=False))
+    else:
+        render_diff(result, _console())
+    sys.exit(EXIT_OK if result.equal else EXIT_DIFFERENT)
+
+
+# --- report and status ------------------------------------------------------------------------------------------
+
+
+@cli.command("report")
+@click.argument("target", required=False)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the HTML (default: report.html beside the manifest).",
+)
+@handle_errors
+def report_command(target: str | None, output: Path | None) -> None:
+    """Write a self-contained HTML contact sheet of a manifest (TARGET: a manifest, its folder, or a spec)."""
+    located = locate_manifest(target, load_spec=default_spec_loader)
+    destination = output or located.path.parent / "report.html"
+    data = write_report(
+        located.manifest, manifest_dir=located.path.parent, output=destination, spec_dir=located.spec_dir
+    )
+    click.echo(f"wrote {destination} ({len(data.shots)} shots)")
+
+
+@cli.command("status")
+@click.argument("target", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@handle_errors
+def status_command(target: str | None, as_json: bool) -> None:
+    """Shots per status, failed shots with their reasons, and units spent (TARGET: a manifest, folder or spec)."""
+    located = locate_manifest(target, load_spec=default_spec_loader)
+    summary = summarize(located.manifest)
+    if as_json:
+        click.echo(json.dumps(status_to_json(summary), indent=2, ensure_ascii=False))
+    else:
+        render_status(summary, _console())
+
+
+def status_to_json(summary: StatusSummary) -> dict[str, Any]:
+    return {
+        "project": summary.project,
+        "shots": summary.total,
+        "counts": summary.counts,
+        "problems": [{"id": p.shot_id, "status": p.status, "reason": p.reason} for p in summary.problems],
+        "units": summary.units,
+    }
+
+
+def render_status(summary: StatusSummary, console: Console) -> None:
+    table = Table(title=f"{summary.project}: {summary.total} shots", title_justify="left")
+    table.add_column("status")
+    table.add_column("shots", justify="right")
+    for status, count in summary.counts.items():
+        if count:
+            table.add_row(Text(status), str(count))
+    console.print(table)
+    if summary.problems:
+        problems = Table(title="needs attention", title_justify="left")
+        problems.add_column("shot")
+        problems.add_column("status")
+        problems.add_column("reason", overflow="fold")
+        for problem in summary.problems:
+            problems.add_row(Text(problem.shot_id), Text(problem.status), Text(problem.reason))
+        console.print(problems)
+    console.print(Text(f"{format_units(summary.units)} units spent", style="bold"))
