@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from orchestrator.fingerprint import (
     FieldChange,
@@ -200,3 +204,93 @@ def test_external_task_id_is_short_and_safe(project: str, shot_id: str) -> None:
     eid = external_task_id(shot(project=project, id=shot_id))
     assert len(eid) <= 64
     assert all(c.isascii() and (c.isalnum() or c in "-_") for c in eid)
+
+
+# --- the same properties through real specs: what the YAML looks like never matters -----------------------------
+
+BASE_SPEC: dict[str, Any] = {
+    "version": 1,
+    "project": "demo",
+    "output_dir": "renders",
+    "defaults": {"mode": "std", "negative_prompt": "blurry, text"},
+    "vars": {"style": "soft dawn light"},
+    "image_sets": {"pier": ["boards/b0.png", "boards/b1.png"]},
+    "shots": [
+        {"id": "s1", "images": "pier", "prompt": "{{ hero }} walks, {{ style }}", "vars": {"hero": "Mara"}},
+        {"id": "s2", "images": ["boards/b1.png", "boards/b2.png"], "prompt": "Waves", "duration": 10},
+        {"id": "s3", "images": ["boards/b2.png", "boards/b0.png"], "prompt": "A lamp", "mode": "pro", "cfg_scale": 0.7},
+    ],
+}
+
+
+@pytest.fixture
+def boards(tmp_path: Path) -> Path:
+    (tmp_path / "boards").mkdir()
+    for i in range(3):
+        Image.new("RGB", (640, 360), (80 * i, 120, 30 * i)).save(tmp_path / "boards" / f"b{i}.png")
+    return tmp_path
+
+
+def spec_fingerprints(folder: Path, text: str, name: str = "project.yaml") -> dict[str, str]:
+    from orchestrator.spec import load_project
+
+    path = folder / name
+    path.write_text(text)
+    return {shot.id: shot.fingerprint for shot in load_project(path).shots}
+
+
+def shuffled(data: Any, draw: st.DrawFn) -> Any:
+    """The same data with every mapping's keys in a drawn order (lists keep their order: it means something)."""
+    if isinstance(data, dict):
+        keys = draw(st.permutations(list(data)))
+        return {key: shuffled(data[key], draw) for key in keys}
+    if isinstance(data, list):
+        return [shuffled(item, draw) for item in data]
+    return data
+
+
+@st.composite
+def formattings(draw: st.DrawFn) -> str:
+    data = shuffled(BASE_SPEC, draw)
+    flow = draw(st.sampled_from([False, None]))
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=flow, indent=draw(st.integers(2, 6)), width=4096)
+    if flow is False and draw(st.booleans()):
+        # Comments before top-level keys and at the end of the file.
+        lines = text.splitlines()
+        text = "\n".join(f"# note {i}\n{line}" if not line.startswith(" ") else line for i, line in enumerate(lines))
+        text += "\n# the end\n"
+    return text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(formattings())
+def test_spec_formatting_key_order_and_comments_keep_fingerprints(boards: Path, text: str) -> None:
+    expected = spec_fingerprints(boards, yaml.safe_dump(BASE_SPEC, sort_keys=False), "base.yaml")
+    assert spec_fingerprints(boards, text) == expected
+
+
+def test_spec_var_rename_other_shots_and_moved_images_keep_fingerprints(boards: Path) -> None:
+    expected = spec_fingerprints(boards, yaml.safe_dump(BASE_SPEC))
+    renamed = yaml.safe_dump(BASE_SPEC).replace("hero", "person")
+    assert "person" in renamed
+    assert spec_fingerprints(boards, renamed, "renamed.yaml") == expected
+
+    fewer = {**BASE_SPEC, "shots": [{"id": "s0", "images": "pier", "prompt": "new"}, BASE_SPEC["shots"][2]]}
+    assert spec_fingerprints(boards, yaml.safe_dump(fewer), "fewer.yaml")["s3"] == expected["s3"]
+
+    shutil.copytree(boards / "boards", boards / "art" / "moved")
+    moved = yaml.safe_dump(BASE_SPEC).replace("boards/", "art/moved/")
+    assert spec_fingerprints(boards, moved, "moved.yaml") == expected
+
+
+def test_spec_render_field_edits_change_only_that_shot(boards: Path) -> None:
+    expected = spec_fingerprints(boards, yaml.safe_dump(BASE_SPEC))
+    edited = yaml.safe_dump(BASE_SPEC).replace("Waves", "Big waves")
+    got = spec_fingerprints(boards, edited, "edited.yaml")
+    assert [shot_id for shot_id in expected if got[shot_id] != expected[shot_id]] == ["s2"]
+    s3 = {**BASE_SPEC["shots"][2], "images": ["boards/b0.png", "boards/b2.png"]}
+    swapped = yaml.safe_dump({**BASE_SPEC, "shots": [*BASE_SPEC["shots"][:2], s3]})
+    got = spec_fingerprints(boards, swapped, "swapped.yaml")
+    assert [shot_id for shot_id in expected if got[shot_id] != expected[shot_id]] == ["s3"]
+    callback = {**BASE_SPEC, "defaults": {**BASE_SPEC["defaults"], "callback_url": "https://hooks.example.com/k"}}
+    assert spec_fingerprints(boards, yaml.safe_dump(callback), "callback.yaml") == expected
