@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -170,11 +170,16 @@ class Scheduler:
         self._board = anyio.Event()  # set (and replaced) when what polls depend on changes
         self._scope: anyio.CancelScope | None = None
         self._interrupts = 0
+        self._fresh: frozenset[str] = frozenset()
 
     # --- control ------------------------------------------------------------------------------------------------
 
-    async def run(self, shots: Sequence[ResolvedShot]) -> SchedulerStats:
-        """Render ``shots`` (resuming what their records say). Returns when each shot has reached a resting state."""
+    async def run(self, shots: Sequence[ResolvedShot], *, fresh: Collection[str] = ()) -> SchedulerStats:
+        """Render ``shots`` (resuming what their records say). Returns when each shot has reached a resting state.
+
+        Shots in ``fresh`` (forced) are rendered anew even when their record holds a task that could be reused.
+        """
+        self._fresh = frozenset(fresh)
         with anyio.CancelScope() as scope:
             self._scope = scope
             async with anyio.create_task_group() as group:
@@ -232,6 +237,9 @@ class Scheduler:
         if record is not None and record.fingerprint == shot.fingerprint:
             attempt_shot = replace(shot, attempt=max(1, record.attempts))
             if record.task_id and record.status in IN_FLIGHT_STATES:
+                return self._resumed(attempt_shot, record)
+            if record.task_id and record.status == SUCCEEDED and shot.id not in self._fresh:
+                # Its video went missing or changed on disk: fetch it again from the paid task, do not rerender.
                 return self._resumed(attempt_shot, record)
             if record.external_task_id and (
                 record.status == SUBMITTING or (record.status == PENDING_REMOTE and not record.task_id)

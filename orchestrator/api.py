@@ -1,0 +1,406 @@
+"""The Python API: run a spec the way ``orchestrator run`` does, from a script or a notebook.
+
+    result = orchestrator.run_project("specs/demo/project.yaml", provider="local")
+    result.ok, result.failures, result.manifest_path
+
+``arun_project`` is the same as a coroutine (use it where an event loop already runs, e.g. ``await`` in Jupyter).
+Both load and validate the spec, compare it with the manifest (only new, changed and unfinished shots are rendered;
+``force`` rerenders matching shots anyway), then drive the scheduler. Errors that stop a run before it starts
+(bad spec, locked or corrupt manifest, missing key, over ``max_cost``) raise ``orchestrator.errors`` types; what
+happens to shots during the run is in the returned ``RunResult``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from orchestrator.errors import ConfigError
+from orchestrator.events import RUN_FINISHED, RUN_STARTED, Event, EventBus, Listener
+from orchestrator.manifest import (
+    MANIFEST_NAME,
+    PENDING_REMOTE,
+    SUCCEEDED,
+    Manifest,
+    ManifestStore,
+    read_or_new,
+)
+from orchestrator.plan import Plan, make_plan
+from orchestrator.polling import PollPolicy
+from orchestrator.pricing import Pricing
+from orchestrator.providers.base import Provider
+from orchestrator.scheduler import IN_FLIGHT_STATES, RetryPolicy, RunOptions, Scheduler, SchedulerStats
+from orchestrator.shot import ResolvedProject, ResolvedShot
+
+if TYPE_CHECKING:
+    from orchestrator.providers.local import SimulatorOptions
+
+DEFAULT_PROVIDER = "cometapi"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The effective settings of a run, as printed at its start (never the key)."""
+
+    provider: str
+    base_url: str
+    concurrency: int
+    requests_per_second: float | None
+    out_dir: Path
+    manifest_path: Path
+    to_render: int
+    skipped: int
+    cost: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "base_url": self.base_url,
+            "concurrency": self.concurrency,
+            "requests_per_second": self.requests_per_second,
+            "out": str(self.out_dir),
+            "manifest": str(self.manifest_path),
+            "to_render": self.to_render,
+            "skipped": self.skipped,
+            "cost": self.cost,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did. ``statuses`` covers the shots this run worked on; ``skipped`` the unchanged ones."""
+
+    manifest_path: Path
+    plan: Plan
+    settings: RunSettings | None = None
+    statuses: dict[str, str] = field(default_factory=dict)
+    failures: tuple[tuple[str, str], ...] = ()  # (shot id, reason) for every worked-on shot not succeeded
+    skipped: tuple[str, ...] = ()
+    interrupted: bool = False
+    aborted: str | None = None  # why submissions stopped early (an account error), if they did
+    dry_run: bool = False
+    elapsed: float = 0.0
+    stats: SchedulerStats | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.interrupted and self.aborted is None
+
+    @property
+    def exit_code(self) -> int:
+        """0 all succeeded, 1 any failed (or the run stopped on an account error), 130 interrupted."""
+        if self.interrupted:
+            return 130
+        return 0 if self.ok else 1
+
+
+async def arun_project(
+    spec: str | os.PathLike[str] | ResolvedProject,
+    *,
+    provider: str | Provider | None = None,
+    out: str | os.PathLike[str] | None = None,
+    concurrency: int | None = None,
+    rps: float | None = None,
+    only: str | Sequence[str] | None = None,
+    force: str | Sequence[str] | None = None,
+    max_cost: float | None = None,
+    dry_run: bool = False,
+    listeners: Iterable[Listener] = (),
+    simulator_options: SimulatorOptions | None = None,
+    poll: PollPolicy | None = None,
+    retry: RetryPolicy | None = None,
+    handle_signals: bool = False,
+) -> RunResult:
+    """Render a spec's new, changed and unfinished shots; see the module docstring and ``docs/run.md``.
+
+    ``spec`` is a path (loaded and validated) or an already resolved project. ``provider`` is a name (``local`` or
+    ``cometapi``; default: the spec's ``provider:``, else ``cometapi``) or a provider object you have entered
+    yourself. ``only``/``force`` are shot id globs. ``handle_signals`` makes Ctrl-C (SIGINT/SIGTERM) stop the run
+    gracefully (the first stops submitting and records work in progress, the second stops at once).
+    """
+    # Loading images and hashing earlier outputs is blocking file work: keep it off the event loop.
+    prepared = await anyio.to_thread.run_sync(partial(prepare, spec, out=out, only=only, force=force))
+    project, plan, shots, skipped, fresh = (
+        prepared.project,
+        prepared.plan,
+        prepared.shots,
+        prepared.skipped,
+        prepared.fresh,
+    )
+    out_dir, manifest_path, pricing, cost = prepared.out_dir, prepared.manifest_path, prepared.pricing, prepared.cost
+    if max_cost is not None and cost > max_cost:
+        raise ConfigError(
+            f"this run would cost {cost:g} units, more than --max-cost {max_cost:g}; nothing was sent "
+            "(narrow it with --only, or raise the limit)"
+        )
+    if dry_run:
+        return RunResult(manifest_path=manifest_path, plan=plan, skipped=skipped, dry_run=True)
+    options = RunOptions(
+        concurrency=max(1, concurrency or project.limits.concurrency),
+        requests_per_second=rps if rps is not None else project.limits.requests_per_second,
+        poll=poll or PollPolicy(),
+        retry=retry or RetryPolicy(),
+    )
+    name = provider if isinstance(provider, str) else (project.provider or DEFAULT_PROVIDER)
+    async with _provider(provider, name=name, simulator_options=simulator_options) as live:
+        settings = RunSettings(
+            provider=getattr(live, "name", name),
+            base_url=getattr(live, "base_url", ""),
+            concurrency=options.concurrency,
+            requests_per_second=options.requests_per_second,
+            out_dir=out_dir,
+            manifest_path=manifest_path,
+            to_render=len(shots),
+            skipped=len(skipped),
+            cost=cost,
+        )
+        return await _run(
+            project=project,
+            provider=live,
+            settings=settings,
+            options=options,
+            plan=plan,
+            shots=shots,
+            skipped=skipped,
+            fresh=fresh,
+            pricing=pricing,
+            listeners=listeners,
+            handle_signals=handle_signals,
+        )
+
+
+def run_project(spec: str | os.PathLike[str] | ResolvedProject, **kw: Any) -> RunResult:
+    """``arun_project`` for synchronous code (not inside a running event loop: there, ``await arun_project``)."""
+    return anyio.run(partial(arun_project, spec, **kw))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run decided but not started: the project, its plan against the manifest, and what to render."""
+
+    project: ResolvedProject
+    out_dir: Path
+    manifest_path: Path
+    plan: Plan
+    shots: list[ResolvedShot]
+    skipped: tuple[str, ...]
+    fresh: frozenset[str]
+    pricing: Pricing
+    cost: float
+
+
+def prepare(
+    spec: str | os.PathLike[str] | ResolvedProject,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    only: str | Sequence[str] | None = None,
+    force: str | Sequence[str] | None = None,
+) -> Prepared:
+    """Load the spec, read the manifest (without locking it) and decide what a run would render and cost."""
+    project = _load(spec)
+    out_dir = Path(out).resolve() if out is not None else project.output_dir
+    manifest_path = out_dir / MANIFEST_NAME
+    pricing = Pricing.from_overrides(project.pricing)
+    existing = read_or_new(manifest_path, project=project.project) if manifest_path.exists() else None
+    plan = make_plan(project.shots, existing, manifest_dir=out_dir)
+    shots, skipped, fresh = select(plan, only=only, force=force)
+    cost = _cost(shots, existing, fresh=fresh, pricing=pricing)
+    return Prepared(project, out_dir, manifest_path, plan, shots, skipped, fresh, pricing, cost)
+
+
+def select(
+    plan: Plan, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None
+) -> tuple[list[ResolvedShot], tuple[str, ...], frozenset[str]]:
+    """(shots to render, unchanged shot ids skipped, shot ids forced to render anew) for ``only``/``force`` globs."""
+    shots: list[ResolvedShot] = []
+    skipped: list[str] = []
+    fresh: set[str] = set()
+    for entry in plan.entries:
+        if entry.shot is None or not _matches(entry.shot_id, only, default=True):
+            continue
+        forced = _matches(entry.shot_id, force, default=False)
+        if entry.needs_render or forced:
+            shots.append(entry.shot)
+            if forced:
+                fresh.add(entry.shot_id)
+        else:
+            skipped.append(entry.shot_id)
+    return shots, tuple(skipped), frozenset(fresh)
+
+
+async def _run(
+    *,
+    project: ResolvedProject,
+    provider: Provider,
+    settings: RunSettings,
+    options: RunOptions,
+    plan: Plan,
+    shots: list[ResolvedShot],
+    skipped: tuple[str, ...],
+    fresh: frozenset[str],
+    pricing: Pricing,
+    listeners: Iterable[Listener],
+    handle_signals: bool,
+) -> RunResult:
+    from orchestrator import __version__
+
+    store = await anyio.to_thread.run_sync(
+        partial(
+            ManifestStore.open,
+            settings.manifest_path,
+            project=project.project,
+            spec_path=str(project.path),
+            spec_sha256=project.sha256,
+            spec_version=project.version,
+            provider=settings.provider,
+            tool_version=__version__,
+        )
+    )
+    bus = EventBus(listeners)
+    scheduler = Scheduler(
+        provider=provider, store=store, options=options, bus=bus, out_dir=settings.out_dir, pricing=pricing
+    )
+    started = time.monotonic()
+    finished = False
+    try:
+        store.save()
+        bus.emit(Event(RUN_STARTED, data={**settings.to_json(), "shots": [s.id for s in shots]}))
+        await _drive(scheduler, shots, fresh=fresh, handle_signals=handle_signals)
+        finished = not scheduler.interrupted
+    finally:
+        store.close(finished=finished)
+    result = _result(
+        store.manifest, plan=plan, settings=settings, shots=shots, skipped=skipped, scheduler=scheduler, started=started
+    )
+    bus.emit(
+        Event(
+            RUN_FINISHED,
+            detail=result.aborted or ("interrupted" if result.interrupted else ""),
+            data={
+                "elapsed": round(result.elapsed, 3),
+                "succeeded": sum(1 for s in result.statuses.values() if s == SUCCEEDED),
+                "failed": len(result.failures),
+                "skipped": len(result.skipped),
+                "requests": scheduler.stats.requests,
+                "exit_code": result.exit_code,
+            },
+        )
+    )
+    return result
+
+
+async def _drive(
+    scheduler: Scheduler, shots: list[ResolvedShot], *, fresh: frozenset[str], handle_signals: bool
+) -> None:
+    if not handle_signals:
+        await scheduler.run(shots, fresh=fresh)
+        return
+    async with anyio.create_task_group() as group:
+        group.start_soon(_interrupt_on_signals, scheduler)
+        await scheduler.run(shots, fresh=fresh)
+        group.cancel_scope.cancel()
+
+
+async def _interrupt_on_signals(scheduler: Scheduler) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scheduler.interrupt()
+
+
+def _result(
+    manifest: Manifest,
+    *,
+    plan: Plan,
+    settings: RunSettings,
+    shots: list[ResolvedShot],
+    skipped: tuple[str, ...],
+    scheduler: Scheduler,
+    started: float,
+) -> RunResult:
+    statuses: dict[str, str] = {}
+    failures: list[tuple[str, str]] = []
+    for shot in shots:
+        record = manifest.shots.get(shot.id)
+        status = record.status if record else "pending"
+        statuses[shot.id] = status
+        if status != SUCCEEDED:
+            reason = (record.error if record else None) or _default_reason(status)
+            failures.append((shot.id, reason))
+    return RunResult(
+        manifest_path=settings.manifest_path,
+        plan=plan,
+        settings=settings,
+        statuses=statuses,
+        failures=tuple(failures),
+        skipped=skipped,
+        interrupted=scheduler.interrupted,
+        aborted=scheduler.abort_reason,
+        elapsed=time.monotonic() - started,
+        stats=scheduler.stats,
+    )
+
+
+def _default_reason(status: str) -> str:
+    if status == PENDING_REMOTE:
+        return "still at the provider; run again to pick it up"
+    if status in IN_FLIGHT_STATES:
+        return f"left {status}; run again to resume"
+    return f"left {status}; run again"
+
+
+def _load(spec: str | os.PathLike[str] | ResolvedProject) -> ResolvedProject:
+    if isinstance(spec, ResolvedProject):
+        return spec
+    from orchestrator.spec import load_project
+
+    return load_project(spec)
+
+
+def _cost(shots: list[ResolvedShot], manifest: Manifest | None, *, fresh: frozenset[str], pricing: Pricing) -> float:
+    """Units this run may spend: shots that will be created anew (resumed tasks were paid for already)."""
+    records = manifest.shots if manifest else {}
+    total = 0.0
+    for shot in shots:
+        record = records.get(shot.id)
+        paid = (
+            record is not None
+            and shot.id not in fresh
+            and record.fingerprint == shot.fingerprint
+            and bool(record.task_id)
+            and record.status in (*IN_FLIGHT_STATES, SUCCEEDED)
+        )
+        if not paid:
+            total += pricing.shot_units(shot)
+    return total
+
+
+def _provider(
+    provider: str | Provider | None, *, name: str, simulator_options: SimulatorOptions | None
+) -> AbstractAsyncContextManager[Provider]:
+    if provider is not None and not isinstance(provider, str):
+        return nullcontext(provider)  # the caller entered it and will close it
+    from orchestrator.providers import open_provider
+
+    return open_provider(name, simulator_options=simulator_options)
+
+
+def _matches(shot_id: str, patterns: str | Sequence[str] | None, *, default: bool) -> bool:
+    if not patterns:
+        return default
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    return any(fnmatch.fnmatchcase(shot_id, pattern) for pattern in patterns)
+
+
+__all__ = ["Prepared", "RunResult", "RunSettings", "arun_project", "prepare", "run_project", "select"]
