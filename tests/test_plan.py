@@ -204,3 +204,62 @@ def test_unknown_or_negative_pricing_is_a_config_error() -> None:
         project_pricing(flags=["pro=2"])
     with pytest.raises(ConfigError, match="at least 0"):
         project_pricing(spec={"std_5s": -1.0})
+
+
+# --- the whole loop: plan, run, edit one prompt, plan and run again ---------------------------------------------
+
+SIX_SHOTS = "".join(
+    f"  - id: s{i}\n    images: [boards/b{i % 3}.png, boards/b{(i + 1) % 3}.png]\n    prompt: shot number {i}\n"
+    for i in range(1, 7)
+)
+
+
+@pytest.mark.anyio
+async def test_changing_one_prompt_rerenders_exactly_one_shot(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from orchestrator.api import arun_project
+    from orchestrator.manifest import load_manifest
+    from orchestrator.polling import PollPolicy
+    from orchestrator.providers.cometapi import CometAPIProvider
+    from orchestrator.providers.local import LocalSimulator, SimulatorOptions
+    from orchestrator.scheduler import RetryPolicy
+    from orchestrator.spec import load_project
+
+    (tmp_path / "boards").mkdir()
+    for i in range(3):
+        Image.new("RGB", (640, 360), (70 * i, 90, 160)).save(tmp_path / "boards" / f"b{i}.png")
+    spec = tmp_path / "project.yaml"
+    spec.write_text(f"version: 1\nproject: six\noutput_dir: renders\nshots:\n{SIX_SHOTS}")
+    fast = {
+        "poll": PollPolicy(initial_estimate=0.2, probe_start=0.05, min_interval=0.02, max_interval=0.2, deadline=60),
+        "retry": RetryPolicy(base=0, concurrency_floor=0),
+        "rps": 1000.0,
+        "concurrency": 6,
+    }
+    options = SimulatorOptions(render_time=0.2, cheap_video=True, caption=False, seed=7)
+    with LocalSimulator(options) as sim:
+        async with CometAPIProvider(base_url=sim.base_url, api_key=sim.LOCAL_API_KEY, name="local") as provider:
+            first = await arun_project(spec, provider=provider, **fast)
+            assert first.ok, first.failures
+            assert sim.stats().creates_accepted == 6
+            before = load_manifest(tmp_path / "renders" / "manifest.json")
+
+            spec.write_text(spec.read_text().replace("shot number 4", "shot number four, at night"))
+            plan = plan_project(load_project(spec))
+            assert [(e.shot_id, e.category) for e in plan.entries if e.category != UNCHANGED] == [("s4", CHANGED)]
+
+            second = await arun_project(spec, provider=provider, **fast)
+            assert second.ok, second.failures
+            assert sim.stats().creates_accepted == 7  # exactly one new task
+
+    after = load_manifest(tmp_path / "renders" / "manifest.json")
+    for shot_id in ("s1", "s2", "s3", "s5", "s6"):
+        assert after.shots[shot_id].outputs == before.shots[shot_id].outputs
+        assert after.shots[shot_id].task_id == before.shots[shot_id].task_id
+    assert after.shots["s4"].outputs != before.shots["s4"].outputs
+    # The previous video of s4 is kept on disk and in its history.
+    old_video = before.shots["s4"].outputs[0].path
+    assert (tmp_path / "renders" / old_video).is_file()
+    assert old_video in [o.path for render in after.shots["s4"].history for o in render.outputs]
+    assert not plan_project(load_project(spec)).has_work
