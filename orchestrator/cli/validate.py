@@ -1,3 +1,65 @@
-"""``orchestrator validate`` and ``orchestrator schema`` (placeholder until the spec module lands)."""
+"""``orchestrator validate`` (check specs, one summary line each) and ``orchestrator schema`` (print the schema)."""
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.cli._app import EXIT_FAILED, EXIT_OK, cli, handle_errors
+from orchestrator.schema import schema_text
+from orchestrator.spec import Validation, check_project, summarize
+
+
+@cli.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Print problems and summaries as one JSON document on stdout.")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@handle_errors
+def validate(specs: tuple[Path, ...], as_json: bool, strict: bool) -> None:
+    """Check SPEC files: schema, images, templates and every rule the provider enforces.
+
+    Prints one summary line per valid spec; otherwise every problem as FILE:LINE:COL: shot <id>: message on
+    stderr, and exits 1. Warnings do not fail unless --strict.
+    """
+    results = [check_project(spec) for spec in specs]
+    passed = all(result.ok(strict=strict) for result in results)
+    if as_json:
+        document = {"valid": passed, "strict": strict, "specs": [_as_json(r, strict=strict) for r in results]}
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for result in results:
+            _report(result, strict=strict)
+    sys.exit(EXIT_OK if passed else EXIT_FAILED)
+
+
+@cli.command()
+@handle_errors
+def schema() -> None:
+    """Print the JSON Schema of project specs (for editors: yaml-language-server, VS Code, ...)."""
+    click.echo(schema_text(), nl=False)
+
+
+def _report(result: Validation, *, strict: bool) -> None:
+    for problem in result.problems:
+        click.echo(problem.format(), err=True)
+    if result.project is not None and result.ok(strict=strict):
+        click.echo(f"{result.file}: valid: {summarize(result.project).format()}")
+    else:
+        errors, warnings = len(result.errors), len(result.warnings)
+        failing = errors + (warnings if strict else 0)
+        click.echo(f"{result.file}: invalid: {failing} problem{'s' if failing != 1 else ''}", err=True)
+
+
+def _as_json(result: Validation, *, strict: bool) -> dict[str, object]:
+    summary = summarize(result.project).to_json() if result.project is not None else None
+    return {
+        "file": result.file,
+        "valid": result.ok(strict=strict),
+        "errors": len(result.errors),
+        "warnings": len(result.warnings),
+        "summary": summary,
+        "problems": [problem.to_json() for problem in result.problems],
+    }
