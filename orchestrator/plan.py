@@ -186,10 +186,15 @@ def format_units(units: float) -> str:
     return text or "0"
 
 
+def units_label(units: float) -> str:
+    """``1 unit``, ``3.5 units``."""
+    return f"{format_units(units)} unit{'' if units == 1 else 's'}"
+
+
 def summary_line(plan: Plan, pricing: Pricing) -> str:
     """One line, e.g. ``3 new, 2 changed, 10 unchanged, 1 removed - est. 14.5 units`` (empty categories left out)."""
     parts = [f"{count} {SUMMARY_WORDS[category]}" for category, count in plan.counts().items() if count]
-    return f"{', '.join(parts) or 'no shots'} - est. {format_units(plan.total_units(pricing))} units"
+    return f"{', '.join(parts) or 'no shots'} - est. {units_label(plan.total_units(pricing))}"
 
 
 def plan_to_json(plan: Plan, pricing: Pricing) -> dict[str, Any]:

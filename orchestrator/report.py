@@ -25,7 +25,7 @@ from orchestrator.diff import WordOp, word_diff
 from orchestrator.errors import ConfigError
 from orchestrator.fingerprint import SCALAR_FIELDS, FieldChange, field_changes
 from orchestrator.manifest import STATUSES, Manifest, Output, Render, ShotRecord
-from orchestrator.plan import format_units
+from orchestrator.plan import units_label
 from orchestrator.status import StatusSummary, summarize
 
 THUMB_SIZE = (240, 240)
@@ -116,7 +116,7 @@ def build_report(
         tool_version=__version__,
         summary=summary,
         statuses=tuple((status, n) for status, n in summary.counts.items() if n),
-        total_cost=format_units(summary.units),
+        total_cost=units_label(summary.units),
         shots=shots,
     )
 
@@ -214,7 +214,7 @@ def _text(value: object) -> str:
 
 
 def _cost(units: float | None) -> str:
-    return "" if units is None else f"{format_units(units)} units"
+    return "" if units is None else units_label(units)
 
 
 class _Linker:

@@ -40,11 +40,11 @@ from orchestrator.plan import (
     UNCHANGED,
     Plan,
     PlanEntry,
-    format_units,
     manifest_path_for,
     plan_project,
     plan_to_json,
     summary_line,
+    units_label,
 )
 from orchestrator.pricing import Pricing, project_pricing
 from orchestrator.report import write_report
@@ -96,7 +96,7 @@ def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Text:
     line.append(f"  {_plan_detail(entry)}")
     units = entry.units(pricing)
     if entry.needs_render:
-        line.append(f"  {format_units(units)} unit{'' if units == 1 else 's'}", style="cyan")
+        line.append(f"  {units_label(units)}", style="cyan")
     return line
 
 
@@ -276,4 +276,4 @@ def render_status(summary: StatusSummary, console: Console) -> None:
         for problem in summary.problems:
             problems.add_row(Text(problem.shot_id), Text(problem.status), Text(problem.reason))
         console.print(problems)
-    console.print(Text(f"{format_units(summary.units)} units spent", style="bold"))
+    console.print(Text(f"{units_label(summary.units)} spent", style="bold"))

@@ -115,7 +115,7 @@ def test_plan_of_removed_and_failed_shots(spec: Path) -> None:
     result = invoke("plan", str(spec))
     assert "! s2  failed before, will retry: content moderation  1 unit" in result.output
     assert "- s3  removed from the spec (outputs kept)" in result.output
-    assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 1 units"
+    assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 1 unit"
 
 
 def test_plan_nothing_to_do_exits_zero_with_detailed_exitcode(spec: Path) -> None:
