@@ -12,9 +12,12 @@ into a "plate"; a frame is then one box-resize of a plate (two during a crossfad
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,6 +37,10 @@ CHEAP_FPS = 2
 ZOOM = 0.08  # how far a board zooms over its time on screen: slow enough to read, enough to feel alive
 PAN = 0.5  # fraction of the zoom margin a board pans across
 MAX_CROSSFADE = 0.8  # seconds
+# Shots and benchmark tasks reuse the same boards: keep a few fitted plates (a full-size one is about 2.7 MB).
+PLATE_CACHE_SIZE = 12
+_PLATES: OrderedDict[tuple[bytes, tuple[int, int]], Image.Image] = OrderedDict()
+_PLATE_LOCK = threading.Lock()
 
 Frame = NDArray[np.uint8]
 
@@ -111,15 +118,33 @@ def _segments(boards: Sequence[bytes], *, duration: int, size: tuple[int, int], 
 
 def _open_board(data: bytes, size: tuple[int, int]) -> Image.Image:
     try:
-        image = Image.open(io.BytesIO(data))
-        image.draft("RGB", size)  # JPEG only: decode at a reduced scale when the board is much larger than the frame
-        return image.convert("RGB")
+        source = Image.open(io.BytesIO(data))
+        source.draft("RGB", size)  # JPEG only: decode at a reduced scale when the board is much larger than the frame
+        image = source.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise AnimaticError(f"a board is not a readable JPEG or PNG image: {exc}") from exc
+    # A box reduction by a whole factor first makes the filtered resizes below cheap (tiny frames, big boards).
+    factor = min(image.width // size[0], image.height // size[1])
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def _plate(data: bytes, *, size: tuple[int, int]) -> Image.Image:
-    """The board fitted whole inside the frame over a blurred fill of itself, at output size."""
+    """The board fitted whole inside the frame over a blurred fill of itself, at output size (cached by content)."""
+    key = (hashlib.sha256(data).digest(), size)
+    with _PLATE_LOCK:
+        plate = _PLATES.get(key)
+        if plate is not None:
+            _PLATES.move_to_end(key)
+            return plate
+    plate = _make_plate(data, size=size)
+    with _PLATE_LOCK:
+        _PLATES[key] = plate
+        while len(_PLATES) > PLATE_CACHE_SIZE:
+            _PLATES.popitem(last=False)
+    return plate
+
+
+def _make_plate(data: bytes, *, size: tuple[int, int]) -> Image.Image:
     width, height = size
     board = _open_board(data, size)
     cover = max(width / board.width, height / board.height)

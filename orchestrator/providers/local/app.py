@@ -140,12 +140,14 @@ class SimulatorApi:
             return error(status, code, message)
         return None
 
-    def _enter(self, request: Request, route: str) -> str | Response:
+    def _enter(self, request: Request, route: str, *, create: bool = False) -> str | Response:
         """Count the request, authenticate it and throw the fault dice; the key, or the answer to send."""
         self.state.count_request(f"{request.method} {route}")
         key = self._authenticate(request)
         if isinstance(key, Response):
             return key
+        if create:
+            self.state.count_create_attempt()
         return self._fault() or key
 
     @staticmethod
@@ -158,7 +160,7 @@ class SimulatorApi:
     # -- Kling routes -------------------------------------------------------------------------------------------
 
     async def create(self, request: Request) -> Response:
-        key = self._enter(request, f"{_prefix(request)}{COLLECTION}")
+        key = self._enter(request, f"{_prefix(request)}{COLLECTION}", create=True)
         if isinstance(key, Response):
             return key
         try:

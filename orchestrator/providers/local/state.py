@@ -238,6 +238,10 @@ class SimulatorState:
         with self._lock:
             self._requests[route] += 1
 
+    def count_create_attempt(self) -> None:
+        with self._lock:
+            self._attempted += 1
+
     def roll(self, kind: str, rate: float) -> bool:
         """One throw of the seeded dice; counts the fault when it lands. Rates of 0 never consume randomness."""
         if rate <= 0:
@@ -268,7 +272,6 @@ class SimulatorState:
     def create(self, *, api_key: str, external_task_id: str | None, duration: int) -> SimTask:
         """Record a new task, or raise ``Refusal`` (duplicate external id, account used up, over the cap)."""
         with self._lock:
-            self._attempted += 1
             account = self._account(api_key)
             if external_task_id is not None and external_task_id in account.by_external:
                 self._duplicates += 1

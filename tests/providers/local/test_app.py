@@ -253,3 +253,14 @@ def test_reset_route_forgets_tasks_and_counters(client, make_body, sim) -> None:
     assert client.post("/_sim/reset").json()["code"] == 0
     assert client.get(CREATE, params={"external_task_id": "gone"}).status_code == 404
     assert sim.stats().submissions == {}
+
+
+def test_every_authenticated_create_counts_as_attempted(make_sim, make_client, make_body) -> None:
+    sim = make_sim(rate_1303=1.0)
+    with make_client(sim) as client, make_client(sim, key=None) as anonymous:
+        client.post(CREATE, json=make_body(duration="7"))  # invalid
+        client.post(CREATE, json=make_body())  # 1303
+        anonymous.post(CREATE, json=make_body())  # 401: not an attempt on any account
+    stats = sim.stats()
+    assert (stats.creates_attempted, stats.creates_accepted) == (2, 0)
+    assert stats.requests[f"POST {CREATE}"] == 3
