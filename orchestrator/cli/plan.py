@@ -110,7 +110,22 @@ def _plan_detail(entry: PlanEntry) -> str:
     return entry.category
 
 
-@cli.command("plan")
+class _PlanCommand(click.Command):
+    """With ``--detailed-exitcode``, 2 means "work to do": a usage error must then exit 1, not click's usual 2."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        detailed = "--detailed-exitcode" in args  # checked first: parsing consumes ``args``
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            if detailed:
+                exc.exit_code = 1  # type: ignore[misc]  # click reads it from the instance too
+            raise
+
+
+@cli.command("plan", cls=_PlanCommand)
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: the spec's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")

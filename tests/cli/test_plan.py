@@ -157,6 +157,11 @@ def test_plan_bad_price_is_one_line(spec: Path, args: list[str], message: str) -
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_plan_usage_error_with_detailed_exitcode_is_not_work_to_do(spec: Path) -> None:
+    assert CliRunner().invoke(cli, ["plan", str(spec), "--detailed-exitcode", "--bogus"]).exit_code == 1
+    assert CliRunner().invoke(cli, ["plan", str(spec), "--bogus"]).exit_code == 2  # click's usual
+
+
 def test_plan_of_a_bad_spec_lists_problems_without_traceback(spec: Path) -> None:
     spec.write_text(spec_text(SHOTS.replace("mode: pro", "mode: ultra")))
     result = CliRunner().invoke(cli, ["plan", str(spec), "--detailed-exitcode"])
