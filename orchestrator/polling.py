@@ -30,7 +30,7 @@ class PollPolicy:
     """Polling knobs. Times in seconds. The defaults suit the real API (renders of one to several minutes)."""
 
     initial_estimate: float = 60.0
-    probe_start: float = 5.0
+    probe_start: float = 1.0
     probe_ratio: float = 1.3
     scouts: int = 3
     first_quantile: float = 0.3

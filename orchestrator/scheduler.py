@@ -115,6 +115,8 @@ class SchedulerStats:
     congestion: int = 0
     transient_errors: int = 0
     peak_in_flight: int = 0
+    manifest_writes: int = 0
+    manifest_write_seconds: float = 0.0
     render_seconds: list[float] = field(default_factory=list)
 
     @property
@@ -186,6 +188,8 @@ class Scheduler:
                 for shot in shots:
                     group.start_soon(self._run_shot, shot)
         self.stats.peak_in_flight = self.slots.peak
+        self.stats.manifest_writes = self.store.writes
+        self.stats.manifest_write_seconds = self.store.write_seconds
         return self.stats
 
     def stop_submitting(self, reason: str) -> None:

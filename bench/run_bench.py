@@ -1,0 +1,256 @@
+"""Benchmark: the scheduler against the local simulator, next to a naive baseline, in the same run.
+
+    .venv/bin/python bench/run_bench.py            # N=200, concurrency 50, render 1 s +/-10 %
+    .venv/bin/python bench/run_bench.py --n 60 --jitter 0.25
+
+For each of ``orchestrator`` (our scheduler, default polling policy) and ``naive`` (asyncio.gather + a semaphore +
+polling every ``--naive-interval`` seconds, written here only) it starts a fresh simulator in cheap-video mode, runs
+the client in a child process (so peak RSS is the client's own), and prints:
+
+- makespan / ideal, with ideal = ceil(N / C) x render time (goal <= 1.05);
+- HTTP requests per shot, as counted by the simulator (create + polls + lookups + download; goal <= 4);
+- median detection lag: from the moment the simulator marks a task done to the moment the client notices, as a
+  fraction of the render time (goal <= 5 %);
+- peak RSS of the client process; for ours also manifest writes and the time they took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import io
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_project(n: int, work: Path) -> Any:
+    from PIL import Image
+
+    from orchestrator.fingerprint import fingerprint
+    from orchestrator.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
+
+    boards: list[ImageRef] = []
+    for k, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]):
+        buffer = io.BytesIO()
+        Image.new("RGB", (480, 320), colour).save(buffer, format="PNG")
+        data = buffer.getvalue()
+        path = work / f"board{k}.png"
+        path.write_bytes(data)
+        boards.append(
+            ImageRef(
+                source="path",
+                ref=path.name,
+                path=path,
+                sha256=hashlib.sha256(data).hexdigest(),
+                width=480,
+                height=320,
+                format="PNG",
+                bytes=len(data),
+            )
+        )
+    shots = []
+    for i in range(n):
+        shot = ResolvedShot(
+            id=f"b{i:03d}",
+            index=i,
+            project="bench",
+            model="kling-v1-6",
+            images=(boards[i % 4], boards[(i + 1) % 4]),
+            prompt=f"bench shot {i}: a slow pan",
+        )
+        shots.append(ResolvedShot(**{**shot.__dict__, "fingerprint": fingerprint(shot)}))
+    return ResolvedProject(
+        path=work / "bench.yaml",
+        sha256="0" * 64,
+        version=1,
+        project="bench",
+        model="kling-v1-6",
+        output_dir=work / "out",
+        shots=tuple(shots),
+        limits=Limits(concurrency=50, requests_per_second=1000.0),
+    )
+
+
+# --- the two clients (run in a child process) ----------------------------------------------------------------------
+
+
+async def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from orchestrator.api import arun_project
+    from orchestrator.events import SHOT, Event
+    from orchestrator.providers.cometapi import CometAPIProvider
+
+    project = make_project(args.n, work)
+    lags: list[float] = []
+    done_at: list[float] = []
+
+    def listen(event: Event) -> None:
+        if event.kind == SHOT and event.new == "downloading" and "provider_updated_at" in event.data:
+            lags.append(event.at - int(event.data["provider_updated_at"]) / 1000)  # type: ignore[call-overload]
+        if event.kind == SHOT and event.new == "succeeded":
+            done_at.append(event.at)
+
+    started = time.time()
+    async with CometAPIProvider(base_url=args.base_url, api_key="local-simulator-key", name="local") as provider:
+        result = await arun_project(
+            project, provider=provider, concurrency=args.concurrency, rps=args.rps, listeners=[listen]
+        )
+    assert result.stats is not None
+    return {
+        "ok": result.ok,
+        "succeeded": sum(1 for s in result.statuses.values() if s == "succeeded"),
+        "makespan": max(done_at) - started if done_at else math.nan,
+        "lags": lags,
+        "client_requests": result.stats.requests,
+        "manifest_writes": result.stats.manifest_writes,
+        "manifest_write_seconds": result.stats.manifest_write_seconds,
+    }
+
+
+async def run_naive(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """What one writes first: a semaphore, gather, fixed sleeps. No adaptivity, no manifest."""
+    import httpx
+
+    from orchestrator.providers.cometapi import build_request_body
+
+    project = make_project(args.n, work)
+    route = f"{args.base_url}/kling/v1/videos/multi-image2video"
+    headers = {"Authorization": "Bearer local-simulator-key"}
+    semaphore = asyncio.Semaphore(args.concurrency)
+    lags: list[float] = []
+    done_at: list[float] = []
+    out = work / "naive"
+    out.mkdir()
+
+    async def one(client: httpx.AsyncClient, shot: Any) -> None:
+        body = build_request_body(shot)
+        async with semaphore:
+            while True:
+                answer = await client.post(route, json=body, headers=headers)
+                if answer.status_code == 200:
+                    break
+                await asyncio.sleep(1.0)
+            task_id = answer.json()["data"]["task_id"]
+            while True:
+                await asyncio.sleep(args.naive_interval)
+                data = (await client.get(f"{route}/{task_id}", headers=headers)).json()["data"]
+                if data["task_status"] in ("succeed", "failed"):
+                    lags.append(time.time() - data["updated_at"] / 1000)
+                    break
+        if data["task_status"] == "succeed":
+            video = await client.get(data["task_result"]["videos"][0]["url"], headers=headers)
+            (out / f"{shot.id}.mp4").write_bytes(video.content)
+            done_at.append(time.time())
+
+    started = time.time()
+    limits = httpx.Limits(max_connections=args.concurrency + 10)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await asyncio.gather(*(one(client, shot) for shot in project.shots))
+    return {
+        "ok": len(done_at) == args.n,
+        "succeeded": len(done_at),
+        "makespan": max(done_at) - started if done_at else math.nan,
+        "lags": lags,
+    }
+
+
+def child(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        runner = run_ours if args.child == "orchestrator" else run_naive
+        figures = asyncio.run(runner(args, Path(tmp)))
+    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(figures))
+
+
+# --- the parent: simulator, children, table ------------------------------------------------------------------------
+
+
+def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    from orchestrator.providers.local import LocalSimulator, SimulatorOptions
+
+    options = SimulatorOptions(render_time=args.render, render_jitter=args.jitter, cheap_video=True, seed=args.seed)
+    with LocalSimulator(options) as simulator:
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            mode,
+            "--base-url",
+            simulator.base_url,
+            *("--n", str(args.n), "--concurrency", str(args.concurrency), "--rps", str(args.rps)),
+            *("--naive-interval", str(args.naive_interval)),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+        if done.returncode != 0:
+            raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+        figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        stats = simulator.stats()
+    api_requests = sum(n for route, n in stats.requests.items() if not route.endswith(("/_sim/stats", "/_sim/config")))
+    figures["requests_per_shot"] = api_requests / args.n
+    figures["duplicates"] = sum(count - 1 for count in stats.submissions.values() if count > 1)
+    figures["sim_max_in_flight"] = stats.max_in_flight
+    figures["routes"] = stats.requests
+    return figures
+
+
+def report(mode: str, figures: dict[str, Any], args: argparse.Namespace) -> str:
+    ideal = math.ceil(args.n / args.concurrency) * args.render
+    lag = statistics.median(figures["lags"]) / args.render if figures["lags"] else math.nan
+    extra = ""
+    if "manifest_writes" in figures:
+        extra = f"  manifest writes {figures['manifest_writes']} ({figures['manifest_write_seconds']:.2f} s)"
+    return (
+        f"{mode:13} ok={figures['ok']!s:5} makespan {figures['makespan']:6.2f} s = {figures['makespan'] / ideal:5.3f} "
+        f"x ideal  requests/shot {figures['requests_per_shot']:5.2f}  median lag {lag * 100:5.1f} % "
+        f"of render  p90 lag {_p90(figures['lags']) / args.render * 100:5.1f} %  peak RSS "
+        f"{figures['peak_rss_mb']:6.1f} MB  max in flight {figures['sim_max_in_flight']}  "
+        f"duplicates {figures['duplicates']}{extra}"
+    )
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[int(0.9 * (len(values) - 1))] if values else math.nan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--render", type=float, default=1.0, help="mean render time, seconds")
+    parser.add_argument("--jitter", type=float, default=0.1, help="relative render-time jitter (uniform +/-)")
+    parser.add_argument("--rps", type=float, default=1000.0)
+    parser.add_argument("--naive-interval", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--only", choices=["orchestrator", "naive"])
+    parser.add_argument("--child", choices=["orchestrator", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    ideal = math.ceil(args.n / args.concurrency) * args.render
+    print(
+        f"N={args.n} concurrency={args.concurrency} render={args.render:g} s +/-{args.jitter:.0%} "
+        f"ideal={ideal:g} s; naive polls every {args.naive_interval:g} s"
+    )
+    for mode in [args.only] if args.only else ["orchestrator", "naive"]:
+        figures = measure(mode, args)
+        print(report(mode, figures, args), flush=True)
+        if args.verbose:
+            print("   ", figures["routes"], flush=True)
+
+
+if __name__ == "__main__":
+    main()
