@@ -1,0 +1,65 @@
+"""The poll schedule: scouts before anything is known, then polls clustered around the learnt render time."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from orchestrator.polling import PollPolicy, RenderTimes, next_poll_at
+
+POLICY = PollPolicy(initial_estimate=60, probe_start=1.0, probe_ratio=1.3, scouts=3, min_interval=0.05, jitter=0.1)
+
+
+def schedule(times: RenderTimes, *, rank: int | None, until: float, policy: PollPolicy = POLICY) -> list[float]:
+    rng = random.Random(0)
+    polls: list[float] = []
+    last: float | None = None
+    while True:
+        at = next_poll_at(created=0.0, last_poll=last, times=times, scout_rank=rank, policy=policy, rng=rng)
+        if at > until:
+            return polls
+        polls.append(at)
+        last = at
+
+
+def test_render_times_quantiles_over_a_window() -> None:
+    times = RenderTimes(window=4)
+    for value in (10, 20, 30, 40, 50):
+        times.add(value)
+    times.add(-1)  # ignored
+    assert len(times) == 4 and times.quantile(0) == 20 and times.quantile(1) == 50
+    assert times.quantile(0.5) == 35
+
+
+def test_scouts_probe_geometrically_with_shifted_phases() -> None:
+    empty = RenderTimes()
+    first = schedule(empty, rank=0, until=10)
+    second = schedule(empty, rank=1, until=10)
+    assert first[0] == 1.0 and abs(first[1] - 1.3) < 1e-9
+    assert 1.0 < second[0] < 1.3
+    merged = sorted(first + second + schedule(empty, rank=2, until=10))
+    steps = [b / a for a, b in itertools.pairwise(merged)]
+    assert max(steps) < 1.1  # together the scouts sample every ~9 %
+
+
+def test_non_scouts_wait_for_an_estimate() -> None:
+    assert schedule(RenderTimes(), rank=None, until=59) == []
+
+
+def test_informed_polls_cluster_around_the_render_time_then_back_off() -> None:
+    times = RenderTimes()
+    for value in (95, 100, 105):
+        times.add(value)
+    polls = schedule(times, rank=None, until=300)
+    assert 95 <= polls[0] <= 100
+    dense = [p for p in polls if p <= 105 * 1.15]
+    assert all(b - a <= 0.04 * 100 + 1e-9 for a, b in itertools.pairwise(dense))
+    late = [p for p in polls if p > 130]
+    assert late and len(late) < 10  # backoff: a quarter of the age each time, capped
+
+
+def test_min_interval_is_respected() -> None:
+    times = RenderTimes()
+    times.add(0.01)
+    polls = schedule(times, rank=None, until=1)
+    assert all(b - a >= POLICY.min_interval - 1e-9 for a, b in itertools.pairwise(polls))
