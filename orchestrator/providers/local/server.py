@@ -85,15 +85,23 @@ def url_for(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _storage(wanted: Path | None) -> Path:
+    try:
+        if wanted is None:
+            return Path(tempfile.mkdtemp(prefix="orchestrator-sim-"))
+        wanted.mkdir(parents=True, exist_ok=True)
+        return wanted
+    except OSError as exc:
+        raise ConfigError(f"cannot use {wanted or 'a temporary directory'} for simulator videos: {exc}") from None
+
+
 class _Parts:
     """The pieces one running simulator owns: state, storage, render pool and the uvicorn server."""
 
     def __init__(self, options: SimulatorOptions, *, log_level: str, access_log: bool, own_logging: bool) -> None:
         self.state = SimulatorState(options)
         self.own_storage = options.storage_dir is None
-        storage = options.storage_dir or Path(tempfile.mkdtemp(prefix="orchestrator-sim-"))
-        self.storage: Path = storage
-        self.storage.mkdir(parents=True, exist_ok=True)
+        self.storage: Path = _storage(options.storage_dir)
         self.executor = ThreadPoolExecutor(max_workers=RENDER_WORKERS, thread_name_prefix="sim-render")
         app = create_app(state=self.state, storage_dir=self.storage, executor=self.executor)
         config = uvicorn.Config(
@@ -135,9 +143,14 @@ class LocalSimulator:
     def start(self) -> None:
         if self._parts is not None:
             return
-        sock = bind_socket(self.host, self.port)
+        parts = _Parts(self._options, log_level="warning", access_log=False, own_logging=False)
+        try:
+            sock = bind_socket(self.host, self.port)
+        except ConfigError:
+            parts.close()
+            raise
         self.base_url = url_for(sock)
-        self._parts = _Parts(self._options, log_level="warning", access_log=False, own_logging=False)
+        self._parts = parts
         self._thread = threading.Thread(target=self._serve, args=(sock,), name="local-simulator", daemon=True)
         self._thread.start()
         self._wait_until_started()
@@ -224,8 +237,12 @@ def serve_forever(
     ``on_ready(base_url)`` is called once the socket is bound, before requests are served.
     """
     check_host(host, allow_remote=allow_remote)
-    sock = bind_socket(host, port)
     parts = _Parts(options, log_level="info", access_log=True, own_logging=True)
+    try:
+        sock = bind_socket(host, port)
+    except ConfigError:
+        parts.close()
+        raise
     try:
         if on_ready is not None:
             on_ready(url_for(sock))
