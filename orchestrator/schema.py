@@ -158,6 +158,12 @@ def _add(found: dict[Problem, PathKey], source: Source, path: PathKey, error: Va
         for key in _unknown_keys(error):  # one problem per unknown key, each at its own line
             found.setdefault(_unknown_key(source, error, path, key), (*path, key))
         return
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        # A bad name (of a var or an image set): point at the name itself.
+        key_path = (*path, error.instance)
+        message = f"`{_field(key_path)}`: the name {error.instance!r} is not valid; use {_description(error)}"
+        found.setdefault(source.problem(key_path, message, shot=shot_id_at(source.data, path), key=True), key_path)
+        return
     found.setdefault(source.problem(path, _message(error, path), shot=shot_id_at(source.data, path)), path)
 
 
@@ -170,15 +176,31 @@ def shot_id_at(data: Any, path: PathKey) -> str | None:
 
 
 def _flatten(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
-    """Replace an anyOf/oneOf failure by its most specific cause when one branch clearly was meant."""
+    """Replace an anyOf/oneOf failure by the cause in the branch that was clearly meant, when one was.
+
+    A branch whose error is deeper than the value itself (``{url: 5}``: the ``url`` branch, at ``url``) was
+    meant; otherwise a branch that failed on anything but the value's type (a list of 1 image: the list branch,
+    on ``minItems``) was meant, if it is the only one. Else the message falls back to the schema's description.
+    """
     for error in errors:
-        if error.validator in ("anyOf", "oneOf") and error.context:
-            deeper = [e for e in error.context if len(e.relative_path) > 0]
-            if deeper:
-                best = max(deeper, key=lambda e: len(e.relative_path))
-                yield from _flatten([best])
-                continue
-        yield error
+        cause = _meant(error) if error.validator in ("anyOf", "oneOf") else None
+        if cause is None:
+            yield error
+        else:
+            yield from _flatten([cause])
+
+
+def _meant(error: ValidationError) -> ValidationError | None:
+    context = list(error.context or ())
+    deeper = [e for e in context if len(e.relative_path) > 0]
+    if deeper:
+        return max(deeper, key=lambda e: len(e.relative_path))
+    branches: dict[object, list[ValidationError]] = {}
+    for cause in context:
+        branch = cause.relative_schema_path[0] if cause.relative_schema_path else None
+        branches.setdefault(branch, []).append(cause)
+    typed = [causes for causes in branches.values() if all(c.validator not in ("type", "$ref") for c in causes)]
+    return typed[0][0] if len(typed) == 1 else None
 
 
 def _unknown_key(source: Source, error: ValidationError, path: PathKey, key: str) -> Problem:

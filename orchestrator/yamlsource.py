@@ -29,6 +29,8 @@ _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
 _INT_TAG = "tag:yaml.org,2002:int"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
 _MISSING = object()
 
 
@@ -138,8 +140,10 @@ class _Builder:
         if isinstance(event, yaml.ScalarEvent):
             result = self._scalar(event)
         elif isinstance(event, yaml.MappingStartEvent):
+            self._check_tag(event, _MAP_TAG)
             result = self._mapping(events, event, path)
         elif isinstance(event, yaml.SequenceStartEvent):
+            self._check_tag(event, _SEQ_TAG)
             result = self._sequence(events, event, path)
         elif isinstance(event, yaml.AliasEvent):
             result = self._anchors.get(event.anchor or "", _MISSING)
@@ -154,6 +158,11 @@ class _Builder:
         if anchor:
             self._anchors[anchor] = result
         return result
+
+    def _check_tag(self, event: yaml.CollectionStartEvent, standard: str) -> None:
+        # Only plain mappings and lists: `!!python/object/apply:...` and friends are refused, never constructed.
+        if event.tag not in (None, "!", standard):
+            self._error(event, f"bad YAML value: unsupported tag `{event.tag}`")
 
     def _sequence(self, events: Iterator[yaml.Event], start: yaml.Event, path: PathKey) -> list[Any]:
         items: list[Any] = []
