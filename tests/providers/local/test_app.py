@@ -139,7 +139,7 @@ def test_list_rejects_out_of_range_paging(client, params) -> None:
 
 
 def test_concurrency_cap_answers_1303_and_is_never_exceeded(make_sim, make_client, make_body) -> None:
-    sim = make_sim(concurrency_cap=2, render_time=0.3, render_jitter=0.0)
+    sim = make_sim(concurrency_cap=2, render_time=0.8, render_jitter=0.0)
     with make_client(sim) as client:
         codes = [client.post(CREATE, json=make_body()) for _ in range(3)]
         assert [r.json()["code"] for r in codes] == [0, 0, 1303]
