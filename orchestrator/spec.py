@@ -92,7 +92,7 @@ class Summary:
     def format(self) -> str:
         return (
             f"{self.shots} shot{'s' if self.shots != 1 else ''}, {self.images} images "
-            f"({self.distinct_images} distinct), est. {self.units:g} units"
+            f"({self.distinct_images} distinct), est. {self.units:g} unit{'' if self.units == 1 else 's'}"
         )
 
     def to_json(self) -> dict[str, object]:
