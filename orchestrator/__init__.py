@@ -16,6 +16,9 @@ from orchestrator.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
 
 __version__ = "0.1.0"
 
+# After __version__: the run API reads it when it writes a manifest.
+from orchestrator.api import RunResult, arun_project, run_project
+
 __all__ = [
     "AccountError",
     "ConfigError",
@@ -28,6 +31,9 @@ __all__ = [
     "ProviderError",
     "ResolvedProject",
     "ResolvedShot",
+    "RunResult",
     "SpecError",
     "__version__",
+    "arun_project",
+    "run_project",
 ]
