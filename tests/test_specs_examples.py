@@ -1,6 +1,6 @@
 """The demo and example specs' own files: boards and masks Kling would accept, a demo that renders offline.
 
-Whether each spec validates is the validator's test; here we check what only the images and the drawing script can
+Besides validating each spec, we check what only the images and the drawing script can
 get wrong (sizes, formats, total weight, masks lining up with their boards and trajectories).
 """
 
@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 from PIL import Image
+
+from orchestrator.spec import check_project
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -182,3 +184,24 @@ def test_make_boards_is_deterministic_and_matches_the_committed_files(make_board
     for name, image in drawn_masks.items():
         with Image.open(SPECS / "examples" / "masks" / name) as committed:
             assert committed.convert("L").tobytes() == image.tobytes(), name
+
+
+@pytest.mark.parametrize("spec", [DEMO, *EXAMPLES], ids=lambda path: path.name)
+def test_spec_validates_and_only_masks_warn(spec: Path) -> None:
+    result = check_project(spec)
+    assert result.errors == []
+    assert result.project is not None
+    masked = {shot.id for shot in result.project.shots if shot.static_mask or shot.dynamic_masks}
+    assert {problem.shot for problem in result.warnings} == masked
+    assert all("mask" in problem.message for problem in result.warnings)
+
+
+def test_example_shots_inherit_and_override_defaults() -> None:
+    project = check_project(SPECS / "examples" / "all-features.yaml").project
+    assert project is not None
+    inherits, overrides = project.shot("a01-defaults"), project.shot("a02-every-override")
+    assert (inherits.mode, inherits.duration, inherits.cfg_scale) == ("std", 5, 0.5)
+    assert inherits.callback_url == "https://hooks.example.com/kling"
+    assert (overrides.mode, overrides.duration, overrides.cfg_scale) == ("pro", 10, 0.8)
+    assert {image.source for image in overrides.images} == {"path", "url", "base64"}
+    assert overrides.prompt.startswith("Mara walks the pier in shot 2 of all-features.")
