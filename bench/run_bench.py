@@ -95,7 +95,11 @@ async def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     lags: list[float] = []
     done_at: list[float] = []
 
+    phases: dict[str, dict[str, float]] = {}
+
     def listen(event: Event) -> None:
+        if event.kind == SHOT and event.shot_id is not None and event.new is not None:
+            phases.setdefault(event.shot_id, {}).setdefault(event.new, event.at)
         if event.kind == SHOT and event.new == "downloading" and "provider_updated_at" in event.data:
             lags.append(event.at - int(event.data["provider_updated_at"]) / 1000)  # type: ignore[call-overload]
         if event.kind == SHOT and event.new == "succeeded":
@@ -115,7 +119,23 @@ async def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "client_requests": result.stats.requests,
         "manifest_writes": result.stats.manifest_writes,
         "manifest_write_seconds": result.stats.manifest_write_seconds,
+        "phases": _phase_medians(phases),
     }
+
+
+def _phase_medians(phases: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Median seconds of each step: create (submitting -> submitted), wait (submitted -> downloading), download."""
+    steps = {
+        "create": ("submitting", "submitted"),
+        "wait": ("submitted", "downloading"),
+        "download": ("downloading", "succeeded"),
+    }
+    out: dict[str, float] = {}
+    for name, (a, b) in steps.items():
+        values = [p[b] - p[a] for p in phases.values() if a in p and b in p]
+        if values:
+            out[name] = round(statistics.median(values), 3)
+    return out
 
 
 async def run_naive(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -249,7 +269,7 @@ def main() -> None:
         figures = measure(mode, args)
         print(report(mode, figures, args), flush=True)
         if args.verbose:
-            print("   ", figures["routes"], flush=True)
+            print("   ", figures["routes"], figures.get("phases", ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -307,6 +307,7 @@ class Scheduler:
             try:
                 await self.bucket.acquire()
                 self.stats.creates += 1
+                sent = time.time()
                 task = await self.provider.create_task(shot)
             except DuplicateExternalIdError:
                 found = await self._lookup(shot)
@@ -333,7 +334,7 @@ class Scheduler:
                         return flight
                 await self._pause(exc, tries)
                 continue
-            flight.created = time.time()
+            flight.created = _render_start(task, sent=sent, received=time.time())
             await self._record_task(flight, task)
             return flight
 
@@ -431,7 +432,7 @@ class Scheduler:
             if task.status.finished:
                 return await self._finished(flight, task)
             if task.status is TaskStatus.PROCESSING and self._record(shot.id).status == SUBMITTED:
-                await self._set(shot.id, PROCESSING, task=task)
+                await self._set(shot.id, PROCESSING, task=task, durable=False)
 
     def _next_poll(self, flight: _Flight, last_poll: float | None) -> float:
         if flight.resumed and last_poll is None:
@@ -477,7 +478,9 @@ class Scheduler:
             message = "the provider reported success but returned no video"
             await self._set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso(), task=task)
             return None
-        await self._set(shot.id, DOWNLOADING, task=task)
+        # Not awaited on disk: a crash before the next write leaves the shot "processing" with its task id, and
+        # the next run polls it and downloads just the same. The success after the download is durable.
+        await self._set(shot.id, DOWNLOADING, task=task, durable=False)
         return task
 
     def _observe(self, flight: _Flight, task: Task) -> None:
@@ -540,15 +543,27 @@ class Scheduler:
         return record
 
     async def _set(
-        self, shot_id: str, status: str, *, detail: str = "", task: Task | None = None, **fields: object
+        self,
+        shot_id: str,
+        status: str,
+        *,
+        detail: str = "",
+        task: Task | None = None,
+        durable: bool = True,
+        **fields: object,
     ) -> None:
-        """Change a shot's state, make it durable, then tell the listeners."""
+        """Change a shot's state, make it durable (unless told it need not be), then tell the listeners.
+
+        Only the two purely informative steps (processing, downloading) pass ``durable=False``: they ride on the
+        next write instead of waiting for their own, which keeps the manifest off the critical path of polling.
+        """
         before = self.store.record(shot_id)
         old = before.status if before else None
         self.store.update(shot_id, status=status, **fields)
-        with anyio.CancelScope(shield=True):
-            # A write that started must finish: the manifest is how the next run knows what was paid for.
-            await self.store.commit()
+        if durable:
+            with anyio.CancelScope(shield=True):
+                # A write that started must finish: the manifest is how the next run knows what was paid for.
+                await self.store.commit()
         record = self._record(shot_id)
         data: dict[str, object] = {"attempt": record.attempts}
         if record.task_id:
@@ -601,6 +616,16 @@ class Scheduler:
     def _wake(self) -> None:
         self._board.set()
         self._board = anyio.Event()
+
+
+def _render_start(task: Task, *, sent: float, received: float) -> float:
+    """When the provider started the task, on our clock: its own ``created_at`` when our clocks agree, else when we
+    sent the create. Polls are scheduled from this instant, so answer latency does not delay them."""
+    if task.created_at:
+        created = task.created_at / 1000
+        if sent - 1.0 <= created <= received + 1.0:
+            return created
+    return sent
 
 
 def _ambiguous(exc: TransientError) -> bool:
