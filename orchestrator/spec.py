@@ -174,6 +174,7 @@ class _Resolver:
         # a shot that is not even a mapping with an id is skipped whole.
         self._bad_defaults = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "defaults"}
         self._bad_sets = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "image_sets"}
+        self._schema_failed = bool(invalid)
         self._bad_shot_keys: dict[int, set[str]] = {}
         self._bad_shots: set[int] = set()
         for p in invalid:
@@ -191,8 +192,8 @@ class _Resolver:
         shots = self.data["shots"]
         self._check_ids(shots)
         resolved = [self._shot(index, shot) for index, shot in enumerate(shots) if index not in self._bad_shots]
-        if self._bad_shots or self._bad_shot_keys or self._bad_defaults or self._bad_sets:
-            return None
+        if self._schema_failed:
+            return None  # any value may be of the wrong type: only check, never build
         if any(p.severity == "error" for p in self.problems):
             return None
         limits = self.data.get("limits") or {}

@@ -9,6 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from orchestrator import images as imagelib
@@ -479,3 +482,56 @@ def test_schema_and_semantic_problems_are_reported_together(project_dir: Path) -
     errors = errors_of(path)
     assert [e.line for e in errors] == [10, 11, 12]
     assert all(e.shot == "s02" for e in errors)
+
+
+# ---- never a traceback --------------------------------------------------------------------------------------
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 12), st.floats(-1, 2, allow_nan=False), st.text(max_size=8)
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+_field_names = st.sampled_from(
+    [
+        "id",
+        "images",
+        "prompt",
+        "negative_prompt",
+        "mode",
+        "duration",
+        "cfg_scale",
+        "aspect_ratio",
+        "static_mask",
+        "dynamic_masks",
+        "callback_url",
+        "vars",
+        "model",
+        "bogus",
+    ]
+)
+_shots = st.dictionaries(_field_names, _values | st.sampled_from(["pair", "s1", "{{ x }}", "boards/a.png"]), max_size=6)
+_specs = st.fixed_dictionaries(
+    {"version": st.just(1), "project": st.sampled_from(["p", "bad slug", 3])},
+    optional={
+        "shots": st.lists(_shots, max_size=4) | _values,
+        "defaults": st.dictionaries(_field_names, _values, max_size=3) | _values,
+        "vars": _values,
+        "image_sets": st.dictionaries(st.sampled_from(["pair", "x y"]), _values, max_size=2) | _values,
+        "limits": _values,
+        "pricing": _values,
+    },
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=_specs)
+def test_any_document_gives_problems_never_an_exception(project_dir: Path, document: dict[str, object]) -> None:
+    path = project_dir / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    result = check_project(path)
+    assert (result.project is None) == bool(result.errors)
+    for problem in result.problems:
+        assert problem.line >= 1 and problem.column >= 1 and problem.message
