@@ -278,7 +278,11 @@ def start_render(previous: ShotRecord | None, *, fingerprint: str, request: dict
     each new attempt gets a fresh, still deterministic external id; it starts again at 0 for a changed request.
     """
     history = list(previous.history) if previous else []
-    if previous is not None and previous.outputs:
+    # Kept: a render with files, and one that may have been paid for without being seen through (a task id, or a
+    # create that may have reached the provider) so that its ids are not lost.
+    if previous is not None and (
+        previous.outputs or (previous.task_id and previous.status != FAILED) or previous.status == SUBMITTING
+    ):
         history.append(
             Render(
                 fingerprint=previous.fingerprint,

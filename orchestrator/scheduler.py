@@ -40,6 +40,7 @@ from orchestrator.errors import (
     ConcurrencyLimitError,
     DownloadError,
     DuplicateExternalIdError,
+    ManifestError,
     NetworkError,
     OrchestratorError,
     ProviderError,
@@ -182,11 +183,15 @@ class Scheduler:
         Shots in ``fresh`` (forced) are rendered anew even when their record holds a task that could be reused.
         """
         self._fresh = frozenset(fresh)
-        with anyio.CancelScope() as scope:
-            self._scope = scope
-            async with anyio.create_task_group() as group:
-                for shot in shots:
-                    group.start_soon(self._run_shot, shot)
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                async with anyio.create_task_group() as group:
+                    for shot in shots:
+                        group.start_soon(self._run_shot, shot)
+        except* ManifestError as failures:
+            # The manifest cannot be written (disk full, permissions): nothing is safe any more, stop the run.
+            raise failures.exceptions[0] from None
         self.stats.peak_in_flight = self.slots.peak
         self.stats.manifest_writes = self.store.writes
         self.stats.manifest_write_seconds = self.store.write_seconds
@@ -228,6 +233,8 @@ class Scheduler:
         except AccountError as exc:
             self._account_error(exc)
             await self._note_error(shot.id, f"stopped: {exc.message}")
+        except ManifestError:
+            raise
         except OrchestratorError as exc:
             # Anything else this shot ran into stays with this shot; the record keeps its resumable state.
             await self._note_error(shot.id, exc.message)

@@ -20,6 +20,7 @@ from orchestrator.errors import (
     ConcurrencyLimitError,
     DownloadError,
     DuplicateExternalIdError,
+    ManifestError,
     NetworkError,
     RateLimitedError,
     ServerError,
@@ -515,3 +516,41 @@ async def test_polls_stay_few_once_render_time_is_known(tmp_path: Path) -> None:
     # The first wave scouts; later waves should need about two polls each.
     assert scheduler.stats.polls / len(shots) <= 4
     assert scheduler.stats.render_seconds and abs(scheduler.stats.render_seconds[-1] - 0.15) < 0.02
+
+
+@pytest.mark.anyio
+async def test_a_manifest_that_cannot_be_written_stops_the_run_with_a_manifest_error(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(3)]
+    store = open_store(tmp_path)
+    real_write = store._write_snapshot
+    writes = [0]
+
+    def failing(snapshot: dict[str, Any]) -> None:
+        writes[0] += 1
+        if writes[0] > 2:
+            raise ManifestError("manifest.json: cannot write the manifest (No space left on device)")
+        real_write(snapshot)
+
+    store._write_snapshot = failing  # type: ignore[method-assign]
+    scheduler = Scheduler(provider=FakeProvider(), store=store, options=options())
+    with pytest.raises(ManifestError, match="No space left"):
+        await scheduler.run(shots)
+
+
+@pytest.mark.anyio
+async def test_changed_shot_keeps_an_unfinished_paid_task_in_history(tmp_path: Path) -> None:
+    old = make_shot("a", prompt="first")
+    store = open_store(tmp_path)
+    store.update(
+        "a",
+        status=PROCESSING,
+        fingerprint=old.fingerprint,
+        attempts=1,
+        task_id="77",
+        external_task_id=old.external_task_id,
+    )
+    store.close()
+    await run(FakeProvider(), [make_shot("a", prompt="second")], tmp_path)
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.status == SUCCEEDED
+    assert [(h.task_id, h.external_task_id) for h in record.history] == [("77", old.external_task_id)]
