@@ -525,11 +525,11 @@ async def test_a_manifest_that_cannot_be_written_stops_the_run_with_a_manifest_e
     real_write = store._write_snapshot
     writes = [0]
 
-    def failing(snapshot: dict[str, Any]) -> None:
+    def failing(snapshot: dict[str, Any], **kw: Any) -> None:
         writes[0] += 1
         if writes[0] > 2:
             raise ManifestError("manifest.json: cannot write the manifest (No space left on device)")
-        real_write(snapshot)
+        real_write(snapshot, **kw)
 
     store._write_snapshot = failing  # type: ignore[method-assign]
     scheduler = Scheduler(provider=FakeProvider(), store=store, options=options())
