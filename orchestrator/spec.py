@@ -367,17 +367,24 @@ class _Resolver:
         if view.has("static_mask"):
             where = view.path("static_mask")
             static_mask = self._image(view.get("static_mask"), where, shot=shot_id, mask=True)
-            if static_mask and size and static_mask.width and (static_mask.width, static_mask.height) != size:
-                message = (
-                    f"static_mask is {static_mask.width}x{static_mask.height} px; it must be the same size as the "
-                    f"first image ({size[0]}x{size[1]})"
-                )
-                self._error(where, message, shot_id)
+            self._check_mask_size(static_mask, size, where, shot_id)
         groups = self._dynamic_masks(view, shot_id, size)
         if view.has("static_mask") or view.has("dynamic_masks"):
             where = view.path("static_mask") if view.has("static_mask") else view.path("dynamic_masks")
             self._warn(where, MASK_WARNING, shot_id)
         return static_mask, groups
+
+    def _check_mask_size(
+        self, mask: ImageRef | None, size: tuple[int, int] | None, where: PathKey, shot_id: str
+    ) -> None:
+        # Masks cover the frame pixel for pixel (the API does not scale them). URL images have no known size.
+        if mask is None or size is None or mask.width is None or (mask.width, mask.height) == size:
+            return
+        message = (
+            f"{_field_name(where)} is {mask.width}x{mask.height} px; a mask must be the same size as the first "
+            f"image ({size[0]}x{size[1]})"
+        )
+        self._error(where, message, shot_id)
 
     def _dynamic_masks(self, view: _ShotView, shot_id: str, size: tuple[int, int] | None) -> tuple[DynamicMask, ...]:
         if not view.has("dynamic_masks"):
@@ -389,6 +396,7 @@ class _Resolver:
         groups: list[DynamicMask] = []
         for g, group in enumerate(groups_raw):
             mask = self._image(group["mask"], (*where, g, "mask"), shot=shot_id, mask=True)
+            self._check_mask_size(mask, size, (*where, g, "mask"), shot_id)
             points = self._trajectory(group["trajectories"], (*where, g, "trajectories"), shot_id, size)
             if mask is not None:
                 groups.append(DynamicMask(mask=mask, trajectories=points))

@@ -461,12 +461,15 @@ def test_masks(project_dir: Path) -> None:
         dynamic_masks:
           - mask: masks/boat.png
             trajectories: [{x: 10, y: 10}, {x: 640, y: 20}]
+          - mask: masks/small.png
+            trajectories: [{x: 10, y: 10}, {x: 20, y: 20}]
         """,
     )
     errors = errors_of(bad)
-    assert [(e.line, e.shot) for e in errors] == [(12, "s02"), (15, "s02")]
-    assert "static_mask is 320x180 px; it must be the same size as the first image (640x360)" in errors[0].message
-    assert "(640, 20) is outside the first image (640x360 px)" in errors[1].message
+    assert [(e.line, e.shot) for e in errors] == [(12, "s02"), (15, "s02"), (16, "s02")]
+    assert "static_mask is 320x180 px; a mask must be the same size as the first image (640x360)" in errors[0].message
+    assert "trajectories[1] (640, 20) is outside the first image (640x360 px)" in errors[1].message
+    assert "dynamic_masks[1].mask is 320x180 px; a mask must be the same size" in errors[2].message
 
 
 def test_seven_mask_groups(project_dir: Path) -> None:
@@ -535,3 +538,47 @@ def test_any_document_gives_problems_never_an_exception(project_dir: Path, docum
     assert (result.project is None) == bool(result.errors)
     for problem in result.problems:
         assert problem.line >= 1 and problem.column >= 1 and problem.message
+
+
+_GARBAGE: list[object] = [None, 7, "x", [], {"a": 1}, [{"x": 1}], True, 1.5, "{{", "ftp://x"]
+
+
+def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def test_garbage_in_any_field_of_a_rich_spec_is_a_problem_never_an_exception(tmp_path: Path) -> None:
+    # Every value of a spec that uses every feature (masks too), replaced in turn by garbage.
+    for index, name in enumerate("abcd"):
+        board(tmp_path / "boards" / f"{name}.png", colour=(index, 0, 0))
+    board(tmp_path / "masks" / "m.png")
+    base = yaml.safe_load(textwrap.dedent(FULL))
+    base["shots"][1].update(
+        {
+            "static_mask": "masks/m.png",
+            "dynamic_masks": [{"mask": "masks/m.png", "trajectories": [{"x": 1, "y": 2}, {"x": 3, "y": 4}]}],
+        }
+    )
+    path = tmp_path / "mutant.yaml"
+    path.write_text(yaml.safe_dump(base), encoding="utf-8")
+    assert check_project(path).errors == []
+    checked = 0
+    for where in _paths(base)[1:]:
+        for garbage in _GARBAGE[checked % 3 :: 3]:  # a third of the garbage per path keeps this fast
+            document = yaml.safe_load(yaml.safe_dump(base))
+            parent = document
+            for step in where[:-1]:
+                parent = parent[step]
+            parent[where[-1]] = garbage
+            path.write_text(yaml.safe_dump(document), encoding="utf-8")
+            result = check_project(path)
+            assert (result.project is None) == bool(result.errors), (where, garbage)
+            checked += 1
+    assert checked > 100
