@@ -155,7 +155,11 @@ _ImageResult = tuple[ImageRef | None, tuple[tuple[str, str], ...]]
 
 
 class _Resolver:
-    """Turns a schema-valid document into a ResolvedProject, collecting semantic problems on the way."""
+    """Runs the semantic checks over a document and, when nothing at all is wrong, builds the ResolvedProject.
+
+    Values the schema rejected (``invalid``) are skipped rather than judged again, so one pass reports the
+    schema's problems and every semantic problem of the values that are well-formed.
+    """
 
     def __init__(self, source: Source, spec_path: Path, *, invalid: list[PathKey]) -> None:
         self.source = source
