@@ -181,6 +181,7 @@ class Scheduler:
         self._scope: anyio.CancelScope | None = None
         self._interrupts = 0
         self._fresh: frozenset[str] = frozenset()
+        self._flights: dict[str, _Flight] = {}  # shot id -> its flight while it may hold a slot
 
     # --- control ------------------------------------------------------------------------------------------------
 
@@ -225,7 +226,6 @@ class Scheduler:
     # --- one shot -----------------------------------------------------------------------------------------------
 
     async def _run_shot(self, shot: ResolvedShot) -> None:
-        flight: _Flight | None = None
         try:
             flight = await self._start(shot)
             if flight is None:
@@ -246,8 +246,10 @@ class Scheduler:
             # Anything else this shot ran into stays with this shot; the record keeps its resumable state.
             await self._note_error(shot.id, exc.message)
         finally:
-            if flight is not None:
-                self._end_flight(flight)
+            # Whatever happened, a slot this shot took is given back (a leaked slot would stall the whole run).
+            held = self._flights.pop(shot.id, None)
+            if held is not None:
+                self._end_flight(held)
 
     async def _start(self, shot: ResolvedShot) -> _Flight | None:
         """Get the shot's task in flight: resumed from its record, found by external id, or created."""
@@ -267,13 +269,13 @@ class Scheduler:
 
     def _resumed(self, shot: ResolvedShot, record: ShotRecord) -> _Flight:
         # Its task is in flight at the provider already: it holds an account slot whatever our target says.
-        flight = _Flight(shot=shot, created=_epoch(record.submitted_at) or time.time(), resumed=True)
+        flight = self._track(_Flight(shot=shot, created=_epoch(record.submitted_at) or time.time(), resumed=True))
         self._take_resumed_slot(flight)
         return flight
 
     async def _recover_unknown(self, shot: ResolvedShot, record: ShotRecord) -> _Flight | None:
         """A create may or may not have reached the provider (crash, or an ambiguous failure): look it up first."""
-        flight = _Flight(shot=shot, created=_epoch(record.submitted_at) or time.time(), resumed=True)
+        flight = self._track(_Flight(shot=shot, created=_epoch(record.submitted_at) or time.time(), resumed=True))
         self._take_resumed_slot(flight)
         task = await self._lookup(shot)
         if task is not None:
@@ -290,7 +292,7 @@ class Scheduler:
             await self.slots.acquire()
         except Stopped:
             return None
-        flight = _Flight(shot=shot, created=time.time(), holds_slot=True)
+        flight = self._track(_Flight(shot=shot, created=time.time(), holds_slot=True))
         record = start_render(previous, fingerprint=shot.fingerprint, request=request_record(shot))
         # A record left "pending" never reached the provider under its current attempt number: reuse it.
         unused = previous is not None and previous.status == PENDING and previous.fingerprint == shot.fingerprint
@@ -616,6 +618,10 @@ class Scheduler:
         return backoff_delay(
             tries, base=policy.base, cap=policy.cap, retry_after=retry_after, floor=floor, rng=self._rng
         )
+
+    def _track(self, flight: _Flight) -> _Flight:
+        self._flights[flight.shot.id] = flight
+        return flight
 
     def _take_resumed_slot(self, flight: _Flight) -> None:
         self.slots.take()

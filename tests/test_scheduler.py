@@ -105,6 +105,7 @@ class FakeProvider:
     download_faults: dict[str, list[BaseException]] = field(default_factory=dict)
     renders: dict[str, float] = field(default_factory=dict)
     find_works: bool = True
+    find_faults: list[BaseException] = field(default_factory=list)
     account_error_after: int | None = None
     on_create: Any = None  # called with the shot before each create
     on_get: Any = None  # called with the task id before each poll
@@ -173,6 +174,8 @@ class FakeProvider:
     async def find_task(self, external_task_id: str) -> Task | None:
         self.requests["find"] += 1
         await anyio.lowlevel.checkpoint()
+        if self.find_faults:
+            raise self.find_faults.pop(0)
         task = self.by_external.get(external_task_id)
         return self._view(task) if (task and self.find_works) else None
 
@@ -554,3 +557,20 @@ async def test_changed_shot_keeps_an_unfinished_paid_task_in_history(tmp_path: P
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
     assert record.status == SUCCEEDED
     assert [(h.task_id, h.external_task_id) for h in record.history] == [("77", old.external_task_id)]
+
+
+@pytest.mark.anyio
+async def test_a_lookup_that_never_answers_leaves_the_shot_submitting_and_frees_its_slot(tmp_path: Path) -> None:
+    stuck, other = make_shot("stuck"), make_shot("other")
+    store = open_store(tmp_path)
+    store.update(
+        "stuck", status=SUBMITTING, fingerprint=stuck.fingerprint, attempts=1, external_task_id=stuck.external_task_id
+    )
+    store.close()
+    provider = FakeProvider(find_faults=[ServerError("HTTP 503") for _ in range(6)])
+    await run(provider, [stuck, other], tmp_path, concurrency=1)
+    manifest = load_manifest(tmp_path / "manifest.json")
+    assert manifest.shots["stuck"].status == SUBMITTING
+    assert "could not look up" in (manifest.shots["stuck"].error or "")
+    assert manifest.shots["other"].status == SUCCEEDED
+    assert provider.create_calls == Counter({other.external_task_id: 1})
