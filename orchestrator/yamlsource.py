@@ -91,8 +91,10 @@ def parse_source(raw: bytes, *, file: str) -> Source:
         line = raw[: exc.start].count(b"\n") + 1
         return _failed(file, raw, f"the file is not UTF-8 text (byte {exc.start})", line=line)
     builder = _Builder(file)
+    loader = _Loader(text)
     try:
-        data = builder.document(yaml.parse(text, Loader=_Loader))
+        # iter(get_event, None) pulls events straight from the (C) parser: no Python generator frame per event.
+        data = builder.document(iter(loader.get_event, None))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -100,6 +102,8 @@ def parse_source(raw: bytes, *, file: str) -> Source:
         return _failed(file, raw, f"YAML syntax error: {reason}", line=line, column=column)
     except yaml.YAMLError as exc:
         return _failed(file, raw, f"YAML syntax error: {exc}")
+    finally:
+        loader.dispose()
     if data is _MISSING:
         return _failed(file, raw, "the file is empty; a spec starts with `version: 1`")
     return Source(file, raw, data, builder.values, builder.keys, tuple(builder.problems))
@@ -123,6 +127,7 @@ class _Builder:
         self._anchors: dict[str, Any] = {}
         self._resolve: Any = partial(yaml.resolver.Resolver().resolve, yaml.ScalarNode, implicit=(True, False))
         self._constructor = yaml.constructor.SafeConstructor()
+        self._plain: dict[str, Any] = {}
 
     def document(self, events: Iterator[yaml.Event]) -> Any:
         data: Any = _MISSING
@@ -187,12 +192,13 @@ class _Builder:
                 self.value(events, value_event, (*path, "?"))
                 continue
             mark: Any = event.start_mark
+            child = (*path, key)
             if key in result:
-                first = self.keys[(*path, key)][0]
+                first = self.keys[child][0]
                 message = f"duplicate key `{key}` (first at line {first}); YAML would silently keep only the last"
                 self._error(event, message)
-            self.keys[(*path, key)] = (mark.line + 1, mark.column + 1)
-            result[key] = self.value(events, value_event, (*path, key))
+            self.keys[child] = (mark.line + 1, mark.column + 1)
+            result[key] = self.value(events, value_event, child)
         return self._merge(start, merged, result) if merged else result
 
     def _merge(self, start: yaml.Event, merged: list[Any], own: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +229,17 @@ class _Builder:
         return str(key)
 
     def _scalar(self, event: yaml.ScalarEvent) -> Any:
+        if event.tag is None and event.implicit[0]:
+            # Plain scalars repeat a lot (keys, modes, set names): resolve each distinct text once.
+            found = self._plain.get(event.value, _MISSING)
+            if found is _MISSING:
+                found = self._construct(event)
+                if not self.problems:
+                    self._plain[event.value] = found
+            return found
+        return self._construct(event)
+
+    def _construct(self, event: yaml.ScalarEvent) -> Any:
         tag = event.tag
         if tag is None or tag == "!":
             # What the composer does: only plain scalars get an implicit type (int, float, bool, null, ...).
