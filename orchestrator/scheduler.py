@@ -347,6 +347,7 @@ class Scheduler:
                 if _ambiguous(exc):
                     found = await self._lookup(shot)
                     if found is not None:
+                        flight.created = _render_start(found, sent=sent, received=time.time())
                         await self._record_task(flight, found, detail="found by external id after " + exc.message)
                         return flight
                 await self._pause(exc, tries)
@@ -416,9 +417,10 @@ class Scheduler:
         missing = 0
         if not len(self.times):
             self._unobserved[shot.id] = None
+        # A task picked up from an earlier run gets a full deadline from now, not from when it was created.
+        deadline = (time.time() if flight.resumed else flight.created) + policy.deadline
         while True:
             at = max(self._next_poll(flight, last_poll), not_before)
-            deadline = flight.created + policy.deadline
             if not await self._sleep_until(min(at, deadline)):
                 continue  # woken early: what polls depend on changed, recompute
             if time.time() >= deadline and at > deadline:
