@@ -415,6 +415,7 @@ class Scheduler:
         last_poll: float | None = None
         not_before = 0.0
         missing = 0
+        errors = 0  # transient failures in a row: the backoff grows with them
         if not len(self.times):
             self._unobserved[shot.id] = None
         # A task picked up from an earlier run gets a full deadline from now, not from when it was created.
@@ -447,8 +448,10 @@ class Scheduler:
                 continue
             except TransientError as exc:
                 self.stats.transient_errors += 1
-                not_before = time.time() + self._delay(exc, 1)
+                errors += 1
+                not_before = time.time() + self._delay(exc, errors)
                 continue
+            errors = 0
             last_poll = time.time()
             if task.status.finished:
                 return await self._finished(flight, task)
@@ -507,6 +510,8 @@ class Scheduler:
     def _observe(self, flight: _Flight, task: Task) -> None:
         if task.created_at and task.updated_at and task.updated_at > task.created_at:
             seconds = (task.updated_at - task.created_at) / 1000
+        elif flight.resumed:
+            return  # our own clock says nothing about a task that may have finished long before this run
         else:
             seconds = time.time() - flight.created
         self.times.add(seconds)
