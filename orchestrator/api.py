@@ -191,9 +191,42 @@ def _skip_sniffio_probe() -> None:
         sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
-def run_project(spec: str | os.PathLike[str] | ResolvedProject, **kw: Any) -> RunResult:
+def run_project(
+    spec: str | os.PathLike[str] | ResolvedProject,
+    *,
+    provider: str | Provider | None = None,
+    out: str | os.PathLike[str] | None = None,
+    concurrency: int | None = None,
+    rps: float | None = None,
+    only: str | Sequence[str] | None = None,
+    force: str | Sequence[str] | None = None,
+    max_cost: float | None = None,
+    dry_run: bool = False,
+    listeners: Iterable[Listener] = (),
+    simulator_options: SimulatorOptions | None = None,
+    poll: PollPolicy | None = None,
+    retry: RetryPolicy | None = None,
+    handle_signals: bool = False,
+) -> RunResult:
     """``arun_project`` for synchronous code (not inside a running event loop: there, ``await arun_project``)."""
-    return anyio.run(partial(arun_project, spec, **kw))
+    run = partial(
+        arun_project,
+        spec,
+        provider=provider,
+        out=out,
+        concurrency=concurrency,
+        rps=rps,
+        only=only,
+        force=force,
+        max_cost=max_cost,
+        dry_run=dry_run,
+        listeners=listeners,
+        simulator_options=simulator_options,
+        poll=poll,
+        retry=retry,
+        handle_signals=handle_signals,
+    )
+    return anyio.run(run)
 
 
 @dataclass(frozen=True)
