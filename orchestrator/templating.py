@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _MARKERS = ("{{", "{%", "{#")
 MAX_RENDERED = 100_000  # far beyond any valid prompt; stops `{{ 'x' * 10**10 }}` from eating the machine
@@ -28,8 +28,10 @@ class Rendered:
     error: str | None = None
 
 
-class _LimitedSandbox(SandboxedEnvironment):
-    """The stock sandbox blocks attribute escapes but not huge strings or numbers: bound ``*`` and ``**`` too."""
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox: no attribute escapes, and no ``items.append(...)`` changing the vars every later shot
+    sees. It does not bound huge strings or numbers, so ``*`` and ``**`` are bounded here too.
+    """
 
     intercepted_binops = frozenset({"*", "**"})
 

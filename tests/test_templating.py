@@ -58,12 +58,16 @@ def test_undefined_variable_is_a_message(renderer: TemplateRenderer) -> None:
         "{{ 'x' * 100000000 }}",
         "{{ 10 ** 100000 }}",
         "{{ range(10000000) | list }}",
+        "{{ names.append('x') }}",
+        "{{ table.update(a=1) }}",
     ],
 )
 def test_sandbox_violations_are_messages(renderer: TemplateRenderer, source: str) -> None:
-    rendered = renderer.render(source, variables=variables())
+    shared = variables(names=["ann"], table={})
+    rendered = renderer.render(source, variables=shared)
     assert rendered.error is not None
     assert rendered.text == ""
+    assert shared["names"] == ["ann"] and shared["table"] == {}  # nothing a later shot sees has changed
 
 
 def test_syntax_and_runtime_errors_are_messages(renderer: TemplateRenderer) -> None:
