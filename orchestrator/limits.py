@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 
 import anyio
@@ -49,8 +50,20 @@ class RateBucket:
             await anyio.sleep(delay)
 
 
+class _Waiter:
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.granted = False
+
+
 class AdaptiveSlots:
-    """Tasks in flight at the provider, with an AIMD target between 1 and ``limit``."""
+    """Tasks in flight at the provider, with an AIMD target between 1 and ``limit``.
+
+    Waiters are served first come, first served, and a freed slot is handed to exactly one of them (waking all
+    of them on every release would cost a run of 200 shots tens of thousands of useless wake-ups).
+    """
 
     def __init__(self, limit: int, *, cooldown: float = 1.0, clock: Clock = time.monotonic) -> None:
         if limit < 1:
@@ -64,7 +77,7 @@ class AdaptiveSlots:
         self._clock = clock
         self._last_decrease = -math.inf
         self._closed = False
-        self._changed = anyio.Event()
+        self._waiters: deque[_Waiter] = deque()
 
     @property
     def capacity(self) -> int:
@@ -74,15 +87,29 @@ class AdaptiveSlots:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
     async def acquire(self) -> None:
         """Take a slot, waiting while the target is reached. Raises ``Stopped`` once ``close()`` was called."""
-        while True:
-            if self._closed:
-                raise Stopped
-            if self.in_flight < self.capacity:
-                self.take()
-                return
-            await self._changed.wait()
+        if self._closed:
+            raise Stopped
+        if not self._waiters and self.in_flight < self.capacity:
+            self.take()
+            return
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:
+                self.release()  # granted just as we were cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+        if not waiter.granted:
+            raise Stopped
 
     def take(self) -> None:
         """Count a task that is already in flight (resumed from an earlier run), even beyond the target."""
@@ -112,11 +139,15 @@ class AdaptiveSlots:
     def close(self) -> None:
         """No more new tasks: waiters get ``Stopped``; tasks in flight finish normally."""
         self._closed = True
-        self._wake()
+        while self._waiters:
+            self._waiters.popleft().event.set()
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        while self._waiters and not self._closed and self.in_flight < self.capacity:
+            waiter = self._waiters.popleft()
+            waiter.granted = True
+            self.take()
+            waiter.event.set()
 
 
 def backoff_delay(

@@ -81,3 +81,27 @@ def test_backoff_grows_is_capped_and_honours_retry_after() -> None:
     assert all(0.5 <= d <= 8.0 for d in delays) and max(delays) > 2
     assert backoff_delay(1, base=0.1, cap=1.0, retry_after=5.0, rng=rng) == 5.0
     assert backoff_delay(1, base=0.1, cap=1.0, floor=1.0, rng=rng) == 1.0
+
+
+@pytest.mark.anyio
+async def test_slots_are_handed_out_in_arrival_order_and_a_cancelled_waiter_passes_its_turn() -> None:
+    slots = AdaptiveSlots(1)
+    await slots.acquire()
+    order: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await slots.acquire()
+        order.append(n)
+
+    async with anyio.create_task_group() as group:
+        for n in range(3):
+            group.start_soon(waiter, n)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await slots.acquire()  # cancelled while queued: leaves the queue
+        await anyio.sleep(0.01)
+        assert slots.waiting == 3
+        for _ in range(3):
+            slots.release()
+            await anyio.sleep(0.01)
+    assert order == [0, 1, 2] and slots.in_flight == 1
