@@ -111,6 +111,13 @@ class AdaptiveSlots:
         if not waiter.granted:
             raise Stopped
 
+    def try_take(self) -> bool:
+        """Take a slot if one is free right now and nobody is queued for one."""
+        if self._closed or self._waiters or self.in_flight >= self.capacity:
+            return False
+        self.take()
+        return True
+
     def take(self) -> None:
         """Count a task that is already in flight (resumed from an earlier run), even beyond the target."""
         self.in_flight += 1

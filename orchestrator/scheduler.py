@@ -107,6 +107,8 @@ class RunOptions:
     # request, and a big pool made that scan the largest CPU cost of a 200-shot run.
     max_api_calls: int = 16
     max_downloads: int = 8
+    # Shots waiting for a slot that record "submitting" ahead of time (see Scheduler._submit_new).
+    on_deck: int = 8
     seed: int | None = None
 
 
@@ -170,6 +172,7 @@ class Scheduler:
         self.slots = AdaptiveSlots(self.options.concurrency, cooldown=self.options.congestion_cooldown)
         self.bucket = RateBucket(self.options.requests_per_second)
         self._api_calls = anyio.CapacityLimiter(max(1, self.options.max_api_calls))
+        self._deck = anyio.CapacityLimiter(max(1, min(self.options.on_deck, self.options.concurrency)))
         self._downloads = anyio.CapacityLimiter(max(1, self.options.max_downloads))
         self.times = RenderTimes(window=self.options.poll.window)
         self.stats = SchedulerStats()
@@ -288,23 +291,40 @@ class Scheduler:
         return await self._create(flight)
 
     async def _submit_new(self, shot: ResolvedShot, previous: ShotRecord | None) -> _Flight | None:
-        try:
-            await self.slots.acquire()
-        except Stopped:
+        if self.slots.closed:
             return None
-        flight = self._track(_Flight(shot=shot, created=time.time(), holds_slot=True))
+        if self.slots.try_take():
+            flight = self._track(_Flight(shot=self._new_attempt(shot, previous), created=time.time(), holds_slot=True))
+            return await self._create(flight)
+        # No slot free: wait "on deck". The next few shots in line record ``submitting`` while they wait, so that
+        # when a slot frees the create leaves at once instead of after a manifest write.
+        async with self._deck:
+            if self.slots.closed:
+                return None
+            flight = self._track(_Flight(shot=self._new_attempt(shot, previous), created=time.time()))
+            await self._mark_submitting(flight.shot)
+            try:
+                await self.slots.acquire()
+            except Stopped:
+                await self._set(shot.id, PENDING, detail="not submitted", error="not submitted: run stopped")
+                return None
+            flight.holds_slot = True
+        flight.created = time.time()
+        return await self._send(flight)
+
+    def _new_attempt(self, shot: ResolvedShot, previous: ShotRecord | None) -> ResolvedShot:
+        """Start a fresh record for the shot's next attempt; the shot as it will be sent (with its attempt)."""
         record = start_render(previous, fingerprint=shot.fingerprint, request=request_record(shot))
         # A record left "pending" never reached the provider under its current attempt number: reuse it.
         unused = previous is not None and previous.status == PENDING and previous.fingerprint == shot.fingerprint
         record.attempts = max(1, record.attempts if unused else record.attempts + 1)
-        flight.shot = replace(shot, attempt=record.attempts)
         self.store.put(shot.id, record)
-        return await self._create(flight)
+        return replace(shot, attempt=record.attempts)
 
     # --- create -------------------------------------------------------------------------------------------------
 
-    async def _create(self, flight: _Flight) -> _Flight | None:
-        shot = flight.shot
+    async def _mark_submitting(self, shot: ResolvedShot) -> None:
+        """Durably record the external id the create will carry, before it can be sent."""
         await self._set(
             shot.id,
             SUBMITTING,
@@ -314,6 +334,14 @@ class Scheduler:
             submitted_at=now_iso(),
             attempts=shot.attempt,
         )
+
+    async def _create(self, flight: _Flight) -> _Flight | None:
+        await self._mark_submitting(flight.shot)
+        return await self._send(flight)
+
+    async def _send(self, flight: _Flight) -> _Flight | None:
+        """Send the create (already recorded as submitting) until the provider answers for good."""
+        shot = flight.shot
         tries = 0
         while True:
             tries += 1
