@@ -1,10 +1,8 @@
-"""The command line: a thin layer over the library. Each command lives in its own module here."""
+"""The command line: a thin layer over the library. Each command lives in its own module here,
+imported on first use (see ``_app.COMMAND_MODULES``)."""
 
 from __future__ import annotations
 
 from orchestrator.cli._app import cli, main
-
-# Importing the command modules registers their commands on ``cli``.
-from orchestrator.cli import plan, run, simulate, validate  # noqa: F401  isort: skip
 
 __all__ = ["cli", "main"]

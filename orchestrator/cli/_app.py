@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -21,7 +22,33 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Which module defines each command. They are imported on first use, so `orchestrator validate` does not pay for
+# the simulator's video stack (PyAV, numpy, Starlette) or the HTTP client: start-up time counts on 10,000-shot specs.
+COMMAND_MODULES: dict[str, str] = {
+    "validate": "orchestrator.cli.validate",
+    "schema": "orchestrator.cli.validate",
+    "run": "orchestrator.cli.run",
+    "plan": "orchestrator.cli.plan",
+    "diff": "orchestrator.cli.plan",
+    "report": "orchestrator.cli.plan",
+    "status": "orchestrator.cli.plan",
+    "simulate": "orchestrator.cli.simulate",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands register themselves when their module is first imported."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(COMMAND_MODULES[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="orchestrator")
 def cli() -> None:
     """Render storyboards into video with Kling, from versioned YAML specs."""
