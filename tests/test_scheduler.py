@@ -575,3 +575,22 @@ async def test_a_lookup_that_never_answers_leaves_the_shot_submitting_and_frees_
     assert "could not look up" in (manifest.shots["stuck"].error or "")
     assert manifest.shots["other"].status == SUCCEEDED
     assert provider.create_calls == Counter({other.external_task_id: 1})
+
+
+@pytest.mark.anyio
+async def test_a_deleted_video_is_fetched_again_from_its_paid_task_unless_forced(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    provider = FakeProvider()
+    await run(provider, [shot], tmp_path)
+    video = tmp_path / load_manifest(tmp_path / "manifest.json").shots["a"].outputs[0].path
+    video.unlink()
+
+    await run(provider, [shot], tmp_path)
+    assert video.exists() and provider.requests["create"] == 1
+
+    store = open_store(tmp_path)
+    scheduler = Scheduler(provider=provider, store=store, options=options())
+    await scheduler.run([shot], fresh={"a"})
+    store.close()
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert provider.requests["create"] == 2 and record.attempts == 2 and len(record.history) == 1
