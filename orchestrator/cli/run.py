@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from functools import partial
 from pathlib import Path
@@ -10,7 +11,7 @@ import anyio
 import click
 from rich.console import Console
 
-from orchestrator.api import arun_project, prepare
+from orchestrator.api import Prepared, arun_project, prepare
 from orchestrator.cli._app import EXIT_INTERRUPTED, cli, handle_errors
 from orchestrator.cli.progress import JsonView, LiveView, PlainView, View, print_summary
 from orchestrator.errors import ConfigError
@@ -93,8 +94,6 @@ def _dry_run(
     prepared = prepare(spec, out=out, only=only or None, force=force or None)
     over = max_cost is not None and prepared.cost > max_cost
     if as_json:
-        import json
-
         payload = {
             "dry_run": True,
             "to_render": [shot.id for shot in prepared.shots],
@@ -115,10 +114,7 @@ def _dry_run(
         raise ConfigError(f"this run would cost {prepared.cost:g} units, more than --max-cost {max_cost:g}")
 
 
-def _render_plan(prepared: object, console: Console) -> None:
-    from orchestrator.api import Prepared
-
-    assert isinstance(prepared, Prepared)
+def _render_plan(prepared: Prepared, console: Console) -> None:
     try:
         from orchestrator.cli.plan import render_plan
     except ImportError:  # the plan view is another module's; fall back to a list
