@@ -13,10 +13,8 @@ happens to shots during the run is in the returned ``RunResult``.
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -131,7 +129,6 @@ async def arun_project(
     yourself. ``only``/``force`` are shot id globs. ``handle_signals`` makes Ctrl-C (SIGINT/SIGTERM) stop the run
     gracefully (the first stops submitting and records work in progress, the second stops at once).
     """
-    _skip_sniffio_probe()
     # Loading images and hashing earlier outputs is blocking file work: keep it off the event loop.
     prepared = await anyio.to_thread.run_sync(partial(prepare, spec, out=out, only=only, force=force))
     project, plan, shots, skipped, fresh = (
@@ -181,14 +178,6 @@ async def arun_project(
             listeners=listeners,
             handle_signals=handle_signals,
         )
-
-
-def _skip_sniffio_probe() -> None:
-    # httpcore tries ``import sniffio`` on every request and falls back to asyncio when it is missing; a failed
-    # import is not cached, so each try scans sys.path: about 10 ms of CPU per shot, the largest cost of a big run.
-    # Recording the module as absent makes that import fail at once, with the very same fallback.
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def run_project(
