@@ -54,22 +54,29 @@ def cli() -> None:
     """Render storyboards into video with Kling, from versioned YAML specs."""
 
 
-def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn our errors into one line per problem on stderr and exit 1; never a traceback."""
+def exit_on_errors(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator: our errors become one line per problem on stderr and exit ``code``; never a traceback."""
 
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except SpecError as exc:
-            for problem in exc.problems:
-                click.echo(problem.format(), err=True)
-            sys.exit(EXIT_FAILED)
-        except OrchestratorError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(EXIT_FAILED)
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return func(*args, **kwargs)
+            except SpecError as exc:
+                for problem in exc.problems:
+                    click.echo(problem.format(), err=True)
+                sys.exit(code)
+            except OrchestratorError as exc:
+                click.echo(f"error: {exc.message}", err=True)
+                sys.exit(code)
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+handle_errors = exit_on_errors(EXIT_FAILED)
+"""The usual handler: exit 1 on any of our errors."""
 
 
 def main() -> None:

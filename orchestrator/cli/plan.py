@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -17,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli._app import EXIT_OK, cli, handle_errors
+from orchestrator.cli._app import EXIT_OK, cli, exit_on_errors, handle_errors
 from orchestrator.diff import (
     ADDED,
     CHANGED,
@@ -31,7 +29,6 @@ from orchestrator.diff import (
     diff_paths,
     diff_to_json,
 )
-from orchestrator.errors import OrchestratorError, SpecError
 from orchestrator.plan import (
     FAILED_BEFORE,
     LEGEND,
@@ -155,22 +152,8 @@ def plan_command(spec: Path, out: Path | None, as_json: bool, detailed_exitcode:
 # --- diff -------------------------------------------------------------------------------------------------------
 
 
-def _diff_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Like ``handle_errors``, but exit 2 on trouble: for ``diff``, 1 already means "different"."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except SpecError as exc:
-            for problem in exc.problems:
-                click.echo(problem.format(), err=True)
-            sys.exit(EXIT_DIFF_TROUBLE)
-        except OrchestratorError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(EXIT_DIFF_TROUBLE)
-
-    return wrapper
+# Like ``handle_errors``, but exit 2 on trouble: for ``diff``, 1 already means "different".
+_diff_errors = exit_on_errors(EXIT_DIFF_TROUBLE)
 
 
 def render_diff(result: DiffResult, console: Console) -> None:
