@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import heapq
 import io
 import json
 import math
@@ -126,6 +127,8 @@ async def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "manifest_writes": result.stats.manifest_writes,
         "manifest_write_seconds": result.stats.manifest_write_seconds,
         "phases": _phase_medians(phases),
+        "started": started,
+        "timeline": result.stats.timeline,
         # What the provider itself took (its created_at -> updated_at): above --render when the simulator's own
         # video encoding falls behind on a busy machine, which no client can make up for.
         "provider_render_mean": statistics.mean(result.stats.render_seconds) if result.stats.render_seconds else 0,
@@ -198,7 +201,9 @@ def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         runner = run_ours if args.child == "orchestrator" else run_naive
         figures = asyncio.run(runner(args, Path(tmp)))
-    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures["peak_rss_mb"] = usage.ru_maxrss / 1024
+    figures["cpu_seconds"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(figures))
 
 
@@ -221,17 +226,39 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             *("--naive-interval", str(args.naive_interval)),
             *(("--poll", args.poll) if args.poll else ()),
         ]
+        # The simulator is this process's only work while the child runs: its CPU time is the simulator's.
+        before = _cpu_seconds()
         done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+        simulator_cpu = _cpu_seconds() - before
         if done.returncode != 0:
             raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
         figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         stats = simulator.stats()
+        tasks = sorted(simulator.state.all_tasks(), key=lambda t: t.created_mono)
+    figures["simulator_cpu_seconds"] = simulator_cpu
+    figures["drawn_renders"] = [t.render_time for t in tasks]
+    figures["oracle"] = oracle_makespan(figures["drawn_renders"], slots=args.concurrency)
     api_requests = sum(n for route, n in stats.requests.items() if not route.endswith(("/_sim/stats", "/_sim/config")))
     figures["requests_per_shot"] = api_requests / args.n
     figures["duplicates"] = sum(count - 1 for count in stats.submissions.values() if count > 1)
     figures["sim_max_in_flight"] = stats.max_in_flight
     figures["routes"] = stats.requests
     return figures
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def oracle_makespan(renders: list[float], *, slots: int) -> float:
+    """The makespan of a zero-overhead greedy scheduler: each task starts the instant a slot frees, in the order
+    the simulator received them, and takes exactly the render time the simulator drew for it."""
+    free = [0.0] * slots
+    for seconds in renders:
+        start = heapq.heappop(free)
+        heapq.heappush(free, start + seconds)
+    return max(free) if renders else 0.0
 
 
 def report(mode: str, figures: dict[str, Any], args: argparse.Namespace) -> str:
@@ -245,12 +272,56 @@ def report(mode: str, figures: dict[str, Any], args: argparse.Namespace) -> str:
         extra = f"  manifest writes {figures['manifest_writes']} ({figures['manifest_write_seconds']:.2f} s)"
     return (
         f"{mode:13} ok={figures['ok']!s:5} makespan {figures['makespan']:6.2f} s = {figures['makespan'] / ideal:5.3f} "
-        f"x ideal  requests/shot {figures['requests_per_shot']:5.2f}  median lag {lag * 100:5.1f} % "
+        f"x ideal = {figures['makespan'] / figures['oracle']:5.3f} x oracle ({figures['oracle']:.2f} s)  "
+        f"requests/shot {figures['requests_per_shot']:5.2f}  median lag {lag * 100:5.1f} % "
         f"of render (after the first wave {steady * 100:4.1f} %)  "
         f"p90 lag {_p90(figures['lags']) / args.render * 100:5.1f} %  peak RSS "
         f"{figures['peak_rss_mb']:6.1f} MB  max in flight {figures['sim_max_in_flight']}  "
-        f"duplicates {figures['duplicates']}{extra}"
+        f"duplicates {figures['duplicates']}{extra}  CPU client {figures['cpu_seconds']:.1f} s, "
+        f"simulator {figures['simulator_cpu_seconds']:.1f} s"
     )
+
+
+def breakdown(figures: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """Where the makespan goes: start-up, the window in which slots are held, and the tail after the last slot.
+
+    Inside the window, C x window slot-seconds are either held by a task (split into before the render, the
+    render itself, detection lag and detected -> released) or idle (no shot to start, or a hand-over under way).
+    """
+    timeline: dict[str, dict[str, float]] = figures["timeline"]
+    marks = [m for m in timeline.values() if {"slot", "released", "provider_created", "provider_ended"} <= m.keys()]
+    if not marks:
+        return ["    (no timeline)"]
+    started = figures["started"]
+    first_slot = min(m["slot"] for m in marks)
+    last_release = max(m["released"] for m in marks)
+    last_done = max(m.get("downloaded", 0.0) for m in timeline.values())
+    window = last_release - first_slot
+    spans = {
+        "slot->sent": [m["sent"] - m["slot"] for m in marks],
+        "sent->render start": [m["provider_created"] - m["sent"] for m in marks],
+        "render": [m["provider_ended"] - m["provider_created"] for m in marks],
+        "render end->detected": [m["detected"] - m["provider_ended"] for m in marks],
+        "detected->released": [m["released"] - m["detected"] for m in marks],
+    }
+    held = sum(sum(v) for v in spans.values())
+    idle = args.concurrency * window - held
+    lines = [
+        f"    makespan {figures['makespan']:.2f} s = start-up {first_slot - started:.2f} (run start -> first slot) "
+        f"+ slots in use {window:.2f} + tail {last_done - last_release:.2f} (last slot released -> last video)",
+        f"    slot-seconds in that window: {args.concurrency * window:.1f} = "
+        + " + ".join(f"{name} {sum(v):.1f}" for name, v in spans.items())
+        + f" + idle {idle:.1f}",
+        "    per shot median / p90 (s): "
+        + ", ".join(f"{name} {statistics.median(v):.3f}/{_p90(v):.3f}" for name, v in spans.items()),
+    ]
+    answered = [m["answered"] - m["sent"] for m in marks if "answered" in m]
+    downloads = [m["downloaded"] - m["detected"] for m in marks if "downloaded" in m]
+    lines.append(
+        f"    create round trip median {statistics.median(answered):.3f} s (p90 {_p90(answered):.3f}); "
+        f"detected -> video on disk median {statistics.median(downloads):.3f} s (p90 {_p90(downloads):.3f})"
+    )
+    return lines
 
 
 def _p90(values: list[float]) -> float:
@@ -268,6 +339,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--poll", help='PollPolicy overrides as JSON, e.g. {"tail_fraction": 0.03}')
+    parser.add_argument("--dump", type=Path, help="write every figure (timelines included) as JSON to this file")
     parser.add_argument("--only", choices=["orchestrator", "naive"])
     parser.add_argument("--child", choices=["orchestrator", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -280,12 +352,17 @@ def main() -> None:
         f"N={args.n} concurrency={args.concurrency} render={args.render:g} s +/-{args.jitter:.0%} "
         f"ideal={ideal:g} s; naive polls every {args.naive_interval:g} s"
     )
+    dumped: dict[str, Any] = {}
     for mode in [args.only] if args.only else ["orchestrator", "naive"]:
-        figures = measure(mode, args)
+        figures = dumped[mode] = measure(mode, args)
         print(report(mode, figures, args), flush=True)
         if args.verbose:
             extra = f"provider render mean {figures['provider_render_mean']:.3f} s" if mode == "orchestrator" else ""
             print("   ", figures["routes"], figures.get("phases", ""), extra, flush=True)
+            if mode == "orchestrator":
+                print("\n".join(breakdown(figures, args)), flush=True)
+    if args.dump:
+        args.dump.write_text(json.dumps(dumped))
 
 
 if __name__ == "__main__":

@@ -126,6 +126,9 @@ class SchedulerStats:
     manifest_writes: int = 0
     manifest_write_seconds: float = 0.0
     render_seconds: list[float] = field(default_factory=list)
+    # Per shot, when each step happened (wall clock): slot, sent, answered, detected, released, downloaded, and the
+    # provider's own created/ended times. Cheap to keep, and what the benchmark's breakdown of a run is made of.
+    timeline: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -295,6 +298,7 @@ class Scheduler:
             return None
         if self.slots.try_take():
             flight = self._track(_Flight(shot=self._new_attempt(shot, previous), created=time.time(), holds_slot=True))
+            self._mark(shot.id, "slot")
             return await self._create(flight)
         # No slot free: wait "on deck". The next few shots in line record ``submitting`` while they wait, so that
         # when a slot frees the create leaves at once instead of after a manifest write.
@@ -309,6 +313,7 @@ class Scheduler:
                 await self._set(shot.id, PENDING, detail="not submitted", error="not submitted: run stopped")
                 return None
             flight.holds_slot = True
+            self._mark(shot.id, "slot")
         flight.created = time.time()
         return await self._send(flight)
 
@@ -352,8 +357,10 @@ class Scheduler:
                 await self.bucket.acquire()
                 self.stats.creates += 1
                 sent = time.time()
+                self._mark(shot.id, "sent", sent)
                 async with self._api_calls:
                     task = await self.provider.create_task(shot)
+                self._mark(shot.id, "answered")
             except DuplicateExternalIdError:
                 found = await self._lookup(shot)
                 if found is None:
@@ -399,6 +406,7 @@ class Scheduler:
             await self._set(flight.shot.id, PENDING, detail="not submitted", error="not submitted: run stopped")
             raise _Interrupted from None
         flight.holds_slot = True
+        self._mark(flight.shot.id, "slot")
 
     async def _record_task(self, flight: _Flight, task: Task, *, detail: str = "") -> None:
         await self._set(
@@ -482,6 +490,7 @@ class Scheduler:
             errors = 0
             last_poll = time.time()
             if task.status.finished:
+                self._mark(shot.id, "detected", last_poll)
                 return await self._finished(flight, task)
             if task.status is TaskStatus.PROCESSING and self._record(shot.id).status == SUBMITTED:
                 await self._set(shot.id, PROCESSING, task=task, durable=False)
@@ -536,6 +545,9 @@ class Scheduler:
         return task
 
     def _observe(self, flight: _Flight, task: Task) -> None:
+        if task.created_at and task.updated_at:
+            self._mark(flight.shot.id, "provider_created", task.created_at / 1000)
+            self._mark(flight.shot.id, "provider_ended", task.updated_at / 1000)
         if task.created_at and task.updated_at and task.updated_at > task.created_at:
             seconds = (task.updated_at - task.created_at) / 1000
         elif flight.resumed:
@@ -572,6 +584,7 @@ class Scheduler:
                     return
                 await anyio.sleep(backoff_delay(tries, base=policy.base, cap=policy.cap, rng=self._rng))
                 continue
+            self._mark(shot.id, "downloaded")
             output = Output(path=self._relative(done.path), sha256=done.sha256, bytes=done.bytes)
             cost = self.pricing.shot_units(shot) if self.pricing else None
             await self._set(
@@ -661,11 +674,16 @@ class Scheduler:
     def _take_resumed_slot(self, flight: _Flight) -> None:
         self.slots.take()
         flight.holds_slot = True
+        self._mark(flight.shot.id, "slot")
 
     def _give_back_slot(self, flight: _Flight) -> None:
         if flight.holds_slot:
             flight.holds_slot = False
             self.slots.release()
+            self._mark(flight.shot.id, "released")
+
+    def _mark(self, shot_id: str, step: str, at: float | None = None) -> None:
+        self.stats.timeline.setdefault(shot_id, {})[step] = time.time() if at is None else at
 
     def _end_flight(self, flight: _Flight) -> None:
         self._give_back_slot(flight)

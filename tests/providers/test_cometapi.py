@@ -485,6 +485,41 @@ async def test_download_writes_verified_file_and_creates_the_folder(tmp_path: Pa
 
 
 @pytest.mark.anyio
+async def test_a_large_download_spills_to_disk_as_it_comes_and_breaks_off_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.providers.cometapi as cometapi
+
+    monkeypatch.setattr(cometapi, "_SPILL_BYTES", 3000)  # VIDEO is about 10 kB: several spills
+    monkeypatch.setattr(cometapi, "_DOWNLOAD_CHUNK", 1000)
+    spilled: list[int] = []
+    original = cometapi._Spool.spill
+
+    def counting_spill(self: Any) -> None:
+        spilled.append(self._buffered)
+        original(self)
+
+    monkeypatch.setattr(cometapi._Spool, "spill", counting_spill)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=chunks(VIDEO))
+
+    async with provider(handler) as p:
+        result = await p.download(f"{BASE}/v.mp4", tmp_path / "new" / "v.mp4")
+    assert (tmp_path / "new" / "v.mp4").read_bytes() == VIDEO and result.sha256 == hashlib.sha256(VIDEO).hexdigest()
+    assert len(spilled) >= 3 and max(spilled[:-1]) < 3000 + 1000  # never more than a spill's worth in memory
+    assert leftovers(tmp_path / "new") == ["v.mp4"]
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=chunks(VIDEO, fail_after=6000))
+
+    async with provider(broken) as p:
+        with pytest.raises(DownloadError):
+            await p.download(f"{BASE}/v.mp4", tmp_path / "new" / "w.mp4")
+    assert leftovers(tmp_path / "new") == ["v.mp4"]  # the spilled temp file is gone too
+
+
+@pytest.mark.anyio
 async def test_download_refuses_oversize_by_content_length(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=VIDEO)
@@ -686,3 +721,30 @@ def test_redirects_name_the_target_and_duplicates_say_submitted_before() -> None
 
 def test_the_client_implements_the_provider_protocol() -> None:
     assert isinstance(CometAPIProvider(base_url=BASE, api_key=KEY), Provider)
+
+
+# --- the pooled transport --------------------------------------------------------------------------------------------
+
+
+def test_idle_socket_check_sees_the_server_hang_up() -> None:
+    import socket
+
+    from orchestrator.providers.cometapi import _socket_readable
+
+    ours, theirs = socket.socketpair()
+    try:
+        assert _socket_readable(ours) is False  # idle, open: reusable
+        theirs.close()
+        assert _socket_readable(ours) is True  # the peer hung up: httpcore must drop this connection
+    finally:
+        ours.close()
+    assert _socket_readable(ours) is True  # closed (fileno -1)
+
+
+@pytest.mark.anyio
+async def test_the_default_pool_checks_idle_sockets_cheaply() -> None:
+    from orchestrator.providers.cometapi import _SocketOnceBackend
+
+    async with CometAPIProvider(base_url=BASE, api_key="k") as p:
+        pool = p._client._transport._pool  # type: ignore[attr-defined]
+        assert isinstance(pool._network_backend, _SocketOnceBackend)

@@ -264,3 +264,38 @@ def test_every_authenticated_create_counts_as_attempted(make_sim, make_client, m
     stats = sim.stats()
     assert (stats.creates_attempted, stats.creates_accepted) == (2, 0)
     assert stats.requests[f"POST {CREATE}"] == 3
+
+
+def test_cheap_videos_are_encoded_once_per_boards_duration_and_aspect(make_sim, make_client, make_body, monkeypatch):
+    import orchestrator.providers.local.app as app
+
+    encoded: list[str] = []
+    real = app.render_animatic
+
+    def counting(boards, **kw):
+        encoded.append(kw["aspect_ratio"])
+        real(boards, **kw)
+
+    monkeypatch.setattr(app, "render_animatic", counting)
+    sim = make_sim(render_time=0.05, render_jitter=0.0)
+    with make_client(sim) as client:
+        ids = [client.post(CREATE, json=make_body()).json()["data"]["task_id"]]
+        _wait_for(client, ids[0])  # encoded and remembered before the repeats arrive
+        ids += [client.post(CREATE, json=make_body()).json()["data"]["task_id"] for _ in range(2)]
+        ids.append(client.post(CREATE, json=make_body(aspect_ratio="9:16")).json()["data"]["task_id"])
+        videos = [httpx.get(_wait_for(client, i)["task_result"]["videos"][0]["url"]).content for i in ids]
+    assert sorted(encoded) == ["16:9", "9:16"]  # the two repeats were served from the memo
+    assert videos[0] == videos[1] == videos[2] != videos[3]
+    assert all(v[4:8] == b"ftyp" for v in videos)
+
+
+def test_full_videos_are_rendered_for_every_task(make_sim, make_client, make_body, monkeypatch):
+    import orchestrator.providers.local.app as app
+
+    calls: list[object] = []
+    monkeypatch.setattr(app, "render_animatic", lambda boards, **kw: (calls.append(kw), kw["dest"].write_bytes(b"x")))
+    sim = make_sim(cheap_video=False, render_time=0.05, render_jitter=0.0)
+    with make_client(sim) as client:
+        for _ in range(2):
+            _wait_for(client, client.post(CREATE, json=make_body()).json()["data"]["task_id"])
+    assert len(calls) == 2  # each full-size animatic carries its own caption: no memo
