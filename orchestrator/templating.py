@@ -8,16 +8,30 @@ the caller turns it into a Problem at the prompt's line.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import update_wrapper
 from typing import Any
 
 import jinja2
 import jinja2.meta
+from jinja2 import Environment, Undefined
+from jinja2.nodes import EvalContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 
 _MARKERS = ("{{", "{%", "{#")
 MAX_RENDERED = 100_000  # far beyond any valid prompt; stops `{{ 'x' * 10**10 }}` from eating the machine
+MAX_STEPS = 200_000  # loop iterations plus calls in one render: `for` inside `for` must not spin for hours
+MAX_SECONDS = 5.0  # a last resort: no prompt needs more than milliseconds
+MAX_BUILT = 10_000_000  # characters (or items) of strings and lists one render may build, all steps together
+_BIG_WIDTH = re.compile(r"\d{6,}")  # a width or precision of a million or more in a format string
+# Filters and str methods whose numeric arguments set the size of what they build (widths, counts).
+_SIZING_FILTERS = frozenset({"center", "indent", "batch", "slice", "tojson"})
+_SIZING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
 
 
 @dataclass(frozen=True)
@@ -28,22 +42,183 @@ class Rendered:
     error: str | None = None
 
 
+class _Budget:
+    """What one render may still spend: steps (loop iterations and calls) and time."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+        self.built = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def charge(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise jinja2.exceptions.SecurityError(f"more than {MAX_STEPS:,} loop iterations and calls")
+        if self.steps % 1024 == 0 and time.monotonic() > self.deadline:
+            raise jinja2.exceptions.SecurityError(f"rendering took over {MAX_SECONDS:g} s")
+
+    def build(self, size: int) -> None:
+        # A loop inside `{% set x %}...{% endset %}` appends to a buffer this module never sees: count what each
+        # operation builds instead, so such a loop stops long before the memory runs out.
+        self.built += size
+        if self.built > MAX_BUILT:
+            raise jinja2.exceptions.SecurityError(f"the template builds over {MAX_BUILT:,} characters")
+
+
+_BUDGET: ContextVar[_Budget] = ContextVar("template_budget")
+
+
+class _LimitedNamespace(Namespace):
+    """``namespace()`` whose attributes cannot grow past the output limit (``ns.s = ns.s ~ ns.s`` in a loop)."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _check_size(value)
+        super().__setitem__(name, value)
+
+
 class _LimitedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox: no attribute escapes, and no ``items.append(...)`` changing the vars every later shot
-    sees. It does not bound huge strings or numbers, so ``*`` and ``**`` are bounded here too.
+    sees. Jinja's sandbox bounds ``range`` but neither time nor memory, so this one also counts loop iterations and
+    calls against a per-render budget, and refuses operations that would build a huge string before Python builds
+    it: repetition, format widths, ``join``/``replace`` amplification, numeric arguments in the millions.
     """
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters = {name: _limited_filter(name, function) for name, function in self.filters.items()}
+
+    @staticmethod
+    def concat(chunks: Iterable[str]) -> str:
+        # Macros, `{% set %}` blocks and `{% filter %}` join their output with this: bound it before joining.
+        parts = list(chunks)
+        if sum(map(len, parts)) > MAX_RENDERED:
+            raise jinja2.exceptions.SecurityError("result too large")
+        return "".join(parts)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int) and abs(right) > 100:
             raise jinja2.exceptions.SecurityError("exponent too large")
         if operator == "*" and _repeat_size(left, right) > MAX_RENDERED:
             raise jinja2.exceptions.SecurityError("result too large")
+        if operator == "%" and isinstance(left, str):
+            _check_format(left, right if isinstance(right, tuple) else (right,))
         result = super().call_binop(context, operator, left, right)
-        if isinstance(result, str | list | tuple) and len(result) > MAX_RENDERED:
-            raise jinja2.exceptions.SecurityError("result too large")
+        _check_size(result)
         return result
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _BUDGET.get().charge()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            _check_str_method(owner, getattr(__obj, "__name__", ""), args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        _check_size(result)
+        return result
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        template = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            _check_format(template, (*args, *kwargs.values()))
+            return str(wrapped(*args, **kwargs))
+
+        return checked
+
+    def loop_budget(self, iterable: Any) -> Iterator[Any]:
+        """Wraps every ``{% for %}`` iterable (see ``_count_loops``): each iteration is charged to the budget."""
+        for item in iterable:
+            _BUDGET.get().charge()
+            yield item
+
+
+def _check_size(value: Any) -> None:
+    if isinstance(value, str | list | tuple):
+        if len(value) > MAX_RENDERED:
+            raise jinja2.exceptions.SecurityError("result too large")
+        _BUDGET.get().build(len(value))
+
+
+def _check_arguments(args: Iterable[Any]) -> None:
+    # `center(10**9)`, `indent(10**9)`, `batch(10**9, 'x')`, `'a'.ljust(10**9)`: a width or count in the millions
+    # is an attack or a mistake in a prompt template.
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_RENDERED:
+            raise jinja2.exceptions.SecurityError(f"argument {arg} too large")
+
+
+def _check_format(template: str, args: Iterable[Any]) -> None:
+    if _BIG_WIDTH.search(template):
+        raise jinja2.exceptions.SecurityError("format width too large")
+    if "*" in template or ":{" in template:
+        _check_arguments(args)  # `%*d` and `{0:{1}}` take the width from the arguments
+
+
+def _check_str_method(owner: str, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    if name in _SIZING_METHODS:
+        _check_arguments((*args, *kwargs.values()))
+        return
+    if not args:
+        return
+    if name == "join" and isinstance(args[0], list | tuple):
+        size = len(owner) * len(args[0]) + sum(len(str(item)) for item in args[0])
+    elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        size = len(owner) + (owner.count(args[0]) if args[0] else len(owner) + 1) * len(args[1])
+    else:
+        return
+    if size > MAX_RENDERED:
+        raise jinja2.exceptions.SecurityError("result too large")
+
+
+def _limited_filter(name: str, function: Any) -> Any:
+    """A filter that refuses huge widths and counts and checks the size of what it would build."""
+
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        values = [arg for arg in args if not isinstance(arg, jinja2.runtime.Context | EvalContext | Environment)]
+        if name in _SIZING_FILTERS:
+            _check_arguments((*values[1:], *kwargs.values()))
+        if name == "format" and values and isinstance(values[0], str):
+            _check_format(values[0], values[1:])
+        if name == "join" and values and not isinstance(values[0], str | list | tuple | Undefined):
+            # Materialize a generator (`range(n) | map(...)`) so its size can be checked before joining.
+            first = len(args) - len(values)
+            items = list(values[0])
+            _check_size(items)
+            args, values = (*args[:first], items, *args[first + 1 :]), [items, *values[1:]]
+        if name in ("join", "replace") and values and isinstance(values[0], str | list | tuple):
+            _check_filter_growth(name, values, kwargs)
+        result = function(*args, **kwargs)
+        _check_size(result)
+        return result
+
+    return update_wrapper(limited, function)  # keeps pass_context / pass_eval_context markers
+
+
+def _check_filter_growth(name: str, values: list[Any], kwargs: Mapping[str, Any]) -> None:
+    first = values[0]
+    if name == "join":
+        separator = values[1] if len(values) > 1 else kwargs.get("d", "")
+        items = list(first)
+        size = len(str(separator)) * len(items) + sum(len(str(item)) for item in items)
+    else:
+        old = values[1] if len(values) > 1 else ""
+        new = values[2] if len(values) > 2 else ""
+        text = str(first)
+        size = len(text) + (text.count(str(old)) if old else len(text) + 1) * len(str(new))
+    if size > MAX_RENDERED:
+        raise jinja2.exceptions.SecurityError("result too large")
+
+
+def _count_loops(ast: jinja2.nodes.Template) -> jinja2.nodes.Template:
+    """Route every ``{% for %}`` iterable through ``loop_budget``, so nested loops stop at the step budget."""
+    for loop in ast.find_all(jinja2.nodes.For):
+        counter = jinja2.nodes.Name("_loop_budget", "load", lineno=loop.lineno)
+        loop.iter = jinja2.nodes.Call(counter, [loop.iter], [], None, None, lineno=loop.lineno)
+    return ast
 
 
 @dataclass(frozen=True)
@@ -65,6 +240,8 @@ class TemplateRenderer:
         self._env = _LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
         self._env.filters.pop("random", None)
         self._env.globals.pop("lipsum", None)
+        self._env.globals["namespace"] = _LimitedNamespace
+        self._env.globals["_loop_budget"] = self._env.loop_budget
         self._globals = dict(self._env.globals)
         self._compiled: dict[str, _Compiled | Rendered] = {}
         self._rendered: dict[tuple[str, tuple[str, ...]], Rendered] = {}
@@ -86,8 +263,9 @@ class TemplateRenderer:
         # What Template.render does, minus merging the globals into a fresh ChainMap-backed context on every
         # call (two thirds of its cost): the globals are merged here, into the one dict the context reads.
         context = template.new_context({**self._globals, **variables}, shared=True)
+        token = _BUDGET.set(_Budget())
         try:
-            return Rendered("".join(template.root_render_func(context)))
+            return Rendered(_bounded_join(template.root_render_func(context)))
         except jinja2.UndefinedError as exc:
             return Rendered(error=f"undefined template variable: {_undefined_name(exc)}")
         except jinja2.exceptions.SecurityError as exc:
@@ -96,13 +274,16 @@ class TemplateRenderer:
             return Rendered(error=f"template error: {exc}")
         except Exception as exc:  # user templates can raise anything (1/0, bad filters): report it
             return Rendered(error=f"template error: {type(exc).__name__}: {exc}")
+        finally:
+            _BUDGET.reset(token)
 
     def _compile(self, source: str) -> _Compiled | Rendered:
         cached = self._compiled.get(source)
         if cached is None:
             try:
-                names = tuple(sorted(jinja2.meta.find_undeclared_variables(self._env.parse(source))))
-                cached = _Compiled(self._env.from_string(source), names)
+                ast = self._env.parse(source)
+                names = tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
+                cached = _Compiled(self._env.from_string(_count_loops(ast)), names)
             except jinja2.TemplateSyntaxError as exc:
                 where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
                 cached = Rendered(error=f"template syntax error: {exc.message}{where}")
@@ -125,6 +306,18 @@ def template_variables(
         "shot": {"id": shot_id, "index": shot_index, "number": shot_index + 1},
         "project": {"name": project_name},
     }
+
+
+def _bounded_join(chunks: Iterable[str]) -> str:
+    """The template's output, refused as soon as it passes ``MAX_RENDERED`` (not after building all of it)."""
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RENDERED:
+            raise jinja2.exceptions.SecurityError("result too large")
+        parts.append(chunk)
+    return "".join(parts)
 
 
 def _repeat_size(left: Any, right: Any) -> int:

@@ -32,6 +32,9 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MISSING = object()
+MAX_SPEC_BYTES = 64 * 1024 * 1024  # a 10,000-shot spec is about 2 MB; this only stops /dev/zero and runaway files
+MAX_DEPTH = 100  # real specs nest about 6 deep; deeper would hit Python's recursion limit here or downstream
+MAX_EXPANDED = 2_000_000  # values after aliases are expanded: a 10,000-shot spec has about 150,000
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ def read_source(path: Path, *, display: str | None = None) -> Source:
     """Read and parse ``path``; every failure (unreadable, not UTF-8, bad YAML, duplicate keys) is a Problem."""
     file = display if display is not None else str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as stream:
+            # Bounded read: a FIFO, /dev/zero or a runaway generated file must not fill the memory.
+            raw = stream.read(MAX_SPEC_BYTES + 1)
     except IsADirectoryError:
         return _failed(file, b"", "is a directory, not a spec file")
     except FileNotFoundError:
@@ -80,6 +85,8 @@ def read_source(path: Path, *, display: str | None = None) -> Source:
         return _failed(file, b"", "cannot read the file: permission denied")
     except OSError as exc:
         return _failed(file, b"", f"cannot read the file: {exc.strerror or exc}")
+    if len(raw) > MAX_SPEC_BYTES:
+        return _failed(file, b"", f"the file is over {MAX_SPEC_BYTES // (1024 * 1024)} MB; a spec is far smaller")
     return parse_source(raw, file=file)
 
 
@@ -102,11 +109,23 @@ def parse_source(raw: bytes, *, file: str) -> Source:
         return _failed(file, raw, f"YAML syntax error: {reason}", line=line, column=column)
     except yaml.YAMLError as exc:
         return _failed(file, raw, f"YAML syntax error: {exc}")
+    except _TooLarge as exc:
+        return _failed(file, raw, exc.message, line=exc.line, column=exc.column)
     finally:
         loader.dispose()
     if data is _MISSING:
         return _failed(file, raw, "the file is empty; a spec starts with `version: 1`")
     return Source(file, raw, data, builder.values, builder.keys, tuple(builder.problems))
+
+
+class _TooLarge(Exception):
+    """Stops building a document that nests too deeply or whose aliases expand too far (a "billion laughs")."""
+
+    def __init__(self, event: yaml.Event, message: str) -> None:
+        super().__init__(message)
+        mark = event.start_mark
+        self.line, self.column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        self.message = message
 
 
 def _failed(file: str, raw: bytes, message: str, *, line: int = 1, column: int = 1) -> Source:
@@ -116,7 +135,10 @@ def _failed(file: str, raw: bytes, message: str, *, line: int = 1, column: int =
 class _Builder:
     """Builds plain values from parser events, recording where each value and key starts.
 
-    Anchored values are built once and shared by their aliases (which also defuses "billion laughs" documents).
+    Anchored values are built once and shared by their aliases. Sharing alone does not defuse a "billion laughs"
+    document: every later walk over the values (schema, fingerprints) would expand it. So each anchor's expanded
+    size is recorded, each alias adds it to a running count, and the document is refused past ``MAX_EXPANDED``;
+    nesting is bounded by ``MAX_DEPTH`` so a deep document is a problem, not a RecursionError.
     """
 
     def __init__(self, file: str) -> None:
@@ -128,6 +150,9 @@ class _Builder:
         self._resolve: Any = partial(yaml.resolver.Resolver().resolve, yaml.ScalarNode, implicit=(True, False))
         self._constructor = yaml.constructor.SafeConstructor()
         self._plain: dict[str, Any] = {}
+        self._sizes: dict[str, int] = {}
+        self._expanded = 0
+        self._depth = 0
 
     def document(self, events: Iterator[yaml.Event]) -> Any:
         data: Any = _MISSING
@@ -142,6 +167,8 @@ class _Builder:
     def value(self, events: Iterator[yaml.Event], event: yaml.Event, path: PathKey) -> Any:
         mark: Any = event.start_mark  # always set by the parser
         self.values[path] = (mark.line + 1, mark.column + 1)
+        before = self._expanded
+        self._expanded += 1
         if isinstance(event, yaml.ScalarEvent):
             result = self._scalar(event)
         elif isinstance(event, yaml.MappingStartEvent):
@@ -155,6 +182,7 @@ class _Builder:
             if result is _MISSING:
                 self._error(event, f"unknown alias `*{event.anchor}`")
                 result = None
+            self._count_alias(event)
             return result
         else:  # pragma: no cover - the parser only emits the events above at a value position
             self._error(event, "unexpected YAML structure")
@@ -162,7 +190,19 @@ class _Builder:
         anchor = getattr(event, "anchor", None)
         if anchor:
             self._anchors[anchor] = result
+            self._sizes[anchor] = self._expanded - before
         return result
+
+    def _count_alias(self, event: yaml.AliasEvent) -> None:
+        self._expanded += self._sizes.get(event.anchor or "", 0)
+        if self._expanded > MAX_EXPANDED:
+            message = f"YAML aliases expand to over {MAX_EXPANDED:,} values; a spec is far smaller (alias bomb?)"
+            raise _TooLarge(event, message)
+
+    def _enter(self, event: yaml.Event) -> None:
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _TooLarge(event, f"YAML nested more than {MAX_DEPTH} levels deep")
 
     def _check_tag(self, event: yaml.CollectionStartEvent, standard: str) -> None:
         # Only plain mappings and lists: `!!python/object/apply:...` and friends are refused, never constructed.
@@ -170,14 +210,17 @@ class _Builder:
             self._error(event, f"bad YAML value: unsupported tag `{event.tag}`")
 
     def _sequence(self, events: Iterator[yaml.Event], start: yaml.Event, path: PathKey) -> list[Any]:
+        self._enter(start)
         items: list[Any] = []
         for event in events:
             if isinstance(event, yaml.SequenceEndEvent):
                 break
             items.append(self.value(events, event, (*path, len(items))))
+        self._depth -= 1
         return items
 
     def _mapping(self, events: Iterator[yaml.Event], start: yaml.Event, path: PathKey) -> dict[str, Any]:
+        self._enter(start)
         result: dict[str, Any] = {}
         merged: list[Any] = []
         for event in events:
@@ -199,6 +242,7 @@ class _Builder:
                 self._error(event, message)
             self.keys[child] = (mark.line + 1, mark.column + 1)
             result[key] = self.value(events, value_event, child)
+        self._depth -= 1
         return self._merge(start, merged, result) if merged else result
 
     def _merge(self, start: yaml.Event, merged: list[Any], own: dict[str, Any]) -> dict[str, Any]:

@@ -90,18 +90,18 @@ def test_useful_jinja_still_works(renderer: TemplateRenderer) -> None:
 
 
 def test_templates_are_compiled_once(renderer: TemplateRenderer, monkeypatch: pytest.MonkeyPatch) -> None:
-    compiled: list[str] = []
+    compiled: list[Any] = []
     original = renderer._env.from_string
 
-    def counting(source: str) -> Any:
-        compiled.append(source)
+    def counting(source: Any) -> Any:
+        compiled.append(source)  # the parsed template (loops rewritten to count iterations), not the text
         return original(source)
 
     monkeypatch.setattr(renderer._env, "from_string", counting)
     for index in range(50):
         text = renderer.render("{{ hero }} #{{ n }}", variables={"hero": "Mara", "n": index}).text
         assert text == f"Mara #{index}"
-    assert compiled == ["{{ hero }} #{{ n }}"]
+    assert len(compiled) == 1
 
 
 def test_render_cache_keys_on_the_values_the_template_reads(renderer: TemplateRenderer) -> None:

@@ -1,0 +1,193 @@
+"""Adversarial inputs: hostile YAML, templates, paths, keys, downloads and report contents.
+
+Each test states an attack and asserts the tool refuses it with a clear message (or stays safe), fast.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from orchestrator import images as imagelib
+from orchestrator import yamlsource
+from orchestrator.cli import cli
+from orchestrator.templating import TemplateRenderer
+
+
+@pytest.fixture(autouse=True)
+def _fresh_image_cache() -> None:
+    imagelib.clear_cache()
+
+
+def boards(folder: Path) -> tuple[str, str]:
+    for index, name in enumerate(("one.png", "two.png")):
+        Image.new("RGB", (640, 360), (index * 90, 40, 200)).save(folder / name)
+    return "one.png", "two.png"
+
+
+def validate(*paths: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["validate", *map(str, paths)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+# --- YAML ------------------------------------------------------------------------------------------------------
+
+
+def billion_laughs(levels: int) -> str:
+    lines = ["version: 1", "project: p", 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]")
+    lines.append(f"shots: *l{levels - 1}")
+    return "\n".join(lines) + "\n"
+
+
+def test_billion_laughs_is_refused_fast_at_the_alias(tmp_path: Path) -> None:
+    # 9**30 values once expanded: the schema walk over the shared structure used to run for minutes, in gigabytes.
+    spec = tmp_path / "laughs.yaml"
+    spec.write_text(billion_laughs(30))
+    started = time.monotonic()
+    code, output = validate(spec)
+    assert time.monotonic() - started < 10
+    assert code == 1
+    assert "YAML aliases expand to over 2,000,000 values" in output
+    assert f"{spec}:" in output and "Traceback" not in output
+
+
+def test_aliases_below_the_limit_still_work() -> None:
+    source = yamlsource.parse_source(b"base: &b {a: 1}\nx: *b\ny: {<<: *b, c: 2}\n", file="s.yaml")
+    assert source.problems == ()
+    assert source.data == {"base": {"a": 1}, "x": {"a": 1}, "y": {"a": 1, "c": 2}}
+
+
+@pytest.mark.parametrize("text", ["x: " + "[" * 500 + "]" * 500, "x: " + "{a: " * 500 + "1" + "}" * 500])
+def test_deep_nesting_is_a_problem_not_a_recursion_error(text: str) -> None:
+    source = yamlsource.parse_source(text.encode(), file="deep.yaml")
+    assert source.data is None
+    assert len(source.problems) == 1
+    problem = source.problems[0]
+    assert problem.line == 1 and "nested more than 100 levels deep" in problem.message
+
+
+def test_deeply_nested_spec_through_the_cli(tmp_path: Path) -> None:
+    spec = tmp_path / "deep.yaml"
+    spec.write_text("version: 1\nproject: p\nvars:\n  x: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n")
+    code, output = validate(spec)
+    assert code == 1 and "nested more than 100 levels deep" in output and "Traceback" not in output
+
+
+def test_a_huge_spec_file_is_refused_without_reading_it_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlsource, "MAX_SPEC_BYTES", 1000)
+    spec = tmp_path / "huge.yaml"
+    spec.write_text("version: 1\nproject: p\n# " + "x" * 5000 + "\n")
+    source = yamlsource.read_source(spec)
+    assert source.data is None and "the file is over" in source.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (bytes(range(256)) * 4, "not UTF-8"),
+        ("version: 1\nproject: café\n".encode("latin-1"), "not UTF-8"),
+        (b"version: 1\nproject: !!python/object/apply:os.system ['echo pwned']\n", "unsupported tag"),
+        (b"version: 1\nx: !!python/object/new:os.system\n  args: ['echo pwned']\n", "unsupported tag"),
+        (b"version: 1\nx: !!python/name:os.system\n", "bad YAML value"),
+    ],
+)
+def test_garbage_and_code_tags_are_problems(raw: bytes, message: str) -> None:
+    source = yamlsource.parse_source(raw, file="bad.yaml")
+    assert any(message in problem.message for problem in source.problems)
+
+
+def test_bom_directory_and_symlink_loop(tmp_path: Path) -> None:
+    one, two = boards(tmp_path)
+    spec = tmp_path / "bom.yaml"
+    text = f"version: 1\nproject: p\nshots:\n  - {{id: a, images: [{one}, {two}], prompt: hi}}\n"
+    spec.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert validate(spec)[0] == 0
+    (tmp_path / "dir.yaml").mkdir()
+    (tmp_path / "loop1.yaml").symlink_to(tmp_path / "loop2.yaml")
+    (tmp_path / "loop2.yaml").symlink_to(tmp_path / "loop1.yaml")
+    code, output = validate(tmp_path / "dir.yaml", tmp_path / "loop1.yaml")
+    assert code == 1
+    assert "is a directory" in output and "cannot read the file" in output and "Traceback" not in output
+
+
+# --- Templates ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ self._TemplateReference__context }}",
+        "{{ '{0.__class__}'.format(x) }}",
+        "{{ ''|attr('__class__') }}",
+    ],
+)
+def test_sandbox_escapes_are_refused(template: str) -> None:
+    rendered = TemplateRenderer().render(template, variables={"x": 1})
+    assert rendered.error is not None and "sandbox" in rendered.error
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        # time: nested loops, and exponential macro recursion, each far beyond any prompt
+        "{% for x in range(10**5) %}{% for y in range(10**5) %}{% endfor %}{% endfor %}",
+        "{% for x in range(10**5) %}{% for y in 'x' * 99999 %}{% endfor %}{% endfor %}",
+        "{% macro m(n) %}{% if n < 40 %}{{ m(n + 1) }}{{ m(n + 1) }}{% endif %}{% endmacro %}{{ m(0) }}",
+        # memory: output, captured blocks and namespaces that grow without a `*`
+        "{% set s = 'x' * 99999 %}{% for i in range(100000) %}{{ s }}{% endfor %}",
+        "{% set b %}{% for i in range(100000) %}{{ 'y' * 99999 }}{% endfor %}{% endset %}{{ b | length }}",
+        "{% set ns = namespace(s='x' * 99999) %}{% for i in range(30) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+        # memory: widths and amplifying filters and methods
+        "{{ 'a' * 10**9 }}",
+        "{{ 'a' | center(10**9) }}",
+        "{{ 'a' | indent(10**9) }}",
+        "{{ 'a'.ljust(999999999) }}",
+        "{{ '%0999999999d' % 1 }}",
+        "{{ '%0999999999d' | format(1) }}",
+        "{{ '%*d' | format(10**9, 1) }}",
+        "{{ '{:>1000000000}'.format('a') }}",
+        "{{ '{0:{1}}'.format('a', 10**9) }}",
+        "{{ ('x' * 99999).replace('x', 'x' * 99999) }}",
+        "{{ ('y' * 99999).join(['a'] * 99999) }}",
+        "{{ (['a'] * 50000) | join('x' * 50000) }}",
+        "{{ range(100000) | map('string') | join('x' * 99999) }}",
+        "{{ [1, 2] | batch(10**9, 'x') | list | length }}",
+        "{{ [1, 2] | slice(10**9) | list | length }}",
+    ],
+)
+def test_runaway_templates_stop_quickly_with_a_message(template: str) -> None:
+    started = time.monotonic()
+    rendered = TemplateRenderer().render(template, variables={})
+    assert time.monotonic() - started < 5
+    assert rendered.error is not None and "sandbox" in rendered.error
+
+
+def test_ordinary_templates_still_render() -> None:
+    template = (
+        "{% for i in range(3) %}{{ loop.index }}{% endfor %} {{ [1, 2, 3] | join(',') }}"
+        " {{ 'a b' | replace('a', 'c') }} [{{ 'x' | center(5) }}] {{ '%05d' | format(seed) }}"
+        " {{ '{:>4}'.format('z') }} {{ '{}'.format(seed) }}"
+        " {% set ns = namespace(n=0) %}{% for s in shots %}{% set ns.n = ns.n + s %}{% endfor %}{{ ns.n }}"
+    )
+    rendered = TemplateRenderer().render(template, variables={"seed": 123456789, "shots": [1, 2, 3]})
+    assert rendered.error is None
+    assert rendered.text == "123 1,2,3 c b [  x  ] 123456789    z 123456789 6"
+
+
+def test_a_runaway_prompt_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    one, two = boards(tmp_path)
+    spec = tmp_path / "s.yaml"
+    loop = "{% for x in range(99999) %}{% for y in range(99999) %}{% endfor %}{% endfor %}"
+    spec.write_text(f"version: 1\nproject: p\nshots:\n  - id: a\n    images: [{one}, {two}]\n    prompt: '{loop}'\n")
+    code, output = validate(spec)
+    assert code == 1
+    assert f"{spec}:6:" in output and "loop iterations" in output
