@@ -594,3 +594,74 @@ async def test_a_deleted_video_is_fetched_again_from_its_paid_task_unless_forced
     store.close()
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
     assert provider.requests["create"] == 2 and record.attempts == 2 and len(record.history) == 1
+
+
+# --- what goes first in a burst -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SlowCreates(FakeProvider):
+    """Creates of the shots in ``slow`` take ``create_seconds``; every call's start and end is logged."""
+
+    slow: frozenset[str] = frozenset()
+    create_seconds: float = 0.3
+    log: list[tuple[str, str, float]] = field(default_factory=list)
+
+    async def create_task(self, shot: ResolvedShot) -> Task:
+        if shot.id in self.slow:
+            await anyio.sleep(self.create_seconds)
+        task = await super().create_task(shot)
+        self.log.append(("created", shot.id, time.monotonic()))
+        return task
+
+    async def download(self, url: str, dest: Path, *, max_bytes: int = 1 << 20) -> Download:
+        self.log.append(("download", url.rsplit("/", 1)[-1], time.monotonic()))
+        return await super().download(url, dest, max_bytes=max_bytes)
+
+
+@pytest.mark.anyio
+async def test_a_download_waits_while_a_create_is_under_way(tmp_path: Path) -> None:
+    # s0 renders at once; s1's create takes 0.3 s. s0's video is safe at the provider: its download goes after.
+    provider = SlowCreates(render=0.01, slow=frozenset({"s1"}))
+    await run(provider, [make_shot("s0"), make_shot("s1")], tmp_path, concurrency=2)
+    order = [(kind, shot) for kind, shot, _ in provider.log]
+    assert order.index(("created", "s1")) < order.index(("download", "s0"))
+    assert statuses(tmp_path) == {"s0": SUCCEEDED, "s1": SUCCEEDED}
+
+
+@pytest.mark.anyio
+async def test_a_download_waits_for_creates_only_so_long(tmp_path: Path) -> None:
+    provider = SlowCreates(render=0.01, slow=frozenset({"s1"}), create_seconds=1.0)
+    await run(provider, [make_shot("s0"), make_shot("s1")], tmp_path, concurrency=2, download_defer=0.05)
+    order = [(kind, shot) for kind, shot, _ in provider.log]
+    assert order.index(("download", "s0")) < order.index(("created", "s1"))
+
+
+@pytest.mark.anyio
+async def test_creates_do_not_queue_behind_busy_api_calls(tmp_path: Path) -> None:
+    created = anyio.Event()
+    provider = FakeProvider(render=0.01, on_create=lambda shot: created.set())
+    store = open_store(tmp_path)
+    scheduler = Scheduler(provider=provider, store=store, options=options(max_api_calls=1))
+    try:
+        async with anyio.create_task_group() as group:
+            await scheduler._api_calls.acquire_on_behalf_of("test")  # every poll's turn is taken
+            group.start_soon(scheduler.run, [make_shot("s0")])
+            with anyio.fail_after(5):
+                await created.wait()
+            await anyio.sleep(0.05)  # time for polls to have gone, were they not waiting
+            assert provider.requests["get"] == 0  # the create went; the polls still wait
+            scheduler._api_calls.release_on_behalf_of("test")
+    finally:
+        store.close()
+    assert statuses(tmp_path) == {"s0": SUCCEEDED}
+
+
+@pytest.mark.anyio
+async def test_the_timeline_records_each_step_of_a_shot(tmp_path: Path) -> None:
+    scheduler = await run(FakeProvider(render=0.05), [make_shot("s0")], tmp_path)
+    marks = scheduler.stats.timeline["s0"]
+    steps = ["slot", "sent", "answered", "detected", "released", "downloaded"]
+    assert [marks[step] for step in steps] == sorted(marks[step] for step in steps)
+    assert marks["provider_ended"] - marks["provider_created"] == pytest.approx(0.05, abs=0.002)
+    assert marks["released"] - marks["detected"] < 0.001  # the slot is free the moment the end is seen

@@ -313,14 +313,25 @@ class CometAPIProvider:
     # --- the protocol ---------------------------------------------------------------------------------------------
 
     async def create_task(self, shot: ResolvedShot) -> Task:
-        # Reading, hashing and encoding up to four 10 MB images (and the JSON around them) stays off the event loop.
-        content = await anyio.to_thread.run_sync(partial(_encoded_body, shot, cache=self._cache))
+        # Reading, hashing and encoding up to four 10 MB images (and the JSON around them) stays off the event loop;
+        # when every image is already encoded in the cache, the body is a small JSON dump, cheaper than the hop.
+        encode = partial(_encoded_body, shot, cache=self._cache)
+        content = encode() if self._all_cached(shot) else await anyio.to_thread.run_sync(encode)
         data, request_id = await self._call("POST", ROUTE, content=content, operation="create")
         task = parse_task(data, request_id=request_id)
         if task.external_task_id is None:
             # Some answers leave task_info empty; the id we sent is still the task's.
             task = _with_external_id(task, shot.external_task_id)
         return task
+
+    def _all_cached(self, shot: ResolvedShot) -> bool:
+        images = [*shot.images, *([shot.static_mask] if shot.static_mask else [])]
+        images += [group.mask for group in shot.dynamic_masks]
+        # Inline base64 may be megabytes of JSON to dump: that goes to the thread like a file read would.
+        return all(
+            image.source == "url" or (image.source == "path" and image.sha256 and self._cache.get(image.sha256))
+            for image in images
+        )
 
     async def get_task(self, task_id: str) -> Task:
         path = f"{ROUTE}/{quote(task_id, safe='')}"
