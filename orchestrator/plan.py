@@ -12,6 +12,7 @@ Each shot falls in one category:
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,18 +94,40 @@ class Plan:
         return sum(entry.units(pricing) for entry in self.entries)
 
 
+def output_file(base: Path, relative: str) -> Path | None:
+    """The regular file a manifest output names, or ``None`` when it is missing or not ours to read.
+
+    A manifest is a file anyone can edit: an output path that is absolute, climbs out of ``base`` (``../``, a
+    symlink) or names a device or FIFO (``/dev/zero`` would be hashed forever) is treated as missing, never opened.
+    """
+    if not isinstance(relative, str) or not relative or "\\" in relative or "\0" in relative:
+        return None  # not a str: the manifest's types are not checked on load
+    if Path(relative).is_absolute():
+        return None
+    try:
+        root = base.resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or not stat.S_ISREG(path.stat().st_mode):
+            return None
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop on older Pythons
+        return None
+    return path
+
+
 def outputs_intact(record: ShotRecord, base: Path, *, verify_hash: bool = True) -> bool:
-    """True when every recorded output exists with its recorded size (and, by default, sha256)."""
+    """True when every recorded output exists inside ``base`` with its recorded size (and, by default, sha256)."""
     if not record.outputs:
         return False
     for output in record.outputs:
-        path = base / output.path
+        path = output_file(base, output.path)
+        if path is None:
+            return False
         try:
             if path.stat().st_size != output.bytes:
                 return False
+            if verify_hash and _sha256_file(path) != output.sha256:
+                return False
         except OSError:
-            return False
-        if verify_hash and _sha256_file(path) != output.sha256:
             return False
     return True
 

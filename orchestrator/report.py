@@ -25,7 +25,7 @@ from orchestrator.diff import WordOp, word_diff
 from orchestrator.errors import ConfigError
 from orchestrator.fingerprint import SCALAR_FIELDS, FieldChange, field_changes
 from orchestrator.manifest import STATUSES, Manifest, Output, Render, ShotRecord
-from orchestrator.plan import units_label
+from orchestrator.plan import output_file, units_label
 from orchestrator.status import StatusSummary, summarize
 
 THUMB_SIZE = (240, 240)
@@ -228,10 +228,10 @@ class _Linker:
         return tuple(self.video(output) for output in outputs)
 
     def video(self, output: Output) -> VideoLink:
-        target = self.manifest_dir / output.path
-        if not target.is_file():
+        target = output_file(self.manifest_dir, output.path)  # never a link out of the output folder
+        if target is None:
             return VideoLink(output.path, None)
-        relative = os.path.relpath(target.resolve(), self.report_dir.resolve())
+        relative = os.path.relpath(target, self.report_dir.resolve())
         return VideoLink(output.path, quote(Path(relative).as_posix()))
 
 
@@ -255,6 +255,9 @@ class _Thumbnailer:
             return Thumb(ref or "?", note="inline image")
         path = Path(ref) if Path(ref).is_absolute() or self.base is None else self.base / ref
         try:
+            if path.exists() and not path.is_file():
+                # A FIFO or device named in a (hand-edited) manifest would block or never end: not an image.
+                return Thumb(ref, note="not a regular file")
             return Thumb(ref, data_uri=jpeg_data_uri(path))
         except FileNotFoundError:
             return Thumb(ref, note="file not found")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -78,13 +79,31 @@ class _Validators:
 
 
 @cache
+def _end_anchored(pattern: str) -> re.Pattern[str]:
+    # JSON Schema patterns are ECMA-262, where `$` matches only at the very end; Python's `$` also matches before a
+    # final newline, which let `id: "a\n"` through as a "filesystem-safe" id. `\Z` is the ECMA meaning.
+    return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterable[ValidationError]:
+    if validator.is_type(instance, "string") and not _end_anchored(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# jsonschema's `extend` has no annotations; the class it returns is a Draft 2020-12 validator.
+_Draft: Any = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, {"pattern": _pattern}
+)
+
+
+@cache
 def _validators() -> _Validators:
     schema = load_schema()
-    full = jsonschema.Draft202012Validator(schema)
+    full = _Draft(schema)
     outline_schema = copy.deepcopy(schema)
     shots = outline_schema["properties"]["shots"]
     shots.pop("items", None)
-    outline = jsonschema.Draft202012Validator(outline_schema)
+    outline = _Draft(outline_schema)
     shot_schema = schema["$defs"]["shot"]
     fields: dict[str, Validator] = {key: full.evolve(schema=sub) for key, sub in shot_schema["properties"].items()}
     return _Validators(full, outline, full.evolve(schema=shot_schema), fields, tuple(shot_schema["required"]))

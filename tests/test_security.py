@@ -5,6 +5,12 @@ Each test states an attack and asserts the tool refuses it with a clear message 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +21,13 @@ from PIL import Image
 from orchestrator import images as imagelib
 from orchestrator import yamlsource
 from orchestrator.cli import cli
+from orchestrator.cli._app import DEBUG_VARIABLE
+from orchestrator.errors import ManifestError
+from orchestrator.fingerprint import request_record
+from orchestrator.manifest import SUCCEEDED, Manifest, Output, ShotRecord, load_manifest, save_manifest
+from orchestrator.plan import output_file
+from orchestrator.report import _Thumbnailer
+from orchestrator.spec import load_project
 from orchestrator.templating import TemplateRenderer
 
 
@@ -191,3 +204,127 @@ def test_a_runaway_prompt_is_a_problem_at_its_line(tmp_path: Path) -> None:
     code, output = validate(spec)
     assert code == 1
     assert f"{spec}:6:" in output and "loop iterations" in output
+
+
+# --- Paths -------------------------------------------------------------------------------------------------------
+
+
+def write_spec(folder: Path, *, shot_id: str = "a", project: str = "p") -> Path:
+    one, two = boards(folder)
+    spec = folder / "s.yaml"
+    spec.write_text(
+        f'version: 1\nproject: "{project}"\nshots:\n  - id: "{shot_id}"\n    images: [{one}, {two}]\n    prompt: hi\n'
+    )
+    return spec
+
+
+def succeeded_manifest(spec: Path, out: Path, outputs: list[Output]) -> Path:
+    shot = load_project(spec).shots[0]
+    record = ShotRecord(
+        status=SUCCEEDED,
+        fingerprint=shot.fingerprint,
+        task_id="t1",
+        attempts=1,
+        request=request_record(shot),
+        outputs=outputs,
+    )
+    path = out / "manifest.json"
+    out.mkdir(parents=True, exist_ok=True)
+    save_manifest(Manifest(project="p", shots={shot.id: record}), path)
+    return path
+
+
+@pytest.mark.parametrize("shot_id", ["a\\n", "CON\\n", "a\\u0430", "../a", "a/b", "a\\\\b", "/abs", ".hidden", "-a"])
+def test_unsafe_shot_ids_are_refused(tmp_path: Path, shot_id: str) -> None:
+    # "a\n" used to pass: Python's `$` matches before a final newline, JSON Schema's (ECMA) does not.
+    code, output = validate(write_spec(tmp_path, shot_id=shot_id))
+    assert code == 1 and "`id`" in output
+
+
+def test_a_project_slug_with_a_newline_is_refused(tmp_path: Path) -> None:
+    code, output = validate(write_spec(tmp_path, project="p\\n"))
+    assert code == 1 and "`project`" in output
+
+
+def test_output_file_refuses_paths_outside_the_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "a").mkdir(parents=True)
+    (out / "a" / "v.mp4").write_bytes(b"video")
+    (tmp_path / "secret").write_text("secret")
+    (out / "a" / "link.mp4").symlink_to(tmp_path / "secret")
+    fifo = out / "a" / "fifo.mp4"
+    os.mkfifo(fifo)
+    assert output_file(out, "a/v.mp4") == (out / "a" / "v.mp4").resolve()
+    for hostile in ("../secret", "a/../../secret", str(tmp_path / "secret"), "/dev/zero", "a/link.mp4", "a/fifo.mp4"):
+        assert output_file(out, hostile) is None, hostile
+    assert output_file(out, 7) is None  # type: ignore[arg-type]  # manifests are hand-editable JSON
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("hostile", ["/dev/zero", "../../../../../../../../dev/zero", "SECRET"])
+def test_plan_never_reads_outputs_outside_the_folder(tmp_path: Path, hostile: str) -> None:
+    # `/dev/zero` with `bytes: 0` used to be hashed forever; a `../` path with the right size and hash was
+    # "unchanged" (and the report linked to it).
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"not ours")
+    path = str(secret) if hostile == "SECRET" else hostile
+    size = 0 if "zero" in hostile else len(b"not ours")
+    digest = hashlib.sha256(b"" if "zero" in hostile else b"not ours").hexdigest()
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    succeeded_manifest(spec, out, [Output(path=path, sha256=digest, bytes=size)])
+    result = CliRunner().invoke(cli, ["plan", str(spec), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["shots"][0]["category"] != "unchanged"
+    report = CliRunner().invoke(cli, ["report", str(out)])
+    assert report.exit_code == 0, report.output
+    html = (out / "report.html").read_text()
+    assert not re.search(r'href="[^"]*(secret|dev/zero)', html)
+
+
+def test_report_thumbnails_skip_fifos_named_in_a_manifest(tmp_path: Path) -> None:
+    fifo = tmp_path / "board.png"
+    os.mkfifo(fifo)  # opening it would block the report forever
+    thumb = _Thumbnailer(tmp_path).thumb("board.png")
+    assert thumb.data_uri is None and thumb.note == "not a regular file"
+
+
+# --- Hand-edited manifests and the last-resort handler -------------------------------------------------------------
+
+
+def corrupt_cost_manifest(tmp_path: Path) -> Path:
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    path = succeeded_manifest(spec, out, [])
+    data = json.loads(path.read_text())
+    data["shots"]["a"]["cost"] = "lots"
+    path.write_text(json.dumps(data))
+    return out
+
+
+def test_unforeseen_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
+    out = corrupt_cost_manifest(tmp_path)
+    env = {key: value for key, value in os.environ.items() if key != DEBUG_VARIABLE}
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "status", str(out)], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: unexpected TypeError") and done.stderr.count("\n") == 1
+
+
+def test_python_dash_m_orchestrator_works() -> None:
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "validate" in done.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="manifest.py (not ours): Manifest.from_json checks no field types, so a hand-edited manifest "
+    "(cost 'lots', status [], outputs[].path 7, request null, ...) loads and later fails with "
+    "TypeError/AttributeError in status, report, plan and diff instead of a ManifestError",
+)
+def test_a_manifest_with_wrong_field_types_is_a_manifest_error(tmp_path: Path) -> None:
+    out = corrupt_cost_manifest(tmp_path)
+    with pytest.raises(ManifestError, match="corrupt"):
+        load_manifest(out / "manifest.json")
