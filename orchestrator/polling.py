@@ -6,8 +6,9 @@ polling lag in them) or, when those are missing, from our own clock. A task's po
 
 1. **no observation yet** ("scouting"): the few oldest tasks in flight are scouts and poll on a geometric schedule
    (``probe_start * probe_ratio**k``), each scout shifted by a fraction of a step, so that together they sample the
-   time line finely and the first finish is seen soon. Every other task waits for the first observation (or polls
-   at ``initial_estimate`` if none comes).
+   time line finely and the first finish is seen soon. The more tasks wait for that first finish, the more it is
+   worth: one scout per ``tasks_per_scout`` tasks in flight (at least ``scouts``, at most ``max_scouts``). Every
+   other task waits for the first observation (or polls at ``initial_estimate`` if none comes).
 2. **with observations**: the first poll at a low quantile of the observed render times, then polls every
    ``tail_fraction`` of the median render time until past the slowest observation (plus a margin), then backoff:
    each wait a quarter of the task's age, capped at ``max_interval``.
@@ -30,9 +31,11 @@ class PollPolicy:
     """Polling knobs. Times in seconds. The defaults suit the real API (renders of one to several minutes)."""
 
     initial_estimate: float = 60.0
-    probe_start: float = 1.0
+    probe_start: float = 0.5
     probe_ratio: float = 1.3
     scouts: int = 3
+    tasks_per_scout: int = 8
+    max_scouts: int = 8
     first_quantile: float = 0.3
     tail_fraction: float = 0.04
     spread_margin: float = 0.15
@@ -83,10 +86,12 @@ def next_poll_at(
     scout_rank: int | None,
     policy: PollPolicy,
     rng: random.Random,
+    scout_count: int | None = None,
 ) -> float:
     """The time (same clock as ``created``) of a task's next poll, given what the run knows now.
 
-    ``scout_rank`` is the task's rank among scouts (0-based) while nothing has been observed, else ``None``.
+    ``scout_rank`` is the task's rank among scouts (0-based) while nothing has been observed, else ``None``;
+    ``scout_count`` how many scouts there are (default ``policy.scouts``; see ``scout_count``).
     """
     previous = last_poll if last_poll is not None else created
     if len(times):
@@ -94,7 +99,8 @@ def next_poll_at(
             created=created, previous=previous, polled=last_poll is not None, times=times, policy=policy, rng=rng
         )
     elif scout_rank is not None:
-        at = _probe(created=created, previous=previous, rank=scout_rank, policy=policy)
+        count = scout_count if scout_count is not None else policy.scouts
+        at = _probe(created=created, previous=previous, rank=scout_rank, count=count, policy=policy)
     elif last_poll is None or previous < created + policy.initial_estimate:
         at = created + policy.initial_estimate
     else:
@@ -115,8 +121,14 @@ def _informed(
     return _backoff(created=created, previous=previous, policy=policy, rng=rng)
 
 
-def _probe(*, created: float, previous: float, rank: int, policy: PollPolicy) -> float:
-    phase = (rank % max(1, policy.scouts)) / max(1, policy.scouts)
+def scout_count(waiting: int, policy: PollPolicy) -> int:
+    """How many scouts while ``waiting`` tasks in flight have no render time to go by."""
+    wanted = math.ceil(waiting / max(1, policy.tasks_per_scout))
+    return max(policy.scouts, min(policy.max_scouts, wanted))
+
+
+def _probe(*, created: float, previous: float, rank: int, count: int, policy: PollPolicy) -> float:
+    phase = (rank % max(1, count)) / max(1, count)
     age = max(previous - created, 0.0)
     # Smallest k with probe_start * ratio**(k + phase) > age.
     ratio = policy.probe_ratio

@@ -69,7 +69,7 @@ from orchestrator.manifest import (
     now_iso,
     start_render,
 )
-from orchestrator.polling import DEFAULT_POLL_POLICY, PollPolicy, RenderTimes, next_poll_at
+from orchestrator.polling import DEFAULT_POLL_POLICY, PollPolicy, RenderTimes, next_poll_at, scout_count
 from orchestrator.pricing import Pricing
 from orchestrator.providers.base import Provider, Task, TaskStatus
 from orchestrator.shot import ResolvedShot
@@ -466,7 +466,10 @@ class Scheduler:
         missing = 0
         errors = 0  # transient failures in a row: the backoff grows with them
         if not len(self.times):
+            before = self._scouts()
             self._unobserved[shot.id] = None
+            if self._scouts() > before:
+                self._wake()  # one more scout: a task that was waiting becomes it
         # A task picked up from an earlier run gets a full deadline from now, not from when it was created.
         deadline = (time.time() if flight.resumed else flight.created) + policy.deadline
         while True:
@@ -512,18 +515,29 @@ class Scheduler:
         if flight.resumed and last_poll is None:
             return time.time()
         rank: int | None = None
+        scouts = self.options.poll.scouts
         if not len(self.times):
             order = list(self._unobserved)
+            scouts = self._scouts()
             position = order.index(flight.shot.id) if flight.shot.id in self._unobserved else len(order)
-            rank = position if position < self.options.poll.scouts else None
+            rank = position if position < scouts else None
         return next_poll_at(
             created=flight.created,
             last_poll=last_poll,
             times=self.times,
             scout_rank=rank,
+            scout_count=scouts,
             policy=self.options.poll,
             rng=self._rng,
         )
+
+    def _scouts(self) -> int:
+        """Scouts for the tasks waiting on a first render time: more when many wait, within the request budget
+        (a scout polls several times a second early on; at a few requests per second the default few must do)."""
+        policy = self.options.poll
+        rps = self.options.requests_per_second
+        most = policy.max_scouts if rps is None else min(policy.max_scouts, max(policy.scouts, int(rps / 4)))
+        return min(most, scout_count(len(self._unobserved), policy))
 
     async def _sleep_until(self, when: float) -> bool:
         """Sleep until ``when``; False if woken earlier by a change. Raises ``_Interrupted`` once interrupted."""

@@ -63,3 +63,33 @@ def test_min_interval_is_respected() -> None:
     times.add(0.01)
     polls = schedule(times, rank=None, until=1)
     assert all(b - a >= POLICY.min_interval - 1e-9 for a, b in itertools.pairwise(polls))
+
+
+def test_more_scouts_when_more_tasks_wait_for_a_first_render_time() -> None:
+    from orchestrator.polling import scout_count
+
+    policy = PollPolicy(scouts=3, tasks_per_scout=8, max_scouts=8)
+    assert [scout_count(n, policy) for n in (0, 3, 24, 25, 50, 500)] == [3, 3, 3, 4, 7, 8]
+
+
+def test_more_scouts_sample_the_time_line_more_finely() -> None:
+    empty = RenderTimes()
+
+    def merged(count: int) -> list[float]:
+        polls: list[float] = []
+        for rank in range(count):
+            rng = random.Random(0)
+            last: float | None = None
+            while (
+                at := next_poll_at(
+                    created=0.0, last_poll=last, times=empty, scout_rank=rank, scout_count=count, policy=POLICY, rng=rng
+                )
+            ) <= 10:
+                polls.append(at)
+                last = at
+        return sorted(polls)
+
+    def widest_step(polls: list[float]) -> float:
+        return max(b / a for a, b in itertools.pairwise(polls))
+
+    assert widest_step(merged(8)) < 1.04 < widest_step(merged(3)) < 1.1

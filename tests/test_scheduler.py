@@ -665,3 +665,27 @@ async def test_the_timeline_records_each_step_of_a_shot(tmp_path: Path) -> None:
     assert [marks[step] for step in steps] == sorted(marks[step] for step in steps)
     assert marks["provider_ended"] - marks["provider_created"] == pytest.approx(0.05, abs=0.002)
     assert marks["released"] - marks["detected"] < 0.001  # the slot is free the moment the end is seen
+
+
+@pytest.mark.anyio
+async def test_many_tasks_waiting_for_a_first_render_time_get_more_scouts(tmp_path: Path) -> None:
+    polled: list[tuple[float, str]] = []
+    provider = FakeProvider(render=0.3, on_get=lambda task_id: polled.append((time.time(), task_id)))
+    shots = [make_shot(f"s{i:02d}") for i in range(32)]
+    await run(provider, shots, tmp_path, concurrency=32)
+    first_end = min(task.created + task.render for task in provider.tasks.values())
+    scouts = {task_id for at, task_id in polled if at < first_end}
+    assert len(scouts) == 4  # one per 8 tasks waiting (FAST_POLL has 2 scouts at least)
+
+
+def test_a_low_request_budget_keeps_the_default_scouts(tmp_path: Path) -> None:
+    def scouts(rps: float | None) -> int:
+        store = open_store(tmp_path)
+        try:
+            scheduler = Scheduler(provider=FakeProvider(), store=store, options=options(requests_per_second=rps))
+            scheduler._unobserved = dict.fromkeys(f"s{i}" for i in range(50))
+            return scheduler._scouts()
+        finally:
+            store.close()
+
+    assert (scouts(None), scouts(1000.0), scouts(20.0), scouts(2.0)) == (7, 7, 5, 2)
