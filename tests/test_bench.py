@@ -1,0 +1,51 @@
+"""bench/run_bench.py's arithmetic: the oracle lower bound and the breakdown of a run (not the run itself: slow)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("run_bench", ROOT / "bench" / "run_bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_oracle_is_greedy_list_scheduling_in_arrival_order(bench: ModuleType) -> None:
+    assert bench.oracle_makespan([1.0] * 4, slots=2) == 2.0
+    # Each task takes the slot that frees first: B (0.9) gets the third, A (1.1) the fourth.
+    assert bench.oracle_makespan([1.1, 0.9, 1.0, 1.0], slots=2) == pytest.approx(2.1)
+    assert bench.oracle_makespan([1.1, 0.9, 0.9, 1.1], slots=2) == pytest.approx(2.2)
+    assert bench.oracle_makespan([], slots=3) == 0.0
+
+
+def test_breakdown_accounts_for_every_slot_second(bench: ModuleType) -> None:
+    def shot(slot: float, render: float) -> dict[str, float]:
+        return {
+            "slot": slot,
+            "sent": slot + 0.01,
+            "provider_created": slot + 0.02,
+            "provider_ended": slot + 0.02 + render,
+            "detected": slot + 0.05 + render,
+            "released": slot + 0.05 + render,
+            "answered": slot + 0.03,
+            "downloaded": slot + 0.1 + render,
+        }
+
+    timeline = {"a": shot(0.1, 1.0), "b": shot(0.1, 0.9), "c": shot(1.0, 1.0)}
+    figures = {"timeline": timeline, "started": 0.0, "makespan": 2.15}
+    lines = bench.breakdown(figures, argparse.Namespace(concurrency=2))
+    assert "start-up 0.10" in lines[0] and "slots in use 1.95" in lines[0] and "tail 0.05" in lines[0]
+    # 2 slots x 1.95 s = 3.9 slot-seconds: 2.9 of render, 0.02 x 3 before it, 0.03 x 3 lag, the rest (0.85) idle.
+    assert "3.9 = slot->sent 0.0 + sent->render start 0.0 + render 2.9" in lines[1]
+    assert "render end->detected 0.1" in lines[1] and "idle 0.8" in lines[1]
