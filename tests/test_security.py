@@ -13,8 +13,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -23,10 +25,11 @@ from orchestrator import images as imagelib
 from orchestrator import yamlsource
 from orchestrator.cli import cli
 from orchestrator.cli._app import DEBUG_VARIABLE
-from orchestrator.errors import ManifestError
+from orchestrator.errors import DownloadError, ManifestError
 from orchestrator.fingerprint import request_record
 from orchestrator.manifest import SUCCEEDED, Manifest, Output, ShotRecord, load_manifest, save_manifest
 from orchestrator.plan import output_file
+from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 from orchestrator.report import _Thumbnailer
 from orchestrator.spec import load_project
@@ -406,3 +409,74 @@ def test_an_unreachable_endpoint_ends_the_run_with_a_message(tmp_path: Path) -> 
         raise AssertionError("the run against a closed port was still retrying after 8 s") from None
     assert done.returncode == 1 and "127.0.0.1:9" in done.stderr
     assert_no_secret(done.stdout, done.stderr, out=tmp_path)
+
+
+# --- Downloads -----------------------------------------------------------------------------------------------------
+
+API = "https://api.example.test"
+
+
+def download_client(handler: Callable[[httpx.Request], httpx.Response]) -> CometAPIProvider:
+    return CometAPIProvider(base_url=API, api_key=SECRET, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://cdn.test/v.mp4",
+        "javascript:alert(1)",
+        "",
+        "/v1/private",
+        "//evil.test/v.mp4",
+        "http://[::1",
+        "https://cdn.test/a\x00b",
+    ],
+)
+async def test_unusable_video_urls_are_refused_before_any_request(tmp_path: Path, url: str) -> None:
+    # A relative URL resolved against the API and went out with the key; a malformed one raised httpx.InvalidURL,
+    # which the scheduler does not expect (it would end the run instead of leaving the shot `downloading`).
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, content=b"video")
+
+    async with download_client(handler) as client:
+        with pytest.raises(DownloadError, match="unusable video URL") as caught:
+            await client.download(url, tmp_path / "v.mp4")
+    assert caught.value.retryable is False
+    assert requests == [] and os.listdir(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_a_redirect_loop_is_a_download_error_and_leaves_nothing(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"Location": str(request.url)})
+
+    async with download_client(handler) as client:
+        with pytest.raises(DownloadError, match="TooManyRedirects"):
+            await client.download("https://cdn.test/loop.mp4", tmp_path / "v.mp4")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.anyio
+async def test_the_key_goes_to_the_api_origin_only(tmp_path: Path) -> None:
+    seen: dict[str, str | None] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "cdn.test" and request.url.path == "/hop":
+            return httpx.Response(302, headers={"Location": "https://other.test/v.mp4"})
+        seen[str(request.url)] = request.headers.get("authorization")
+        return httpx.Response(200, content=b"video")
+
+    async with download_client(handler) as client:
+        await client.download("https://cdn.test/v.mp4", tmp_path / "a.mp4")
+        await client.download("https://cdn.test/hop", tmp_path / "b.mp4")
+        await client.download(f"{API}/v.mp4", tmp_path / "c.mp4")
+    assert seen == {
+        "https://cdn.test/v.mp4": None,
+        "https://other.test/v.mp4": None,
+        f"{API}/v.mp4": f"Bearer {SECRET}",
+    }

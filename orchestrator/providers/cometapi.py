@@ -358,7 +358,15 @@ class CometAPIProvider:
         The size is capped (``Content-Length`` upfront, then counted), the sha256 computed on the way, the file
         fsynced and renamed into place. The API key goes only to the API's own origin, never to a CDN.
         """
-        request = self._client.build_request("GET", url, headers={"Accept": "*/*"})
+        try:
+            target = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            target = None
+        if target is None or target.scheme not in ("http", "https") or not target.host:
+            # A relative URL would resolve against the API (and carry the key); file:, data: and friends are not
+            # downloads; a malformed one would raise httpx.InvalidURL, which is no error of ours.
+            raise DownloadError("the provider gave an unusable video URL (not http or https)", url=url, retryable=False)
+        request = self._client.build_request("GET", target, headers={"Accept": "*/*"})
         if not _same_origin(request.url, self._origin):
             del request.headers["Authorization"]
         spool = _Spool(dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part")
