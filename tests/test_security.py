@@ -27,7 +27,7 @@ from orchestrator.cli import cli
 from orchestrator.cli._app import DEBUG_VARIABLE
 from orchestrator.errors import DownloadError, ManifestError
 from orchestrator.fingerprint import request_record
-from orchestrator.manifest import SUCCEEDED, Manifest, Output, ShotRecord, load_manifest, save_manifest
+from orchestrator.manifest import SUCCEEDED, Manifest, Output, Render, ShotRecord, load_manifest, save_manifest
 from orchestrator.plan import output_file
 from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
@@ -480,3 +480,46 @@ async def test_the_key_goes_to_the_api_origin_only(tmp_path: Path) -> None:
         "https://other.test/v.mp4": None,
         f"{API}/v.mp4": f"Bearer {SECRET}",
     }
+
+
+# --- HTML report -----------------------------------------------------------------------------------------------------
+
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert(1)</script>'
+
+
+def test_the_report_shows_hostile_text_as_text(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    video = out / "a" / f"v{HOSTILE.replace('/', '')}.mp4"  # a file name is user text too
+    video.parent.mkdir(parents=True)
+    video.write_bytes(b"video")
+    request = {
+        "prompt": HOSTILE,
+        "negative_prompt": HOSTILE,
+        "image_refs": ["javascript:alert(1)", HOSTILE, "data:text/html,<script>alert(1)</script>"],
+        "callback_url": "javascript:alert(1)",
+        "model": HOSTILE,
+    }
+    record = ShotRecord(
+        status=SUCCEEDED,
+        fingerprint="f" * 64,
+        task_id=HOSTILE,
+        external_task_id=HOSTILE,
+        error=HOSTILE,
+        request=request,
+        outputs=[Output(path=video.relative_to(out).as_posix(), sha256="0" * 64, bytes=5)],
+        history=[Render("e" * 64, HOSTILE, HOSTILE, [Output(path="javascript:alert(1)", sha256="", bytes=0)], request)],
+    )
+    save_manifest(Manifest(project=HOSTILE, spec_path=HOSTILE, shots={HOSTILE: record}), out / "manifest.json")
+    result = CliRunner().invoke(cli, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    html = (out / "report.html").read_text()
+    assert html.count("<script") == 1  # the page's own status filter, nothing else
+    assert "<img src=x" not in html and "onerror=alert" not in html.replace("onerror=alert(1)&gt;", "")
+    attributes = re.findall(r'\b(?:href|src|action|formaction)="([^"]*)"', html)
+    assert attributes, "the report should link the video"
+    for value in attributes:
+        assert value.startswith("data:image/jpeg;base64,") or value == "data:," or not re.match(r"[a-z]+:", value)
+    assert "javascript:" not in "".join(attributes)
+    assert re.search(r"<video controls preload=\"metadata\" src=\"a/v[^\"<>]*\.mp4\">", html)
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
+    assert csp is not None and "default-src 'none'" in csp.group(1) and "img-src data:" in csp.group(1)
