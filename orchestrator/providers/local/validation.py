@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +30,10 @@ DURATIONS = ("5", "10")
 MAX_MASK_GROUPS = 6
 MIN_POINTS, MAX_POINTS = 2, 77
 JPEG_MAGIC = b"\xff\xd8\xff"
+# Creates of one project send the same few boards again and again: a checked image is remembered by the hash of its
+# base64 text (only images up to this size, so the memo stays within a few tens of MB).
+CHECKED_CACHE_SIZE = 32
+CHECKED_CACHE_MAX_TEXT = 1024 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -112,12 +119,44 @@ def _check_image(value: Any, field: str) -> Board:
         return Board(data=None, url=value)
     if value.startswith("data:"):
         raise InvalidRequest(f"{field}: send raw Base64 without a 'data:' prefix")
+    key = hashlib.sha256(value.encode()).digest() if len(value) <= CHECKED_CACHE_MAX_TEXT else None
+    board = _CHECKED.get(key) if key is not None else None
+    if board is not None:
+        return board
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest(f"{field} is neither an http(s) URL nor valid Base64") from None
     _check_image_bytes(data, field)
-    return Board(data=data, url=None)
+    board = Board(data=data, url=None)
+    if key is not None:
+        _CHECKED.put(key, board)  # only images that passed: a refusal is checked again (its message names the field)
+    return board
+
+
+class _CheckedImages:
+    """Images that passed the checks, by the sha256 of their base64 text (a small thread-safe LRU)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, Board] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> Board | None:
+        with self._lock:
+            board = self._items.get(key)
+            if board is not None:
+                self._items.move_to_end(key)
+            return board
+
+    def put(self, key: bytes, board: Board) -> None:
+        with self._lock:
+            self._items[key] = board
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_CHECKED = _CheckedImages(CHECKED_CACHE_SIZE)
 
 
 def _check_image_bytes(data: bytes, field: str) -> None:

@@ -203,3 +203,31 @@ def test_unknown_route_and_wrong_method_answer_an_envelope(client) -> None:
     for response in (client.get("/kling/v1/nothing"), client.delete(CREATE)):
         assert response.status_code == 404
         assert response.json()["code"] == 1202
+
+
+def _create(*images: str) -> dict:
+    return {"model_name": "kling-v1-6", "image_list": [{"image": i} for i in images], "prompt": "p"}
+
+
+def test_an_image_that_passed_is_not_decoded_again(monkeypatch) -> None:
+    import orchestrator.providers.local.validation as validation
+
+    checked: list[str] = []
+    real = validation._check_image_bytes
+    monkeypatch.setattr(validation, "_CHECKED", validation._CheckedImages(4))
+    monkeypatch.setattr(validation, "_check_image_bytes", lambda data, f: (checked.append(f), real(data, f)))
+    image = _img(make_image, (320, 330))
+    first = validation.parse_create(_create(image, image))
+    second = validation.parse_create(_create(image, image))
+    assert checked == ["image_list[0].image"]  # once, at the first sight of these bytes
+    assert first.boards == second.boards and first.boards[0].data == make_image((320, 330))
+
+
+def test_a_refused_image_is_refused_every_time_with_its_field(monkeypatch) -> None:
+    import orchestrator.providers.local.validation as validation
+
+    monkeypatch.setattr(validation, "_CHECKED", validation._CheckedImages(4))
+    small = _img(make_image, (200, 200))
+    for _ in range(2):
+        with pytest.raises(validation.InvalidRequest, match=r"image_list\[1\].image is 200x200"):
+            validation.parse_create(_create(_img(make_image, (320, 320)), small))
