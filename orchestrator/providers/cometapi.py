@@ -277,8 +277,7 @@ class CometAPIProvider:
         timeout: httpx.Timeout,
         max_connections: int,
     ) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(20, max_connections))
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
                 "Authorization": f"Bearer {self._api_key}",
@@ -286,11 +285,14 @@ class CometAPIProvider:
                 "Accept": "application/json",
             },
             timeout=timeout,
-            limits=limits,
-            transport=transport or _pooled_transport(limits),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(20, max_connections)),
+            transport=transport,
             # A redirect from the API means a wrong base URL: report it rather than follow it with the key.
             follow_redirects=False,
         )
+        if transport is None:
+            _check_idle_sockets_cheaply(client)
+        return client
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -526,15 +528,14 @@ def _socket_readable(sock: socket.socket) -> bool:
     return bool(poller.poll(0))
 
 
-def _pooled_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """httpx's own transport, its pool's connections wrapped in ``_SocketOnce``. The pool's backend is not a
-    public setting: if a future httpx/httpcore moves it, the transport is used as it comes (only slower)."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    pool = getattr(transport, "_pool", None)
+def _check_idle_sockets_cheaply(client: httpx.AsyncClient) -> None:
+    """Wrap the connections of the client's own default pool in ``_SocketOnce`` (proxy mounts from the environment
+    are left as they are). Neither the transport nor its pool's backend is a public setting: if a future
+    httpx/httpcore moves them, the client is used as it comes, only slower."""
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.AsyncNetworkBackend):
         pool._network_backend = _SocketOnceBackend(backend)  # type: ignore[union-attr]
-    return transport
 
 
 class _Spool:

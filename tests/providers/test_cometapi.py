@@ -748,3 +748,11 @@ async def test_the_default_pool_checks_idle_sockets_cheaply() -> None:
     async with CometAPIProvider(base_url=BASE, api_key="k") as p:
         pool = p._client._transport._pool  # type: ignore[attr-defined]
         assert isinstance(pool._network_backend, _SocketOnceBackend)
+
+
+@pytest.mark.anyio
+async def test_proxies_from_the_environment_still_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    async with CometAPIProvider(base_url="https://api.test", api_key="k") as p:
+        mounts = p._client._mounts  # type: ignore[attr-defined]
+    assert any(transport is not None for transport in mounts.values())
