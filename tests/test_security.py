@@ -523,3 +523,121 @@ def test_the_report_shows_hostile_text_as_text(tmp_path: Path) -> None:
     assert re.search(r"<video controls preload=\"metadata\" src=\"a/v[^\"<>]*\.mp4\">", html)
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
     assert csp is not None and "default-src 'none'" in csp.group(1) and "img-src data:" in csp.group(1)
+
+
+# --- CLI: bad arguments, odd files, failing writes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["bogus"],
+        ["validate"],
+        ["run"],
+        ["plan"],
+        ["diff"],
+        ["diff", "a"],
+        ["schema", "extra"],
+        ["run", "missing.yaml"],
+        ["run", "SPEC", "--concurrency", "0"],
+        ["run", "SPEC", "--concurrency", "many"],
+        ["run", "SPEC", "--rps", "-1"],
+        ["run", "SPEC", "--max-cost", "-5"],
+        ["run", "SPEC", "--provider", "evil"],
+        ["run", "SPEC", "--out", "SPEC"],
+        ["plan", "SPEC", "--price", "nonsense"],
+        ["plan", "SPEC", "--price", "std_5s=nan"],
+        ["plan", "SPEC", "--price", "std_5s=-1"],
+        ["plan", "missing.yaml"],
+        ["status", "missing"],
+        ["report", "missing"],
+        ["report", "SPEC", "-o", "OUT"],
+        ["diff", "missing.yaml", "SPEC"],
+        ["diff", "SPEC@--upload-pack=evil", "SPEC"],
+        ["validate", "BOARD"],
+        ["status", "BOARD"],
+        ["simulate", "--port", "99999"],
+        ["simulate", "--host", "0.0.0.0"],
+    ],
+)
+def test_bad_arguments_are_a_clean_non_zero_exit(tmp_path: Path, args: list[str]) -> None:
+    spec = write_spec(tmp_path)
+    (tmp_path / "OUT").mkdir()
+    names = {"SPEC": str(spec), "OUT": str(tmp_path / "OUT"), "BOARD": str(tmp_path / "one.png")}
+    argv = [names.get(arg, arg).replace("SPEC@", f"{spec}@") for arg in args]
+    result = CliRunner().invoke(cli, argv)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code in (1, 2) or (args == [] and result.exit_code in (0, 2))
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("http://127.0.0.1:99999", "no valid port"),
+        ("http://user:hunter2@127.0.0.1:9", "must not carry a user"),
+        (f"https://api.example.test/?key={SECRET}", "must not carry a user"),
+    ],
+)
+def test_a_bad_base_url_stops_before_anything_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str, message: str
+) -> None:
+    # Port 99999 used to pass the check and raise OverflowError mid-run, after shots were marked submitting; a URL
+    # carrying credentials was printed in the run's first line and JSON event.
+    spec = fleet_spec(tmp_path, shots=1)
+    monkeypatch.setenv("COMETAPI_KEY", SECRET)
+    monkeypatch.setenv("COMETAPI_BASE_URL", base_url)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(spec), "--provider", "cometapi", "--json", "--out", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert message in result.stderr
+    assert "hunter2" not in result.output and "abc123" not in result.output
+    assert not (out / "manifest.json").exists()
+
+
+def test_a_full_disk_for_the_report_is_one_line(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    succeeded_manifest(spec, out, [])
+    result = CliRunner().invoke(cli, ["report", str(out), "-o", "/dev/full"])
+    assert result.exit_code == 1 and "cannot write the report (No space left on device)" in result.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="manifest.py (not ours): ManifestLock.acquire creates the output folder without catching OSError, so "
+    "an --out that cannot be created (a file in the way, no permission, read-only disk) ends in a raw "
+    "NotADirectoryError/PermissionError instead of a ManifestError with a one-line message",
+)
+def test_an_output_folder_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    (tmp_path / "afile").write_text("in the way")
+    result = CliRunner().invoke(cli, ["run", str(spec), "--provider", "local", "--out", str(tmp_path / "afile" / "x")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "afile" in result.stderr
+
+
+@pytest.mark.parametrize("rps", ["nan", "inf"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/run.py (not ours): --rps is FloatRange(min=0, min_open=True) with no upper bound, so nan and inf "
+    "pass; the run then marks shots submitting and dies in limits.py (ValueError: cannot convert float NaN to "
+    "integer) as an ExceptionGroup. The spec caps requests_per_second at 100; --rps should too",
+)
+def test_a_non_finite_rps_is_refused_up_front(tmp_path: Path, rps: str) -> None:
+    spec = write_spec(tmp_path)
+    result = CliRunner().invoke(cli, ["run", str(spec), "--provider", "local", "--rps", rps])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert not (tmp_path / "renders" / "manifest.json").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/run.py (not ours): --max-cost nan passes FloatRange(min=0), and `cost > nan` is always False, "
+    "so the cost cap is silently switched off",
+)
+def test_max_cost_nan_is_refused(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    result = CliRunner().invoke(cli, ["run", str(spec), "--provider", "local", "--dry-run", "--max-cost", "nan"])
+    assert result.exit_code == 2

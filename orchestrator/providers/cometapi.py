@@ -588,6 +588,15 @@ def _checked_base_url(base_url: str) -> str:
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigError(f"base URL {redact(url, secret=None)!r} is not an http(s) URL (check COMETAPI_BASE_URL)")
+    if parsed.userinfo or parsed.query or parsed.fragment:
+        # Credentials belong in COMETAPI_KEY: a URL is printed at the start of every run and kept in messages.
+        raise ConfigError(
+            f"base URL for {parsed.host} must not carry a user, password or query (check COMETAPI_BASE_URL); "
+            "the key goes in COMETAPI_KEY"
+        )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        # httpx accepts it; the socket layer raises OverflowError mid-run, after shots were marked submitting.
+        raise ConfigError(f"base URL {redact(url, secret=None)!r} has no valid port (check COMETAPI_BASE_URL)")
     return url
 
 
