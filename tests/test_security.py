@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -223,9 +224,10 @@ def write_spec(folder: Path, *, shot_id: str = "a", project: str = "p") -> Path:
     return spec
 
 
-def succeeded_manifest(spec: Path, out: Path, outputs: list[Output]) -> Path:
+def succeeded_manifest(spec: Path, out: Path, outputs: list[Output], *, submitted_at: str | None = None) -> Path:
     shot = load_project(spec).shots[0]
     record = ShotRecord(
+        submitted_at=submitted_at,
         status=SUCCEEDED,
         fingerprint=shot.fingerprint,
         task_id="t1",
@@ -402,11 +404,11 @@ def test_an_unreachable_endpoint_ends_the_run_with_a_message(tmp_path: Path) -> 
     env.pop(DEBUG_VARIABLE, None)
     command = [sys.executable, "-m", "orchestrator", "run", str(spec), "--provider", "cometapi", "--json"]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=8)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=6)
     except subprocess.TimeoutExpired as exc:
         stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         assert_no_secret(stdout, out=tmp_path)
-        raise AssertionError("the run against a closed port was still retrying after 8 s") from None
+        raise AssertionError("the run against a closed port was still retrying after 6 s") from None
     assert done.returncode == 1 and "127.0.0.1:9" in done.stderr
     assert_no_secret(done.stdout, done.stderr, out=tmp_path)
 
@@ -641,3 +643,34 @@ def test_max_cost_nan_is_refused(tmp_path: Path) -> None:
     spec = write_spec(tmp_path)
     result = CliRunner().invoke(cli, ["run", str(spec), "--provider", "local", "--dry-run", "--max-cost", "nan"])
     assert result.exit_code == 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="manifest.py (not ours): load_manifest catches JSONDecodeError but not RecursionError, so a manifest "
+    "of deeply nested brackets ends in a raw RecursionError instead of 'manifest is corrupt'",
+)
+def test_a_deeply_nested_manifest_is_corrupt_not_a_recursion_error(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ManifestError):
+        load_manifest(tmp_path / "manifest.json")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(
+    strict=True,
+    reason="scheduler.py (not ours): a succeeded shot whose video is missing is resumed from its task; when the "
+    "provider no longer knows that task (the embedded simulator forgets tasks between runs; real ones expire), the "
+    "three not-found polls come far apart (the schedule seems anchored at the old submitted_at), so the run "
+    "sits silent for about 2 minutes, then marks the shot failed",
+)
+def test_resuming_a_task_the_provider_forgot_does_not_stall(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    succeeded_manifest(spec, out, [], submitted_at=an_hour_ago.isoformat().replace("+00:00", "Z"))  # video gone
+    command = [sys.executable, "-m", "orchestrator", "run", str(spec), "--provider", "local", "--out", str(out)]
+    try:
+        subprocess.run(command, capture_output=True, text=True, timeout=8)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still polling a forgotten task after 8 s") from None
