@@ -75,6 +75,7 @@ from orchestrator.providers.base import Provider, Task, TaskStatus
 from orchestrator.shot import ResolvedShot
 
 IN_FLIGHT_STATES = (SUBMITTED, PROCESSING, DOWNLOADING, PENDING_REMOTE)
+_WAKE_ON_OBSERVATIONS = 3
 TASK_ID_UNKNOWN = "submitted, task id unknown"
 
 
@@ -584,7 +585,11 @@ class Scheduler:
         self.times.add(seconds)
         self.stats.render_seconds.append(seconds)
         self._unobserved.clear()
-        self._wake()
+        if len(self.stats.render_seconds) <= _WAKE_ON_OBSERVATIONS:
+            # Sleeping tasks recompute their polls from the new estimate. Past the first few finishes the estimate
+            # barely moves and each task picks it up at its next poll anyway: waking all of them on every finish
+            # cost thousands of wake-ups per run for nothing.
+            self._wake()
 
     # --- download -----------------------------------------------------------------------------------------------
 

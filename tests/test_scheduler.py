@@ -689,3 +689,22 @@ def test_a_low_request_budget_keeps_the_default_scouts(tmp_path: Path) -> None:
             store.close()
 
     assert (scouts(None), scouts(1000.0), scouts(20.0), scouts(2.0)) == (7, 7, 5, 2)
+
+
+@pytest.mark.anyio
+async def test_finishes_after_the_first_few_do_not_wake_every_waiting_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    computed = Counter[str]()
+    original = Scheduler._next_poll
+
+    def counting(self: Scheduler, flight: Any, last_poll: float | None) -> float:
+        computed[flight.shot.id] += 1
+        return original(self, flight, last_poll)
+
+    monkeypatch.setattr(Scheduler, "_next_poll", counting)
+    provider = FakeProvider(render=0.1)
+    scheduler = await run(provider, [make_shot(f"s{i:02d}") for i in range(60)], tmp_path, concurrency=30)
+    # A poll time is computed before each poll, once as each task starts, and on wake-ups: only the first three
+    # finishes wake the (at most 30) others. Waking them on all 60 finishes made it about 400.
+    assert sum(computed.values()) <= scheduler.stats.polls + 60 + 3 * 30
