@@ -15,12 +15,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
+import jsonschema
 
 from orchestrator.errors import ManifestError, ManifestLockedError
 
@@ -140,6 +141,93 @@ def _render_json(render: Render) -> dict[str, Any]:
     }
 
 
+_NULLABLE_STR = {"type": ["string", "null"]}
+_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["path", "sha256", "bytes"],
+    "additionalProperties": False,
+    "properties": {
+        "path": {"type": "string"},
+        "sha256": {"type": "string"},
+        "bytes": {"type": "integer", "minimum": 0},
+    },
+}
+_OUTPUTS_SCHEMA: dict[str, Any] = {"type": "array", "items": _OUTPUT_SCHEMA}
+_COST_SCHEMA: dict[str, Any] = {"type": ["number", "null"]}
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["manifest_version", "project", "shots"],
+    "properties": {
+        "manifest_version": {"type": "integer"},
+        "tool_version": {"type": "string"},
+        "project": {"type": "string"},
+        "spec": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "sha256": {"type": "string"}, "version": {"type": "integer"}},
+        },
+        "provider": {"type": "string"},
+        "started_at": _NULLABLE_STR,
+        "finished_at": _NULLABLE_STR,
+        "shots": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "status": {"enum": list(STATUSES)},
+                    "fingerprint": {"type": "string"},
+                    "external_task_id": _NULLABLE_STR,
+                    "task_id": _NULLABLE_STR,
+                    "attempts": {"type": "integer", "minimum": 0},
+                    "error": _NULLABLE_STR,
+                    "request": {"type": "object"},
+                    "outputs": _OUTPUTS_SCHEMA,
+                    "cost": _COST_SCHEMA,
+                    "created_at": _NULLABLE_STR,
+                    "updated_at": _NULLABLE_STR,
+                    "submitted_at": _NULLABLE_STR,
+                    "finished_at": _NULLABLE_STR,
+                    "history": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["fingerprint", "outputs", "request"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "fingerprint": {"type": "string"},
+                                "task_id": _NULLABLE_STR,
+                                "external_task_id": _NULLABLE_STR,
+                                "outputs": _OUTPUTS_SCHEMA,
+                                "request": {"type": "object"},
+                                "finished_at": _NULLABLE_STR,
+                                "cost": _COST_SCHEMA,
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+"""The shape of ``manifest.json``: checked on every load, so a hand-edited file with wrong types is a clear
+``ManifestError`` here rather than a crash later in ``status``, ``report`` or ``run``."""
+
+
+def _shape_problem(data: Any) -> str | None:
+    """The first place where ``data`` does not have the manifest's shape, or ``None``."""
+    error = jsonschema.exceptions.best_match(_manifest_validator().iter_errors(data))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "top level"
+    return f"{where}: {error.message}"
+
+
+@cache
+def _manifest_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
+
+
 @dataclass
 class Manifest:
     """The whole manifest. ``shots`` keeps insertion order (spec order on first run)."""
@@ -177,6 +265,9 @@ class Manifest:
                 f"(this tool knows version {MANIFEST_VERSION})",
                 path=path,
             )
+        problem = _shape_problem(data)
+        if problem is not None:
+            raise ManifestError(f"{path}: manifest is corrupt ({problem}); it was left untouched", path=path)
         try:
             spec = data.get("spec") or {}
             return cls(
@@ -205,6 +296,10 @@ def load_manifest(path: Path) -> Manifest:
         raise ManifestError(f"{path}: cannot read manifest ({exc.strerror})", path=str(path)) from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ManifestError(
+            f"{path}: manifest is corrupt (nested too deeply); it was left untouched", path=str(path)
+        ) from None
     except json.JSONDecodeError as exc:
         raise ManifestError(
             f"{path}: manifest is corrupt (invalid JSON at line {exc.lineno}); "
@@ -336,7 +431,13 @@ class ManifestLock:
         self.held = False
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ManifestError(
+                f"{self.path.parent}: cannot create the output folder ({reason})", path=str(self.path)
+            ) from None
         for _ in range(3):
             if self._try_create():
                 self.held = True

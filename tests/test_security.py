@@ -327,7 +327,24 @@ def corrupt_cost_manifest(tmp_path: Path) -> Path:
     return out
 
 
-def test_unforeseen_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
+def test_unforeseen_errors_are_one_line_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli import _app
+
+    def boom(**_: object) -> None:
+        raise TypeError("an odd value")
+
+    monkeypatch.setattr(_app, "cli", boom)
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        _app.main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unexpected TypeError: an odd value") and err.count("\n") == 1
+
+
+def test_a_hand_edited_manifest_with_wrong_types_is_one_clear_line(tmp_path: Path) -> None:
     out = corrupt_cost_manifest(tmp_path)
     env = {key: value for key, value in os.environ.items() if key != DEBUG_VARIABLE}
     done = subprocess.run(
@@ -335,7 +352,7 @@ def test_unforeseen_errors_are_one_line_without_a_traceback(tmp_path: Path) -> N
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: unexpected TypeError") and done.stderr.count("\n") == 1
+    assert "manifest is corrupt" in done.stderr and done.stderr.count("\n") == 1
 
 
 def test_python_dash_m_orchestrator_works() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
@@ -53,6 +54,16 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="orchestrator")
 def cli() -> None:
     """Render storyboards into video with Kling, from versioned YAML specs."""
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan`` and ``inf``, which its comparisons would let through."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def exit_on_errors(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:

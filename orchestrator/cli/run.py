@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from orchestrator.api import Prepared, arun_project, prepare
-from orchestrator.cli._app import EXIT_INTERRUPTED, cli, handle_errors
+from orchestrator.cli._app import EXIT_INTERRUPTED, FiniteFloatRange, cli, handle_errors
 from orchestrator.cli.progress import JsonView, LiveView, PlainView, View, print_summary
 from orchestrator.errors import ConfigError
 
@@ -26,10 +26,12 @@ from orchestrator.errors import ConfigError
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Tasks in flight at the provider.")
-@click.option("--rps", type=click.FloatRange(min=0, min_open=True), help="Cap on HTTP requests per second.")
+@click.option(
+    "--rps", type=FiniteFloatRange(min=0, min_open=True, max=100), help="Cap on HTTP requests per second (at most 100)."
+)
 @click.option("--only", multiple=True, metavar="GLOB", help="Only shots whose id matches (repeatable).")
 @click.option("--force", multiple=True, metavar="GLOB", help="Render matching shots again even if unchanged.")
-@click.option("--max-cost", type=click.FloatRange(min=0), help="Refuse to start if the run costs more units.")
+@click.option("--max-cost", type=FiniteFloatRange(min=0), help="Refuse to start if the run costs more units.")
 @click.option("--dry-run", is_flag=True, help="Show what would be rendered and what it costs; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @handle_errors
