@@ -681,3 +681,75 @@ def test_resuming_a_task_the_provider_forgot_does_not_stall(tmp_path: Path) -> N
         subprocess.run(command, capture_output=True, text=True, timeout=8)
     except subprocess.TimeoutExpired:
         raise AssertionError("still polling a forgotten task after 8 s") from None
+
+
+# --- Terminal output -------------------------------------------------------------------------------------------------
+
+TERMINAL = "[/bold] [link=https://evil.test]x[/link] \x1b[31mRED\x1b[0m \x1b]0;title\x07 \u202etxt.exe"
+
+
+def hostile_failed_manifest(tmp_path: Path) -> tuple[Path, Path]:
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    path = succeeded_manifest(spec, out, [])
+    data = json.loads(path.read_text())
+    data["project"] = "p"
+    record = data["shots"]["a"]
+    record["status"], record["error"] = "failed", TERMINAL
+    record["request"]["prompt"] = TERMINAL
+    path.write_text(json.dumps(data))
+    return spec, out
+
+
+def assert_inert(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b[31mRED" in text  # shown, not obeyed
+
+
+@pytest.mark.parametrize("command", ["status", "plan", "diff"])
+def test_provider_and_manifest_text_cannot_drive_the_terminal(tmp_path: Path, command: str) -> None:
+    # Error messages come from the provider and prompts from whoever wrote the manifest: ESC sequences in them used
+    # to reach the terminal as is (colours, window title, cursor moves), and a bidi override could disguise text.
+    spec, out = hostile_failed_manifest(tmp_path)
+    argv = {"status": ["status", str(out)], "plan": ["plan", str(spec), "--out", str(out)]}
+    result = CliRunner().invoke(cli, argv.get(command, ["diff", str(out), str(spec)]), terminal_width=300)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert_inert(result.output)
+
+
+def test_a_project_name_that_is_rich_markup_does_not_crash_status(tmp_path: Path) -> None:
+    _, out = hostile_failed_manifest(tmp_path)
+    data = json.loads((out / "manifest.json").read_text())
+    data["project"] = "[/bold]"
+    (out / "manifest.json").write_text(json.dumps(data))
+    result = CliRunner().invoke(cli, ["status", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "[/bold]: 1 shots" in result.output
+
+
+def test_spec_problems_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text('version: 1\nproject: p\n"\\e]0;owned\\a\\e[2J": 1\nshots: []\n')
+    code, output = validate(spec)
+    assert code == 1 and "\x1b" not in output and "\\x1b]0;owned" in output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/progress.py (not ours): the end-of-run table adds each failed shot's reason as a str, which rich "
+    "parses as markup: a provider message like '[/bold] ...' raises MarkupError after the run (exit 1 with "
+    "'unexpected MarkupError'), and ESC sequences in reasons and plain progress lines reach the terminal as is; "
+    "use Text(printable(reason, newlines=False)) from orchestrator.cli._app",
+)
+def test_a_provider_failure_message_cannot_break_the_run_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = fleet_spec(tmp_path, shots=1)
+    options = SimulatorOptions(**FAST, failure_rate=1.0, failure_message=TERMINAL)  # type: ignore[arg-type]
+    with LocalSimulator(options) as sim:
+        monkeypatch.setenv("COMETAPI_KEY", SECRET)
+        monkeypatch.setenv("COMETAPI_BASE_URL", sim.base_url)
+        result = CliRunner().invoke(cli, ["run", str(spec), "--provider", "cometapi", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "unexpected" not in result.output
+    assert_inert(result.output)

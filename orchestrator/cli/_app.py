@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -17,6 +18,19 @@ from orchestrator.errors import OrchestratorError, SpecError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# C0/C1 control characters (ESC starts terminal escape sequences: colours, window titles, hyperlinks, cursor moves)
+# and bidi overrides ("Trojan source"). Text from providers, manifests and specs must not drive the terminal.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` safe for the terminal: control characters shown as ``\\x1b``-style escapes (and newlines too with
+    ``newlines=False``, for one-line fields such as table cells and ids)."""
+    if not newlines:
+        text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -76,10 +90,10 @@ def exit_on_errors(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 return func(*args, **kwargs)
             except SpecError as exc:
                 for problem in exc.problems:
-                    click.echo(problem.format(), err=True)
+                    click.echo(printable(problem.format(), newlines=False), err=True)
                 sys.exit(code)
             except OrchestratorError as exc:
-                click.echo(f"error: {exc.message}", err=True)
+                click.echo(f"error: {printable(exc.message)}", err=True)
                 sys.exit(code)
 
         return wrapper
@@ -103,7 +117,7 @@ def main() -> None:
         if os.environ.get(DEBUG_VARIABLE):
             raise
         click.echo(
-            f"error: unexpected {type(exc).__name__}: {exc} (a bug or an unforeseen input; "
+            f"error: unexpected {type(exc).__name__}: {printable(str(exc))} (a bug or an unforeseen input; "
             f"run with {DEBUG_VARIABLE}=1 for the details)",
             err=True,
         )

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli._app import EXIT_OK, cli, exit_on_errors, handle_errors
+from orchestrator.cli._app import EXIT_OK, cli, exit_on_errors, handle_errors, printable
 from orchestrator.diff import (
     ADDED,
     CHANGED,
@@ -89,8 +89,8 @@ def render_plan(plan: Plan, pricing: Pricing, console: Console) -> None:
 def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Text:
     style = STYLES.get(entry.category, "")
     line = Text(f"{MARKS[entry.category]} ", style=style)
-    line.append(entry.shot_id.ljust(width), style=style)
-    line.append(f"  {_plan_detail(entry)}")
+    line.append(printable(entry.shot_id, newlines=False).ljust(width), style=style)
+    line.append(f"  {printable(_plan_detail(entry), newlines=False)}")
     units = entry.units(pricing)
     if entry.needs_render:
         line.append(f"  {units_label(units)}", style="cyan")
@@ -158,10 +158,11 @@ _diff_errors = exit_on_errors(EXIT_DIFF_TROUBLE)
 
 def render_diff(result: DiffResult, console: Console) -> None:
     """Header, one block per added, removed or changed shot (with word diffs of prompts), then the counts."""
-    console.print(Text(f"--- {result.a.label} ({result.a.kind})", style="red"))
-    console.print(Text(f"+++ {result.b.label} ({result.b.kind})", style="green"))
+    console.print(Text(printable(f"--- {result.a.label} ({result.a.kind})", newlines=False), style="red"))
+    console.print(Text(printable(f"+++ {result.b.label} ({result.b.kind})", newlines=False), style="green"))
     if result.a.project != result.b.project:
-        console.print(Text(f"project: {result.a.project} -> {result.b.project}", style="yellow"))
+        projects = printable(f"project: {result.a.project} -> {result.b.project}", newlines=False)
+        console.print(Text(projects, style="yellow"))
     for shot in result.shots:
         if shot.kind != UNCHANGED:
             _print_shot_diff(shot, console)
@@ -172,10 +173,11 @@ def render_diff(result: DiffResult, console: Console) -> None:
 def _print_shot_diff(shot: ShotDiff, console: Console) -> None:
     marks = {ADDED: "+", REMOVED: "-", CHANGED: "~"}
     style = STYLES.get(shot.kind, "")
-    line = Text(f"{marks[shot.kind]} {shot.shot_id}", style=style)
+    line = Text(f"{marks[shot.kind]} {printable(shot.shot_id, newlines=False)}", style=style)
     line.append(f"  {shot.kind}")
     if shot.kind == CHANGED:
-        line.append(": " + ", ".join(c.describe() for c in shot.changes) if shot.changes else ": fingerprint")
+        described = ", ".join(c.describe() for c in shot.changes) if shot.changes else "fingerprint"
+        line.append(": " + printable(described, newlines=False))
     console.print(line)
     for name, ops in (shot.word_diffs or {}).items():
         console.print(Text(f"    {name}: ").append_text(word_diff_text(ops)))
@@ -185,12 +187,13 @@ def word_diff_text(ops: tuple[WordOp, ...]) -> Text:
     """The word diff with wdiff markers (readable without colour) and colour on top."""
     text = Text()
     for op in ops:
+        words = printable(op.text, newlines=False)
         if op.op == DELETE:
-            text.append(f"[-{op.text}-]", style="red")
+            text.append(f"[-{words}-]", style="red")
         elif op.op == INSERT:
-            text.append(f"{{+{op.text}+}}", style="green")
+            text.append(f"{{+{words}+}}", style="green")
         else:
-            text.append(op.text)
+            text.append(words)
     return text
 
 
@@ -259,7 +262,9 @@ def status_to_json(summary: StatusSummary) -> dict[str, Any]:
 
 
 def render_status(summary: StatusSummary, console: Console) -> None:
-    table = Table(title=f"{summary.project}: {summary.total} shots", title_justify="left")
+    # Text, not str: a str title is rich markup, and a project named "[/bold]" would crash the table.
+    title = Text(printable(f"{summary.project}: {summary.total} shots", newlines=False))
+    table = Table(title=title, title_justify="left")
     table.add_column("status")
     table.add_column("shots", justify="right")
     for status, count in summary.counts.items():
@@ -272,6 +277,7 @@ def render_status(summary: StatusSummary, console: Console) -> None:
         problems.add_column("status")
         problems.add_column("reason", overflow="fold")
         for problem in summary.problems:
-            problems.add_row(Text(problem.shot_id), Text(problem.status), Text(problem.reason))
+            cells = (problem.shot_id, problem.status, problem.reason)
+            problems.add_row(*(Text(printable(str(cell), newlines=False)) for cell in cells))
         console.print(problems)
     console.print(Text(f"{units_label(summary.units)} spent", style="bold"))

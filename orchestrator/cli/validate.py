@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli._app import EXIT_FAILED, EXIT_OK, cli, handle_errors
+from orchestrator.cli._app import EXIT_FAILED, EXIT_OK, cli, handle_errors, printable
 from orchestrator.schema import schema_text
 from orchestrator.spec import Validation, check_project, summarize
 
@@ -44,7 +44,7 @@ def schema() -> None:
 
 def _report(result: Validation, *, strict: bool) -> None:
     for problem in result.problems:
-        click.echo(problem.format(), err=True)
+        click.echo(printable(problem.format(), newlines=False), err=True)
     if result.project is not None and result.ok(strict=strict):
         click.echo(f"{result.file}: valid: {summarize(result.project).format()}")
     else:
