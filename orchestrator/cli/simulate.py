@@ -66,6 +66,11 @@ def _env(name: str) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for rendered videos (default: a temporary directory removed on exit).",
 )
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Remember tasks and videos in this folder across restarts (default: in memory only). Not with --storage.",
+)
 @handle_errors
 def simulate(
     *,
@@ -87,6 +92,7 @@ def simulate(
     cheap_video: bool,
     no_caption: bool,
     storage: Path | None,
+    state: Path | None,
 ) -> None:
     """Run the local Kling-compatible simulator until Ctrl-C.
 
@@ -109,6 +115,7 @@ def simulate(
         cheap_video=cheap_video,
         caption=not no_caption,
         storage_dir=storage.resolve() if storage else None,
+        state_dir=state.resolve() if state else None,
     )
     try:
         serve_forever(options, host=host, port=port, allow_remote=allow_remote, on_ready=_announce)

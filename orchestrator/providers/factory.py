@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -34,17 +35,20 @@ def open_provider(
     name: str,
     *,
     simulator_options: SimulatorOptions | None = None,
+    state_dir: Path | None = None,
 ) -> AbstractAsyncContextManager[Provider]:
     """``async with open_provider("local") as provider: ...``. Unknown names raise ``ConfigError``.
 
     ``cometapi`` reads ``COMETAPI_KEY`` and ``COMETAPI_BASE_URL`` (a missing key is a ``ConfigError``, raised at
-    once). ``local`` starts a simulator on an ephemeral 127.0.0.1 port and stops it on exit.
+    once). ``local`` starts a simulator on an ephemeral 127.0.0.1 port and stops it on exit. Without
+    ``simulator_options``, a ``state_dir`` makes that simulator remember its tasks there, so an interrupted run
+    resumes against the same tasks; explicit ``simulator_options`` are used as given (``state_dir`` is ignored).
     """
     if name not in PROVIDERS:
         known = ", ".join(PROVIDERS)
         raise ConfigError(f"unknown provider {name!r}: use one of {known}")
     if name == "local":
-        return _open_local(simulator_options)
+        return _open_local(simulator_options, state_dir=state_dir)
     return _entered(CometAPIProvider.from_env())
 
 
@@ -55,10 +59,10 @@ async def _entered(provider: CometAPIProvider) -> AsyncIterator[Provider]:
 
 
 @asynccontextmanager
-async def _open_local(options: SimulatorOptions | None) -> AsyncIterator[Provider]:
+async def _open_local(options: SimulatorOptions | None, *, state_dir: Path | None) -> AsyncIterator[Provider]:
     from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 
-    simulator = LocalSimulator(options or SimulatorOptions())
+    simulator = LocalSimulator(options or SimulatorOptions(state_dir=state_dir))
     # Starting waits for the server thread to bind its port: do it off the event loop.
     await anyio.to_thread.run_sync(simulator.__enter__)
     try:

@@ -38,6 +38,7 @@ from starlette.types import Receive, Scope, Send
 
 from orchestrator.errors import ConfigError
 from orchestrator.providers.local.animatic import render_animatic
+from orchestrator.providers.local.persist import StateStore, TaskRecord, now_ms, sim_task
 from orchestrator.providers.local.state import Refusal, SimTask, SimulatorOptions, SimulatorState, public_options
 from orchestrator.providers.local.validation import Board, CreateRequest, InvalidRequest, parse_create
 
@@ -152,6 +153,23 @@ class SimulatorApi:
         self.storage_dir = storage_dir
         self.executor = executor
         self.cheap_videos = CheapVideos()
+        if state.store is not None:
+            self._restore(state.store)
+
+    def _restore(self, store: StateStore) -> None:
+        """Take back the tasks of an earlier run; those whose video is missing are rendered (again)."""
+        now_mono, wall_ms = self.state.now(), now_ms()
+        tasks: list[tuple[SimTask, TaskRecord]] = []
+        for record in store.tasks:
+            video = self.storage_dir / f"{record.task_id}.mp4"
+            tasks.append((sim_task(record, now_mono=now_mono, wall_ms=wall_ms, video=video), record))
+        self.state.restore([task for task, _ in tasks])
+        for task, record in tasks:
+            if task.render is None and not task.fails:
+                task.render = self.executor.submit(self._render_again, task, record, store)
+
+    def _render_again(self, task: SimTask, record: TaskRecord, store: StateStore) -> None:
+        self._render(task, store.create_request(record), self.state.options)
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
@@ -205,7 +223,9 @@ class SimulatorApi:
             return key
         try:
             create = parse_create(await _json_body(request))
-            task = self.state.create(api_key=key, external_task_id=create.external_task_id, duration=create.duration)
+            task = self.state.create(
+                api_key=key, external_task_id=create.external_task_id, duration=create.duration, request=create
+            )
         except InvalidRequest as exc:
             return error(400, exc.code, exc.message)
         except Refusal as exc:

@@ -28,6 +28,7 @@ import uvicorn
 
 from orchestrator.errors import ConfigError
 from orchestrator.providers.local.app import create_app
+from orchestrator.providers.local.persist import StateStore
 from orchestrator.providers.local.state import SimulatorOptions, SimulatorState, SimulatorStats
 
 RENDER_WORKERS = 2
@@ -99,9 +100,10 @@ class _Parts:
     """The pieces one running simulator owns: state, storage, render pool and the uvicorn server."""
 
     def __init__(self, options: SimulatorOptions, *, log_level: str, access_log: bool, own_logging: bool) -> None:
-        self.state = SimulatorState(options)
-        self.own_storage = options.storage_dir is None
-        self.storage: Path = _storage(options.storage_dir)
+        self.store = StateStore(options.state_dir) if options.state_dir is not None else None
+        self.state = SimulatorState(options, store=self.store)
+        self.own_storage = options.storage_dir is None and self.store is None
+        self.storage: Path = self.store.videos if self.store is not None else _storage(options.storage_dir)
         self.executor = ThreadPoolExecutor(max_workers=RENDER_WORKERS, thread_name_prefix="sim-render")
         app = create_app(state=self.state, storage_dir=self.storage, executor=self.executor)
         config = uvicorn.Config(
@@ -117,6 +119,8 @@ class _Parts:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        if self.store is not None:
+            self.store.close()
         if self.own_storage:
             shutil.rmtree(self.storage, ignore_errors=True)
 

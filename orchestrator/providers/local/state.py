@@ -18,9 +18,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from orchestrator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from orchestrator.providers.local.persist import StateStore
+    from orchestrator.providers.local.validation import CreateRequest
 
 DEFAULT_FAILURE_MESSAGE = "Failure to pass the risk control system"
 
@@ -46,6 +50,7 @@ class SimulatorOptions:
     caption: bool = True  # burn the shot's external id into the animatic
     fps: int = 24
     storage_dir: Path | None = None  # where videos are written (a temp dir if None)
+    state_dir: Path | None = None  # remember tasks and videos here across restarts (None: in memory only)
     api_keys: frozenset[str] | None = None  # accepted keys; None = any non-empty bearer token
 
     RATES: ClassVar[tuple[str, ...]] = (
@@ -67,6 +72,8 @@ class SimulatorOptions:
             raise ConfigError("simulator render_time must be >= 0 and render_jitter between 0 and 1")
         if self.fps < 1:
             raise ConfigError("simulator fps must be at least 1")
+        if self.state_dir is not None and self.storage_dir is not None:
+            raise ConfigError("give the simulator a state folder or a video storage folder, not both")
         for name in ("concurrency_cap", "account_exhausted_after"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -199,16 +206,25 @@ def key_id(api_key: str) -> str:
 class SimulatorState:
     """Tasks per key, fault dice and counters. Thread-safe; every public method takes the lock."""
 
-    def __init__(self, options: SimulatorOptions, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        options: SimulatorOptions,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        store: StateStore | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self.options = options
+        self.store = store
+        self._last_id = store.last_task_id if store is not None else 0
         self._reset_locked()
 
     def _reset_locked(self) -> None:
         self._rng = random.Random(self.options.seed)
         self._accounts: dict[str, _KeyAccount] = {}
-        self._next_id = 860_000_000_000_000_000 + self._rng.randrange(10**14)
+        # Never below an id already handed out (before a reset, or by an earlier run of a persistent simulator).
+        self._next_id = max(self._last_id, 860_000_000_000_000_000 + self._rng.randrange(10**14))
         self._attempted = 0
         self._accepted = 0
         self._duplicates = 0
@@ -221,6 +237,25 @@ class SimulatorState:
         """Forget every task and counter (files already written stay on disk)."""
         with self._lock:
             self._reset_locked()
+        if self.store is not None:
+            self.store.record_reset()
+
+    def restore(self, tasks: list[SimTask]) -> None:
+        """Take back tasks remembered by an earlier run: ids, external ids, submissions and in-flight slots."""
+        with self._lock:
+            for task in tasks:
+                account = self._accounts.setdefault(task.key_id, _KeyAccount())
+                account.tasks[task.task_id] = task
+                account.active.add(task.task_id)
+                if task.external_task_id is not None:
+                    account.by_external[task.external_task_id] = task
+                    self._submissions[task.external_task_id] += 1
+                account.accepted += 1
+                self._accepted += 1
+            now = self._clock()
+            for account in self._accounts.values():
+                self._prune_locked(account, now)
+                account.max_in_flight = max(account.max_in_flight, len(account.active))
 
     def configure(self, changes: dict[str, Any]) -> SimulatorOptions:
         with self._lock:
@@ -269,8 +304,20 @@ class SimulatorState:
         finished = {tid for tid in account.active if account.tasks[tid].status_at(now)[0] in ("succeed", "failed")}
         account.active -= finished
 
-    def create(self, *, api_key: str, external_task_id: str | None, duration: int) -> SimTask:
-        """Record a new task, or raise ``Refusal`` (duplicate external id, account used up, over the cap)."""
+    def create(
+        self, *, api_key: str, external_task_id: str | None, duration: int, request: CreateRequest | None = None
+    ) -> SimTask:
+        """Record a new task, or raise ``Refusal`` (duplicate external id, account used up, over the cap).
+
+        With a state store and the ``request``, the task is also journaled before this returns (so before the
+        client can learn its id).
+        """
+        task = self._create(api_key=api_key, external_task_id=external_task_id, duration=duration)
+        if self.store is not None and request is not None:
+            self.store.record_create(task, request)
+        return task
+
+    def _create(self, *, api_key: str, external_task_id: str | None, duration: int) -> SimTask:
         with self._lock:
             account = self._account(api_key)
             if external_task_id is not None and external_task_id in account.by_external:
@@ -308,6 +355,7 @@ class SimulatorState:
         if fails:
             self._faults["task_failed"] += 1
         self._next_id += 1 + self._rng.randrange(1000)
+        self._last_id = self._next_id
         return SimTask(
             task_id=str(self._next_id),
             key_id=key_id(api_key),
@@ -322,6 +370,8 @@ class SimulatorState:
         )
 
     def mark_rendered(self, task: SimTask) -> None:
+        if self.store is not None:
+            self.store.record_rendered(task.task_id)  # journaled before anyone is told the video exists
         with self._lock:
             task.rendered_mono = self._clock()
             self._renders += 1
