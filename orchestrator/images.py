@@ -154,6 +154,14 @@ def url_problem(url: str) -> str | None:
         return f"URL {url!r} has {scheme}; only http:// and https:// URLs are accepted"
     if not parts.netloc:
         return f"URL {url!r} has no host"
+    if any(char.isspace() or not char.isprintable() for char in url):
+        # Sent as is to the provider (and kept in the manifest and report): spaces and control characters there
+        # are a mistake or an attempt to smuggle something; a real URL encodes them (%20).
+        return f"URL {url!r} contains spaces or control characters; percent-encode them (a space is %20)"
+    try:
+        parts.port  # noqa: B018 - reading it validates it
+    except ValueError:
+        return f"URL {url!r} has an invalid port"
     return None
 
 

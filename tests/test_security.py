@@ -271,6 +271,23 @@ def test_a_project_slug_with_a_newline_is_refused(tmp_path: Path) -> None:
     assert code == 1 and "`project`" in output
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("javascript:alert(1)", "not valid"),
+        ("http://x y/cb", "spaces or control characters"),
+        ("https://a.test/\\u0000", "spaces or control characters"),
+        ("https://a.test/\\e[2J", "spaces or control characters"),
+        ("http://a.test:99999/", "invalid port"),
+    ],
+)
+def test_callback_urls_must_be_clean_http_urls(tmp_path: Path, url: str, message: str) -> None:
+    spec = write_spec(tmp_path)
+    spec.write_text(spec.read_text() + f'    callback_url: "{url}"\n')
+    code, output = validate(spec)
+    assert code == 1 and message in output
+
+
 def test_output_file_refuses_paths_outside_the_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "a").mkdir(parents=True)
