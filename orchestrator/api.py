@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from orchestrator.providers.local import SimulatorOptions
 
 DEFAULT_PROVIDER = "cometapi"
+SIMULATOR_STATE_DIR = ".simulator"  # in the output folder: the local provider's memory of its tasks
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ async def arun_project(
         retry=retry or RetryPolicy(),
     )
     name = provider if isinstance(provider, str) else (project.provider or DEFAULT_PROVIDER)
-    async with _provider(provider, name=name, simulator_options=simulator_options) as live:
+    async with _provider(provider, name=name, simulator_options=simulator_options, out_dir=out_dir) as live:
         settings = RunSettings(
             provider=getattr(live, "name", name),
             base_url=getattr(live, "base_url", ""),
@@ -419,13 +420,14 @@ def _cost(shots: list[ResolvedShot], manifest: Manifest | None, *, fresh: frozen
 
 
 def _provider(
-    provider: str | Provider | None, *, name: str, simulator_options: SimulatorOptions | None
+    provider: str | Provider | None, *, name: str, simulator_options: SimulatorOptions | None, out_dir: Path
 ) -> AbstractAsyncContextManager[Provider]:
     if provider is not None and not isinstance(provider, str):
         return nullcontext(provider)  # the caller entered it and will close it
     from orchestrator.providers import open_provider
 
-    return open_provider(name, simulator_options=simulator_options)
+    # The local simulator keeps its tasks beside the manifest, so an interrupted local run resumes like a real one.
+    return open_provider(name, simulator_options=simulator_options, state_dir=out_dir / SIMULATOR_STATE_DIR)
 
 
 def _matches(shot_id: str, patterns: str | Sequence[str] | None, *, default: bool) -> bool:
