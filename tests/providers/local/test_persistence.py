@@ -10,7 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from orchestrator.cli import cli
+from orchestrator.cli import simulate as simulate_module
 from orchestrator.errors import ConfigError
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 from orchestrator.providers.local.persist import JOURNAL_NAME, MARKER_NAME, StateStore
@@ -281,3 +284,30 @@ def test_a_folder_in_use_by_a_running_simulator_is_refused(
 def test_state_and_storage_folders_are_exclusive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not both"):
         SimulatorOptions(state_dir=tmp_path / "a", storage_dir=tmp_path / "b")
+
+
+# --- orchestrator simulate --state ---------------------------------------------------------------------------------
+
+
+def test_simulate_state_reaches_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[SimulatorOptions] = []
+
+    def fake_serve_forever(options: SimulatorOptions, **_: Any) -> None:
+        seen.append(options)
+
+    monkeypatch.setattr(simulate_module, "serve_forever", fake_serve_forever)
+    result = CliRunner().invoke(cli, ["simulate", "--port", "0", "--state", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert seen[0].state_dir == (tmp_path / "s").resolve() and seen[0].storage_dir is None
+
+
+def test_simulate_refuses_a_foreign_state_folder_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "photos.txt").write_text("not the simulator's")
+    result = CliRunner().invoke(cli, ["simulate", "--port", "0", "--state", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "is not a simulator state folder" in result.stderr and "Traceback" not in result.output
+
+
+def test_simulate_refuses_state_with_storage(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["simulate", "--state", str(tmp_path / "a"), "--storage", str(tmp_path / "b")])
+    assert result.exit_code == 1 and "not both" in result.stderr
