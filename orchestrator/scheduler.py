@@ -25,14 +25,16 @@ The scheduler never prints: it reports through events (``orchestrator.events``).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Awaitable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 
@@ -77,6 +79,8 @@ from orchestrator.shot import ResolvedShot
 IN_FLIGHT_STATES = (SUBMITTED, PROCESSING, DOWNLOADING, PENDING_REMOTE)
 _WAKE_ON_OBSERVATIONS = 3
 TASK_ID_UNKNOWN = "submitted, task id unknown"
+_REFUSED_NOTICE_EVERY = 10.0  # seconds between "cannot reach" notices while an outage lasts
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,12 @@ class RunOptions:
     download_defer: float = 2.0
     # Shots waiting for a slot that record "submitting" ahead of time (see Scheduler._submit_new).
     on_deck: int = 8
+    # Every request refused before it was sent (closed port, wrong base URL, no network) and no answer in between:
+    # before the provider has answered once in this run the endpoint is most likely wrong, so the run gives up
+    # after a few quick tries; once it has answered, an outage is waited out much longer (tasks in flight are paid
+    # for and keep rendering meanwhile). Giving up stops the run like an account error; every shot stays resumable.
+    unreachable_at_start: float = 3.0
+    unreachable_after: float = 300.0
     seed: int | None = None
 
 
@@ -150,6 +160,10 @@ class _Unresolved(Exception):
 
 class _Interrupted(Exception):
     """The run is stopping; leave this shot as recorded."""
+
+
+class _Unreachable(_Unresolved):
+    """The run gave up reaching the provider; the shot stays as recorded for the next run."""
 
 
 @dataclass
@@ -201,6 +215,11 @@ class Scheduler:
         self._creating = 0  # creates under way (from the rate bucket to the answer)
         self._creates_done = anyio.Event()  # set whenever no create is under way
         self._creates_done.set()
+        self.unreachable: str | None = None  # why the run gave up reaching the provider, once it has
+        self._answered = False  # the provider has answered at least once in this run
+        self._outage: float | None = None  # (monotonic) first refused request since the last answer
+        self._refused_noticed = -math.inf  # (monotonic) the last "cannot reach" notice
+        self._gave_up = anyio.Event()
 
     # --- control ------------------------------------------------------------------------------------------------
 
@@ -323,12 +342,15 @@ class Scheduler:
             try:
                 await self.slots.acquire()
             except Stopped:
-                await self._set(shot.id, PENDING, detail="not submitted", error="not submitted: run stopped")
+                await self._set(shot.id, PENDING, detail="not submitted", error=self._not_submitted())
                 return None
             flight.holds_slot = True
             self._mark(shot.id, "slot")
         flight.created = time.time()
         return await self._send(flight)
+
+    def _not_submitted(self) -> str:
+        return f"not submitted: {self.unreachable or self.abort_reason or 'run stopped'}"
 
     def _new_attempt(self, shot: ResolvedShot, previous: ShotRecord | None) -> ResolvedShot:
         """Start a fresh record for the shot's next attempt; the shot as it will be sent (with its attempt)."""
@@ -361,6 +383,7 @@ class Scheduler:
         """Send the create (already recorded as submitting) until the provider answers for good."""
         shot = flight.shot
         tries = 0
+        maybe_sent = False  # a create of this call may have reached the provider
         while True:
             tries += 1
             if tries > 1 and self.slots.closed:
@@ -373,7 +396,7 @@ class Scheduler:
                     sent = time.time()
                     async with self._create_calls:
                         self._mark(shot.id, "sent")
-                        task = await self.provider.create_task(shot)
+                        task = await self._call(self.provider.create_task(shot))
                 self._mark(shot.id, "answered")
             except DuplicateExternalIdError:
                 found = await self._lookup(shot)
@@ -394,12 +417,21 @@ class Scheduler:
             except TransientError as exc:
                 self.stats.transient_errors += 1
                 if _ambiguous(exc):
+                    maybe_sent = True
                     found = await self._lookup(shot)
                     if found is not None:
                         flight.created = _render_start(found, sent=sent, received=time.time())
                         await self._record_task(flight, found, detail="found by external id after " + exc.message)
                         return flight
-                await self._pause(exc, tries)
+                try:
+                    await self._pause(exc, tries)
+                except _Unreachable as stop:
+                    if maybe_sent:
+                        raise  # left "submitting": the next run looks it up before sending anything
+                    # Every try was refused before it was sent: nothing was created, so the next run may reuse
+                    # this attempt's id (the provider would refuse it as a duplicate anyway).
+                    await self._set(shot.id, PENDING, detail="not submitted", error=f"not submitted: {stop}")
+                    raise _Interrupted from None
                 continue
             flight.created = _render_start(task, sent=sent, received=time.time())
             await self._record_task(flight, task)
@@ -417,7 +449,7 @@ class Scheduler:
             await self.slots.acquire()
         except Stopped:
             # The 429 was a definite answer: nothing was created under this id yet.
-            await self._set(flight.shot.id, PENDING, detail="not submitted", error="not submitted: run stopped")
+            await self._set(flight.shot.id, PENDING, detail="not submitted", error=self._not_submitted())
             raise _Interrupted from None
         flight.holds_slot = True
         self._mark(flight.shot.id, "slot")
@@ -442,7 +474,7 @@ class Scheduler:
                 await self.bucket.acquire()
                 self.stats.lookups += 1
                 async with self._api_calls:
-                    return await self.provider.find_task(shot.external_task_id)
+                    return await self._call(self.provider.find_task(shot.external_task_id))
             except TaskNotFoundError:
                 return None
             except TransientError as exc:
@@ -464,6 +496,7 @@ class Scheduler:
         policy = self.options.poll
         last_poll: float | None = None
         not_before = 0.0
+        retry_at: float | None = None  # set while retrying a "not found": the retry delay alone decides
         missing = 0
         errors = 0  # transient failures in a row: the backoff grows with them
         if not len(self.times):
@@ -474,7 +507,7 @@ class Scheduler:
         # A task picked up from an earlier run gets a full deadline from now, not from when it was created.
         deadline = (time.time() if flight.resumed else flight.created) + policy.deadline
         while True:
-            at = max(self._next_poll(flight, last_poll), not_before)
+            at = retry_at if retry_at is not None else max(self._next_poll(flight, last_poll), not_before)
             if not await self._sleep_until(min(at, deadline)):
                 continue  # woken early: what polls depend on changed, recompute
             if time.time() >= deadline and at > deadline:
@@ -489,28 +522,46 @@ class Scheduler:
                 await self.bucket.acquire()
                 self.stats.polls += 1
                 async with self._api_calls:
-                    task = await self.provider.get_task(task_id)
+                    task = await self._call(self.provider.get_task(task_id))
             except TaskNotFoundError as exc:
                 missing += 1
                 if missing >= self.options.retry.not_found_attempts:
-                    message = f"the provider no longer knows task {task_id}"
-                    await self._set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso())
+                    await self._forgotten(shot, task_id, succeeded_before=record.status == SUCCEEDED)
                     return None
-                not_before = time.time() + self._delay(exc, missing)
+                # A task just created may take a moment to show up: ask again after the retry delay only. The poll
+                # schedule is anchored at the task's creation, and for a task created long ago (a resumed one) it
+                # would space these retries up to ``max_interval`` apart.
+                retry_at = time.time() + self._delay(exc, missing)
                 last_poll = time.time()
                 continue
             except TransientError as exc:
                 self.stats.transient_errors += 1
                 errors += 1
-                not_before = time.time() + self._delay(exc, errors)
+                if retry_at is not None:
+                    retry_at = time.time() + self._delay(exc, errors)
+                else:
+                    not_before = time.time() + self._delay(exc, errors)
                 continue
             errors = 0
+            retry_at = None
             last_poll = time.time()
             if task.status.finished:
                 self._mark(shot.id, "detected", last_poll)
                 return await self._finished(flight, task)
             if task.status is TaskStatus.PROCESSING and self._record(shot.id).status == SUBMITTED:
                 await self._set(shot.id, PROCESSING, task=task, durable=False)
+
+    async def _forgotten(self, shot: ResolvedShot, task_id: str, *, succeeded_before: bool) -> None:
+        """The provider does not know the shot's task (any more): fail the shot, so the next run renders it anew."""
+        if succeeded_before:
+            # Its video went missing on disk and the paid task is gone (providers expire them, Kling after 30 days).
+            message = (
+                f"the provider no longer has task {task_id} (tasks expire), so its video cannot be downloaded again; "
+                "run again to render the shot anew (a new, billed render)"
+            )
+        else:
+            message = f"task {task_id} not found at the provider; run again to submit the shot as a new attempt"
+        await self._set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso())
 
     def _next_poll(self, flight: _Flight, last_poll: float | None) -> float:
         if flight.resumed and last_poll is None:
@@ -541,9 +592,11 @@ class Scheduler:
         return min(most, scout_count(len(self._unobserved), policy))
 
     async def _sleep_until(self, when: float) -> bool:
-        """Sleep until ``when``; False if woken earlier by a change. Raises ``_Interrupted`` once interrupted."""
+        """Sleep until ``when``; False if woken earlier by a change. Raises ``_Interrupted`` once interrupted, and
+        ``_Unreachable`` once the run gave up reaching the provider."""
         if self.interrupted:
             raise _Interrupted
+        self._check_reachable()
         delay = when - time.time()
         if delay > 0:
             board = self._board
@@ -551,6 +604,7 @@ class Scheduler:
                 await board.wait()
                 if self.interrupted:
                     raise _Interrupted
+                self._check_reachable()
                 return False
         return True
 
@@ -692,14 +746,82 @@ class Scheduler:
         self.stop_submitting(exc.message)
 
     async def _pause(self, exc: ProviderError, tries: int, *, floor: float = 0.0) -> None:
-        await anyio.sleep(self._delay(exc, tries, floor=floor))
+        """Wait before a retry. Raises ``_Unreachable`` when the run gives up reaching the provider meanwhile."""
+        self._check_reachable()
+        with anyio.move_on_after(self._delay(exc, tries, floor=floor)):
+            await self._gave_up.wait()
+        self._check_reachable()
 
     def _delay(self, exc: ProviderError, tries: int, *, floor: float = 0.0) -> float:
         policy = self.options.retry
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        return backoff_delay(
+        delay = backoff_delay(
             tries, base=policy.base, cap=policy.cap, retry_after=retry_after, floor=floor, rng=self._rng
         )
+        if _refused(exc) and self._outage is not None:
+            # Try once more right when the run would give up, so that it ends on time, not a backoff later.
+            delay = min(delay, max(0.0, self._outage + self._outage_limit() - time.monotonic()))
+            self._notice_refused(exc, delay)
+        return delay
+
+    # --- can the provider be reached? ---------------------------------------------------------------------------
+
+    async def _call(self, request: Awaitable[_T]) -> _T:
+        """One API call, noting whether the provider answered (any answer, even an error) or refused to connect."""
+        try:
+            result = await request
+        except NetworkError as exc:
+            if not exc.ambiguous:
+                self._refused_now(exc)
+            raise
+        except ProviderError:
+            self._heard_back()
+            raise
+        self._heard_back()
+        return result
+
+    def _heard_back(self) -> None:
+        self._answered = True
+        self._outage = None
+        self._refused_noticed = -math.inf
+
+    def _refused_now(self, exc: NetworkError) -> None:
+        now = time.monotonic()
+        if self._outage is None:
+            self._outage = now
+        if self.unreachable is None and now - self._outage >= self._outage_limit():
+            self._give_up(exc, now - self._outage)
+
+    def _outage_limit(self) -> float:
+        return self.options.unreachable_after if self._answered else self.options.unreachable_at_start
+
+    def _notice_refused(self, exc: ProviderError, delay: float) -> None:
+        now = time.monotonic()
+        if self.unreachable is None and now - self._refused_noticed >= _REFUSED_NOTICE_EVERY:
+            self._refused_noticed = now
+            self._notice(f"cannot reach {self._endpoint()} ({_cause(exc)}); retrying in {delay:.1f} s")
+
+    def _give_up(self, exc: NetworkError, seconds: float) -> None:
+        """Stop the run: no new creates, and every shot waiting on the provider stops and keeps its record."""
+        where = self._endpoint()
+        self.unreachable = f"cannot reach {where} ({_cause(exc)}); run again to resume"
+        if self._answered:
+            why = f"no answer for {seconds:.0f} s"
+        else:
+            why = "no answer since the run started; check the provider's base URL (COMETAPI_BASE_URL) and the network"
+        reason = f"cannot reach {where} ({_cause(exc)}): {why}"
+        if self.abort_reason is None:
+            self.abort_reason = reason
+        self.stop_submitting(reason)
+        self._gave_up.set()
+        self._wake()
+
+    def _check_reachable(self) -> None:
+        if self.unreachable is not None:
+            raise _Unreachable(self.unreachable)
+
+    def _endpoint(self) -> str:
+        return getattr(self.provider, "base_url", "") or self.provider.name
 
     def _track(self, flight: _Flight) -> _Flight:
         self._flights[flight.shot.id] = flight
@@ -756,6 +878,16 @@ def _ambiguous(exc: TransientError) -> bool:
     if isinstance(exc, NetworkError):
         return exc.ambiguous
     return isinstance(exc, ServerError)
+
+
+def _refused(exc: ProviderError) -> bool:
+    """A connection refused (or not made) before anything was sent: the provider cannot be reached."""
+    return isinstance(exc, NetworkError) and not exc.ambiguous
+
+
+def _cause(exc: ProviderError) -> str:
+    """What went wrong, without the "could not reach the provider" our own message says already."""
+    return exc.message.removeprefix("could not reach the provider: ")
 
 
 def _unknown_message(shot: ResolvedShot) -> str:

@@ -6,7 +6,8 @@ import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -27,7 +28,7 @@ from orchestrator.errors import (
     ShotRejectedError,
     TaskNotFoundError,
 )
-from orchestrator.events import SHOT, Event, EventBus
+from orchestrator.events import NOTICE, SHOT, Event, EventBus
 from orchestrator.fingerprint import fingerprint
 from orchestrator.manifest import (
     DOWNLOADING,
@@ -708,3 +709,154 @@ async def test_finishes_after_the_first_few_do_not_wake_every_waiting_task(
     # A poll time is computed before each poll, once as each task starts, and on wake-ups: only the first three
     # finishes wake the (at most 30) others. Waking them on all 60 finishes made it about 400.
     assert sum(computed.values()) <= scheduler.stats.polls + 60 + 3 * 30
+
+
+# --- a provider that cannot be reached, a task the provider forgot --------------------------------------------------
+
+
+@dataclass
+class Refusing(FakeProvider):
+    """Refuses every connection (``NetworkError(ambiguous=False)``) between ``refuse_from`` and ``refuse_until``."""
+
+    refuse_from: float = 0.0
+    refuse_until: float = float("inf")
+    refused: int = 0
+
+    def _connect(self) -> None:
+        if self.refuse_from <= time.time() < self.refuse_until:
+            self.refused += 1
+            raise NetworkError("could not reach the provider: connection refused", ambiguous=False)
+
+    async def create_task(self, shot: ResolvedShot) -> Task:
+        self._connect()
+        return await super().create_task(shot)
+
+    async def get_task(self, task_id: str) -> Task:
+        self._connect()
+        return await super().get_task(task_id)
+
+    async def find_task(self, external_task_id: str) -> Task | None:
+        self._connect()
+        return await super().find_task(external_task_id)
+
+
+def notices(events: list[Event]) -> list[str]:
+    return [e.detail for e in events if e.kind == NOTICE]
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_refused_from_the_start_ends_the_run_soon_and_every_shot_stays_pending(
+    tmp_path: Path,
+) -> None:
+    shots = [make_shot(f"s{i}") for i in range(6)]
+    provider = Refusing(base_url="http://127.0.0.1:9")
+    events: list[Event] = []
+    retry = RetryPolicy(base=0.02, cap=1.0)
+    started = time.monotonic()
+    scheduler = await run(provider, shots, tmp_path, events=events, retry=retry, unreachable_at_start=0.2)
+
+    assert time.monotonic() - started < 2  # ends at the give-up time, not a backoff later
+    assert scheduler.abort_reason is not None and "cannot reach http://127.0.0.1:9" in scheduler.abort_reason
+    assert "connection refused" in scheduler.abort_reason
+    assert any(
+        n.startswith("cannot reach http://127.0.0.1:9 (connection refused); retrying in") for n in notices(events)
+    )
+    manifest = load_manifest(tmp_path / "manifest.json")
+    assert {r.status for r in manifest.shots.values()} == {PENDING}  # never failed: nothing was sent
+    assert all("127.0.0.1:9" in (r.error or "") for r in manifest.shots.values())
+    assert provider.requests["find"] == 0 and not provider.created
+
+    # The endpoint fixed, the next run submits every shot under the same attempt (nothing was created before).
+    provider.refuse_until = 0.0
+    await run(provider, shots, tmp_path)
+    manifest = load_manifest(tmp_path / "manifest.json")
+    assert {r.status for r in manifest.shots.values()} == {SUCCEEDED}
+    assert {r.attempts for r in manifest.shots.values()} == {1}
+    assert set(provider.created.values()) == {1}
+
+
+@pytest.mark.anyio
+async def test_an_outage_after_the_provider_answered_is_waited_out(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    provider = Refusing(render=0.1, refuse_from=float("inf"))
+    provider.on_create = lambda _: setattr(provider, "refuse_from", time.time())
+    provider.refuse_until = time.time() + 0.5
+    events: list[Event] = []
+    # The short limit applies only before the first answer: after it, a 0.5 s outage is well within the long one.
+    scheduler = await run(provider, [shot], tmp_path, events=events, unreachable_at_start=0.05, unreachable_after=10.0)
+    assert scheduler.abort_reason is None
+    assert statuses(tmp_path) == {"a": SUCCEEDED}
+    assert provider.refused > 1
+    assert any(n.startswith("cannot reach http://fake.invalid") for n in notices(events))
+
+
+@pytest.mark.anyio
+async def test_a_long_outage_ends_the_run_with_tasks_in_flight_kept_for_the_next_run(tmp_path: Path) -> None:
+    shots = [make_shot("a"), make_shot("b")]
+    provider = Refusing(render=0.1, refuse_from=float("inf"))
+    # Refused from the second create on (after it is let through): both tasks are in flight, then nothing answers.
+    provider.on_create = lambda _: provider.create_calls.total() == 2 and setattr(provider, "refuse_from", time.time())
+    scheduler = await run(provider, shots, tmp_path, concurrency=2, unreachable_after=0.3)
+
+    assert scheduler.abort_reason is not None and "cannot reach http://fake.invalid" in scheduler.abort_reason
+    manifest = load_manifest(tmp_path / "manifest.json")
+    assert {r.status for r in manifest.shots.values()} <= {SUBMITTED, PROCESSING}  # paid for: resumable
+    assert all(r.task_id and "fake.invalid" in (r.error or "") for r in manifest.shots.values())
+
+    provider.refuse_until = 0.0
+    await run(provider, shots, tmp_path)
+    assert statuses(tmp_path) == {"a": SUCCEEDED, "b": SUCCEEDED}
+    assert set(provider.created.values()) == {1} and len(provider.created) == 2
+
+
+def forgotten_success(tmp_path: Path, shot: ResolvedShot) -> None:
+    """A shot that succeeded an hour ago under task 999, whose video is gone from disk."""
+    store = open_store(tmp_path)
+    an_hour_ago = datetime.fromtimestamp(time.time() - 3600, UTC).isoformat().replace("+00:00", "Z")
+    store.update(
+        shot.id,
+        status=SUCCEEDED,
+        fingerprint=shot.fingerprint,
+        attempts=1,
+        task_id="999",
+        external_task_id=shot.external_task_id,
+        submitted_at=an_hour_ago,
+    )
+    store.close()
+
+
+@pytest.mark.anyio
+async def test_a_forgotten_task_of_a_lost_video_is_retried_briefly_then_rendered_anew(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    forgotten_success(tmp_path, shot)
+    provider = FakeProvider()
+    started = time.monotonic()
+    # The real poll policy: its schedule, anchored an hour back, spaces polls a minute apart.
+    await run(provider, [shot], tmp_path, poll=PollPolicy(), retry=RetryPolicy(base=0.05, cap=0.1))
+    assert time.monotonic() - started < 1.5
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.status == FAILED and provider.requests["get"] == 3 and provider.requests["create"] == 0
+    assert record.error is not None and "no longer has task 999" in record.error and "run again" in record.error
+
+    await run(provider, [shot], tmp_path)
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.status == SUCCEEDED and record.attempts == 2
+    assert provider.create_calls == Counter({replace(shot, attempt=2).external_task_id: 1})
+
+
+@pytest.mark.anyio
+async def test_a_submitted_task_not_found_fails_and_the_next_run_submits_a_new_attempt(tmp_path: Path) -> None:
+    shot = make_shot("a")
+    store = open_store(tmp_path)
+    store.update("a", status=PROCESSING, fingerprint=shot.fingerprint, attempts=1, task_id="999")
+    store.update("a", external_task_id=shot.external_task_id, submitted_at="2020-01-01T00:00:00Z")
+    store.close()
+    provider = FakeProvider()
+    await run(provider, [shot], tmp_path, poll=PollPolicy(), retry=RetryPolicy(base=0.05, cap=0.1))
+    record = load_manifest(tmp_path / "manifest.json").shots["a"]
+    assert record.status == FAILED and record.error == (
+        "task 999 not found at the provider; run again to submit the shot as a new attempt"
+    )
+    await run(provider, [shot], tmp_path)
+    assert statuses(tmp_path) == {"a": SUCCEEDED}
+    assert list(provider.create_calls) == [replace(shot, attempt=2).external_task_id]

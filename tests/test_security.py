@@ -439,11 +439,6 @@ def test_the_key_never_leaves_the_environment(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduler.py (not ours): a create that fails with a connection error (closed port, wrong "
-    "COMETAPI_BASE_URL) is retried forever with no notice or event; the run never ends and says nothing",
-)
 def test_an_unreachable_endpoint_ends_the_run_with_a_message(tmp_path: Path) -> None:
     spec = fleet_spec(tmp_path, shots=1)
     env = {**os.environ, "COMETAPI_KEY": SECRET, "COMETAPI_BASE_URL": "http://127.0.0.1:9"}
@@ -681,13 +676,6 @@ def test_a_deeply_nested_manifest_is_corrupt_not_a_recursion_error(tmp_path: Pat
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="scheduler.py (not ours): a succeeded shot whose video is missing is resumed from its task; when the "
-    "provider no longer knows that task (the embedded simulator forgets tasks between runs; real ones expire), the "
-    "three not-found polls come far apart (the schedule seems anchored at the old submitted_at), so the run "
-    "sits silent for about 2 minutes, then marks the shot failed",
-)
 def test_resuming_a_task_the_provider_forgot_does_not_stall(tmp_path: Path) -> None:
     spec = write_spec(tmp_path)
     out = tmp_path / "out"
