@@ -18,8 +18,11 @@ task id is looked up first. Retries after a failed task use a new attempt number
 
 Rate limiting never fails a shot: 1302/1303/429 lower the in-flight target (``AdaptiveSlots``) and the call is
 retried after a backoff. An account error (auth, arrears, quota) stops new submissions at once; tasks in flight are
-still followed to the end and recorded. ``interrupt()`` (Ctrl-C) stops submissions and polling, lets creates in
-progress get their task ids recorded (for at most ``interrupt_grace`` seconds), and a second call stops at once.
+still followed to the end and recorded. A provider that refuses every connection (wrong base URL, closed port) for
+``unreachable_at_start`` seconds before it has answered once, or ``unreachable_after`` seconds later on, ends the run
+the same way, and polling stops too; no shot is failed for it, each stays resumable. ``interrupt()`` (Ctrl-C) stops
+submissions and polling, lets creates in progress get their task ids recorded (for at most ``interrupt_grace``
+seconds), and a second call stops at once.
 The scheduler never prints: it reports through events (``orchestrator.events``).
 """
 
