@@ -96,7 +96,7 @@ class StateStore:
             self.boards.mkdir(exist_ok=True)
             self.videos.mkdir(exist_ok=True)
             self.tasks, self.last_task_id = self._read_journal()
-            self._remove_partial_videos()
+            self._remove_partial_files()
             self._fd = os.open(folder / JOURNAL_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             self.close()
@@ -131,7 +131,7 @@ class StateStore:
             return
         try:
             data = json.loads(marker.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             data = None
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
             raise ConfigError(f"{marker} is not a simulator state marker: {_start_afresh(self.folder)}")
@@ -154,13 +154,15 @@ class StateStore:
         for number, line in enumerate(raw.splitlines(), start=1):
             try:
                 last_id = max(last_id, _apply(tasks, json.loads(line)))
-            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            except (ValueError, KeyError, TypeError, RecursionError):
                 hint = _start_afresh(self.folder)
                 raise ConfigError(f"{path}, line {number}: not a simulator journal record: {hint}") from None
         return list(tasks.values()), last_id
 
-    def _remove_partial_videos(self) -> None:
-        for leftover in self.videos.glob(".*.tmp.mp4"):  # a render cut short; the task is rendered again
+    def _remove_partial_files(self) -> None:
+        # Temp files of a render or a board write cut short by a crash: the task is rendered again, the board was
+        # never referenced (its create line comes after it).
+        for leftover in [*self.videos.glob(".*.tmp.mp4"), *self.boards.glob(".*.tmp")]:
             leftover.unlink(missing_ok=True)
 
     # -- writing ------------------------------------------------------------------------------------------------

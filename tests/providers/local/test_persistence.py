@@ -259,6 +259,14 @@ def test_a_line_cut_short_by_a_crash_is_dropped(
             },
             "line 1",
         ),
+        (
+            {
+                MARKER_NAME: '{"format": "orchestrator-simulator-state", "version": 1}',
+                JOURNAL_NAME: "[" * 100_000 + "]" * 100_000 + "\n",
+            },
+            "line 1",
+        ),
+        ({MARKER_NAME: "[" * 100_000 + "]" * 100_000}, "is not a simulator state marker"),
     ],
 )
 def test_a_foreign_or_corrupt_folder_is_a_config_error_naming_it(
@@ -311,3 +319,12 @@ def test_simulate_refuses_a_foreign_state_folder_in_one_line(tmp_path: Path) -> 
 def test_simulate_refuses_state_with_storage(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["simulate", "--state", str(tmp_path / "a"), "--storage", str(tmp_path / "b")])
     assert result.exit_code == 1 and "not both" in result.stderr
+
+
+def test_temp_files_of_a_crash_are_cleared_on_start(start: Callable[..., LocalSimulator], tmp_path: Path) -> None:
+    start().stop()
+    leftovers = [tmp_path / "state" / "videos" / ".12.mp4.x1.tmp.mp4", tmp_path / "state" / "boards" / ".ab.x2.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    start()
+    assert not any(path.exists() for path in leftovers)
