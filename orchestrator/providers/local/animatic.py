@@ -18,7 +18,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -75,10 +75,12 @@ def render_animatic(
     caption: str | None = None,
     fps: int = 24,
     cheap: bool = False,
+    cancelled: Callable[[], bool] | None = None,
 ) -> None:
     """Render ``boards`` (JPEG/PNG bytes, in order) to an H.264 MP4 at ``dest``, exactly ``duration`` seconds long.
 
-    The file appears at ``dest`` only when complete (written beside it, then renamed).
+    The file appears at ``dest`` only when complete (written beside it, then renamed). ``cancelled`` is asked before
+    each frame; when it says yes the render stops with ``AnimaticError`` and leaves no file.
     """
     if not boards:
         raise AnimaticError("an animatic needs at least one board")
@@ -92,7 +94,9 @@ def render_animatic(
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _encode(segments, frames=duration * fps, fps=fps, size=(width, height), dest=tmp, cheap=cheap)
+        _encode(
+            segments, frames=duration * fps, fps=fps, size=(width, height), dest=tmp, cheap=cheap, cancelled=cancelled
+        )
         tmp.replace(dest)
     except av.FFmpegError as exc:
         raise AnimaticError(f"could not encode the animatic: {exc}") from exc
@@ -217,7 +221,14 @@ def _overlay(frame: Frame, band: Frame) -> Frame:
 
 
 def _encode(
-    segments: Sequence[_Segment], *, frames: int, fps: int, size: tuple[int, int], dest: Path, cheap: bool
+    segments: Sequence[_Segment],
+    *,
+    frames: int,
+    fps: int,
+    size: tuple[int, int],
+    dest: Path,
+    cheap: bool,
+    cancelled: Callable[[], bool] | None,
 ) -> None:
     width, height = size
     with av.open(str(dest), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
@@ -227,6 +238,8 @@ def _encode(
         # One x264 thread: the simulator renders two videos at once on a two-core machine.
         stream.options = {"preset": "ultrafast" if cheap else "veryfast", "crf": "23", "threads": "1"}
         for number in range(frames):
+            if cancelled is not None and cancelled():
+                raise AnimaticError("the render was cancelled")
             image = av.VideoFrame.from_ndarray(_frame(segments, number / fps, size), format="rgb24")
             image.pts = number
             image.time_base = stream.codec_context.time_base

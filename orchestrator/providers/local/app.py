@@ -148,10 +148,13 @@ class CheapVideos:
 class SimulatorApi:
     """Request handlers over one ``SimulatorState``; renders go to ``executor`` (a small thread pool)."""
 
-    def __init__(self, *, state: SimulatorState, storage_dir: Path, executor: Executor) -> None:
+    def __init__(
+        self, *, state: SimulatorState, storage_dir: Path, executor: Executor, stopping: threading.Event | None = None
+    ) -> None:
         self.state = state
         self.storage_dir = storage_dir
         self.executor = executor
+        self.stopping = stopping or threading.Event()
         self.cheap_videos = CheapVideos()
         if state.store is not None:
             self._restore(state.store)
@@ -253,6 +256,8 @@ class SimulatorApi:
                 caption=(task.external_task_id or task.task_id) if options.caption else None,
                 fps=options.fps,
                 cheap=options.cheap_video,
+                # A stopping simulator does not wait for long renders: with a state folder they are redone on start.
+                cancelled=self.stopping.is_set,
             )
             if key is not None:
                 self.cheap_videos.put(key, dest.read_bytes())
@@ -354,9 +359,14 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return error(404 if status in (404, 405) else status, code, message)
 
 
-def create_app(*, state: SimulatorState, storage_dir: Path, executor: Executor) -> Starlette:
-    """The ASGI app. ``storage_dir`` must exist; ``executor`` runs renders (keep it small: rendering is CPU-bound)."""
-    api = SimulatorApi(state=state, storage_dir=storage_dir, executor=executor)
+def create_app(
+    *, state: SimulatorState, storage_dir: Path, executor: Executor, stopping: threading.Event | None = None
+) -> Starlette:
+    """The ASGI app. ``storage_dir`` must exist; ``executor`` runs renders (keep it small: rendering is CPU-bound).
+
+    Setting ``stopping`` makes renders in progress give up (the simulator is shutting down).
+    """
+    api = SimulatorApi(state=state, storage_dir=storage_dir, executor=executor, stopping=stopping)
     routes = [Route("/_sim/videos/{name}", api.video, methods=["GET"])]
     routes += [
         Route("/_sim/stats", api.stats, methods=["GET"]),

@@ -105,7 +105,8 @@ class _Parts:
         self.own_storage = options.storage_dir is None and self.store is None
         self.storage: Path = self.store.videos if self.store is not None else _storage(options.storage_dir)
         self.executor = ThreadPoolExecutor(max_workers=RENDER_WORKERS, thread_name_prefix="sim-render")
-        app = create_app(state=self.state, storage_dir=self.storage, executor=self.executor)
+        self.stopping = threading.Event()
+        app = create_app(state=self.state, storage_dir=self.storage, executor=self.executor, stopping=self.stopping)
         config = uvicorn.Config(
             app,
             log_level=log_level,
@@ -118,6 +119,8 @@ class _Parts:
         self.server = uvicorn.Server(config)
 
     def close(self) -> None:
+        # Renders in progress stop at their next frame (a full-size one takes seconds; Ctrl-C should not wait).
+        self.stopping.set()
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.store is not None:
             self.store.close()

@@ -328,3 +328,23 @@ def test_temp_files_of_a_crash_are_cleared_on_start(start: Callable[..., LocalSi
         path.write_bytes(b"half")
     start()
     assert not any(path.exists() for path in leftovers)
+
+
+def test_stopping_does_not_wait_for_a_long_render_which_is_redone_on_the_next_start(
+    start: Callable[..., LocalSimulator],
+    make_client: Callable[..., httpx.Client],
+    make_body: Callable[..., dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    first = start(cheap_video=False, render_time=0.0)  # a full-size animatic takes seconds to encode
+    with make_client(first) as client:
+        task_id = create(client, make_body(external_task_id="long"))
+    time.sleep(0.3)  # the render is under way
+    began = time.monotonic()
+    first.stop()
+    assert time.monotonic() - began < 1.5
+    assert not (tmp_path / "state" / "videos" / f"{task_id}.mp4").exists()
+
+    second = start(render_time=0.0)
+    with make_client(second) as client:
+        wait_status(client, task_id, "succeed")
