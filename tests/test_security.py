@@ -739,13 +739,6 @@ def test_spec_problems_cannot_drive_the_terminal(tmp_path: Path) -> None:
     assert code == 1 and "\x1b" not in output and "\\x1b]0;owned" in output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/progress.py (not ours): the end-of-run table adds each failed shot's reason as a str, which rich "
-    "parses as markup: a provider message like '[/bold] ...' raises MarkupError after the run (exit 1 with "
-    "'unexpected MarkupError'), and ESC sequences in reasons and plain progress lines reach the terminal as is; "
-    "use Text(printable(reason, newlines=False)) from orchestrator.cli._app",
-)
 def test_a_provider_failure_message_cannot_break_the_run_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.api import RunResult
+from orchestrator.cli._app import printable
 from orchestrator.events import NOTICE, RUN_FINISHED, RUN_STARTED, SHOT, Event
 from orchestrator.manifest import FAILED, PENDING, STATUSES, SUCCEEDED
 
@@ -80,9 +81,11 @@ class PlainView:
         elif event.kind == SHOT:
             detail = f" ({event.detail})" if event.detail else ""
             line = f"{stamp} {event.shot_id}: {event.old or PENDING} -> {event.new}{detail}"
-            self._console.print(line, highlight=False, markup=False)
+            self._console.print(printable(line, newlines=False), highlight=False, markup=False)
         elif event.kind == NOTICE:
-            self._console.print(f"{stamp} note: {event.detail}", highlight=False, markup=False)
+            self._console.print(
+                printable(f"{stamp} note: {event.detail}", newlines=False), highlight=False, markup=False
+            )
 
     def close(self) -> None:
         return None
@@ -126,7 +129,7 @@ class LiveView:
             done = sum(1 for state in self._states.values() if state in RESTING)
             self._progress.update(self._bar, completed=done)
         elif event.kind == NOTICE:
-            self._notes = [*self._notes[-2:], event.detail]
+            self._notes = [*self._notes[-2:], printable(event.detail or "", newlines=False)]
         elif event.kind == RUN_FINISHED:
             self.close()
 
@@ -176,10 +179,18 @@ def print_summary(result: RunResult, console: Console) -> None:
         table.add_column("reason", overflow="fold")
         for shot_id, reason in result.failures:
             status = result.statuses.get(shot_id, "")
-            table.add_row(shot_id, Text(status, style=STATE_STYLE.get(status, "")), reason)
+            # Reasons come from the provider: plain text, never markup or terminal escapes.
+            table.add_row(
+                Text(shot_id), Text(status, style=STATE_STYLE.get(status, "")), Text(printable(reason, newlines=False))
+            )
         console.print(table)
     console.print(f"manifest: {result.manifest_path}", highlight=False, markup=False)
     if result.interrupted:
         console.print("interrupted: run the same command again to resume; nothing is lost or billed twice.")
     if result.aborted:
-        console.print(f"stopped submitting: {result.aborted}", style="red", highlight=False)
+        console.print(
+            printable(f"stopped submitting: {result.aborted}", newlines=False),
+            style="red",
+            highlight=False,
+            markup=False,
+        )
