@@ -24,7 +24,7 @@ from orchestrator import __version__
 from orchestrator.diff import WordOp, word_diff
 from orchestrator.errors import ConfigError
 from orchestrator.fingerprint import SCALAR_FIELDS, FieldChange, field_changes
-from orchestrator.manifest import STATUSES, Manifest, Output, Render, ShotRecord
+from orchestrator.manifest import STATUSES, Manifest, Output, Render, ShotRecord, write_atomic
 from orchestrator.plan import output_file, units_label
 from orchestrator.status import StatusSummary, summarize
 
@@ -301,7 +301,7 @@ def write_report(manifest: Manifest, *, manifest_dir: Path, output: Path, spec_d
     html = render_report(data)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(html, encoding="utf-8")
+        write_atomic(output, html)  # a full disk leaves the previous report, never half of one
     except OSError as exc:
         raise ConfigError(f"{output}: cannot write the report ({exc.strerror})") from None
     return data

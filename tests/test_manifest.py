@@ -132,3 +132,16 @@ def test_unknown_field_update_is_a_bug_not_silently_stored(tmp_path: Path) -> No
     with pytest.raises(AttributeError):
         store.update("a", colour="red")
     store.close()
+
+
+def test_atomic_writes_get_the_usual_file_mode_not_a_private_one(tmp_path: Path) -> None:
+    import os
+
+    from orchestrator.manifest import write_atomic
+
+    umask = os.umask(0)  # read the umask (the only way), then put it back
+    os.umask(umask)
+    target = tmp_path / "report.html"
+    write_atomic(target, "<p>hi</p>")
+    assert target.read_text() == "<p>hi</p>"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
