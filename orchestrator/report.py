@@ -301,7 +301,11 @@ def write_report(manifest: Manifest, *, manifest_dir: Path, output: Path, spec_d
     html = render_report(data)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output, html)  # a full disk leaves the previous report, never half of one
+        if output.exists() and not output.is_file():
+            # A device or pipe (/dev/stdout, a FIFO): write into it; never rename a file over it.
+            output.write_text(html, encoding="utf-8")
+        else:
+            write_atomic(output, html)  # a full disk leaves the previous report, never half of one
     except OSError as exc:
         raise ConfigError(f"{output}: cannot write the report ({exc.strerror})") from None
     return data

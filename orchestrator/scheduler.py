@@ -28,6 +28,7 @@ The scheduler never prints: it reports through events (``orchestrator.events``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -472,7 +473,8 @@ class Scheduler:
     async def _lookup(self, shot: ResolvedShot) -> Task | None:
         """Find the task created under the shot's external id; ``None`` when the provider has none."""
         policy = self.options.retry
-        for tries in range(1, policy.lookup_attempts + 1):
+        failures = 0
+        for tries in itertools.count(1):
             try:
                 await self.bucket.acquire()
                 self.stats.lookups += 1
@@ -482,7 +484,10 @@ class Scheduler:
                 return None
             except TransientError as exc:
                 self.stats.transient_errors += 1
-                if tries == policy.lookup_attempts:
+                # Rate limiting never gives up a shot: only failures of the provider itself count towards the cap.
+                if not isinstance(exc, RateLimitedError | ConcurrencyLimitError):
+                    failures += 1
+                if failures >= policy.lookup_attempts:
                     raise _Unresolved(
                         f"could not look up task {shot.external_task_id} ({exc.message}); run again to resume"
                     ) from None

@@ -639,12 +639,39 @@ def test_a_bad_base_url_stops_before_anything_is_recorded(
     assert not (out / "manifest.json").exists()
 
 
-def test_a_full_disk_for_the_report_is_one_line(tmp_path: Path) -> None:
+def test_a_full_disk_for_the_report_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Simulated, not /dev/full: a regression that renames a temp file over the target would replace a device node.
+    import errno
+
+    import orchestrator.report
+
+    def full(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(orchestrator.report, "write_atomic", full)
     spec = write_spec(tmp_path)
     out = tmp_path / "out"
     succeeded_manifest(spec, out, [])
-    result = CliRunner().invoke(cli, ["report", str(out), "-o", "/dev/full"])
+    result = CliRunner().invoke(cli, ["report", str(out), "-o", str(tmp_path / "report.html")])
     assert result.exit_code == 1 and "cannot write the report (No space left on device)" in result.stderr
+
+
+def test_a_report_into_a_pipe_is_written_into_it_not_renamed_over_it(tmp_path: Path) -> None:
+    import threading
+
+    spec = write_spec(tmp_path)
+    out = tmp_path / "out"
+    succeeded_manifest(spec, out, [])
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text(encoding="utf-8")), daemon=True)
+    reader.start()
+    result = CliRunner().invoke(cli, ["report", str(out), "-o", str(pipe)])
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert pipe.is_fifo()
+    assert received and received[0].lstrip().lower().startswith("<!doctype html")
 
 
 def test_an_output_folder_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
