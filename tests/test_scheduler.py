@@ -676,7 +676,9 @@ async def test_many_tasks_waiting_for_a_first_render_time_get_more_scouts(tmp_pa
     await run(provider, shots, tmp_path, concurrency=32)
     first_end = min(task.created + task.render for task in provider.tasks.values())
     scouts = {task_id for at, task_id in polled if at < first_end}
-    assert len(scouts) == 4  # one per 8 tasks waiting (FAST_POLL has 2 scouts at least)
+    # One per 8 tasks waiting: 4 here, and never more (FAST_POLL has 2 at least). Fewer when a loaded machine spreads
+    # the creates out so that fewer tasks are waiting at once; test_a_low_request_budget... pins the exact counts.
+    assert 2 <= len(scouts) <= 4
 
 
 def test_a_low_request_budget_keeps_the_default_scouts(tmp_path: Path) -> None:
