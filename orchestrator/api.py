@@ -36,11 +36,12 @@ from orchestrator.manifest import (
     ManifestStore,
     read_or_new,
 )
+from orchestrator.options import RetryPolicy, RunOptions
 from orchestrator.plan import Plan, make_plan
 from orchestrator.polling import PollPolicy
 from orchestrator.pricing import Pricing
 from orchestrator.providers.base import Provider
-from orchestrator.scheduler import IN_FLIGHT_STATES, RetryPolicy, RunOptions, Scheduler, SchedulerStats
+from orchestrator.scheduler import IN_FLIGHT_STATES, Scheduler, SchedulerStats
 from orchestrator.shot import ResolvedProject, ResolvedShot
 
 if TYPE_CHECKING:

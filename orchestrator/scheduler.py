@@ -29,16 +29,14 @@ The scheduler never prints: it reports through events (``orchestrator.events``).
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import random
 import time
-from collections.abc import Awaitable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
 import anyio
 
@@ -75,64 +73,18 @@ from orchestrator.manifest import (
     now_iso,
     start_render,
 )
-from orchestrator.polling import DEFAULT_POLL_POLICY, PollPolicy, RenderTimes, next_poll_at, scout_count
+from orchestrator.options import DEFAULT_RETRY_POLICY as DEFAULT_RETRY_POLICY  # re-exported: the scheduler's config
+from orchestrator.options import RetryPolicy as RetryPolicy
+from orchestrator.options import RunOptions as RunOptions
+from orchestrator.polling import RenderTimes, next_poll_at, scout_count
 from orchestrator.pricing import Pricing
 from orchestrator.providers.base import Provider, Task, TaskStatus
+from orchestrator.reachability import Reachability, Unreachable, Unresolved
 from orchestrator.shot import ResolvedShot
 
 IN_FLIGHT_STATES = (SUBMITTED, PROCESSING, DOWNLOADING, PENDING_REMOTE)
 _WAKE_ON_OBSERVATIONS = 3
 TASK_ID_UNKNOWN = "submitted, task id unknown"
-_REFUSED_NOTICE_EVERY = 10.0  # seconds between "cannot reach" notices while an outage lasts
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for calls that failed transiently. ``base``/``cap`` in seconds; set ``base=0`` in tests for speed."""
-
-    base: float = 1.0
-    cap: float = 60.0
-    concurrency_floor: float = 1.0  # 1303: the first delay is at least a second (kling-api.md)
-    lookup_attempts: int = 6
-    download_attempts: int = 5
-    not_found_attempts: int = 3
-
-
-DEFAULT_RETRY_POLICY = RetryPolicy()
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Everything that shapes a run besides the shots. ``requests_per_second`` of ``None`` means no cap."""
-
-    concurrency: int = 4
-    requests_per_second: float | None = 2.0
-    poll: PollPolicy = DEFAULT_POLL_POLICY
-    retry: RetryPolicy = DEFAULT_RETRY_POLICY
-    congestion_cooldown: float = 1.0
-    interrupt_grace: float = 15.0
-    # At most this many API calls (create, poll, lookup) and downloads at once. Bursts (a wave of tasks ending
-    # together) queue here instead of opening ever more connections: httpx's pool scans every connection on each
-    # request, so a request costs more CPU the more connections there are (on loopback, 8 at once get through
-    # more calls per second than 16).
-    max_api_calls: int = 8
-    max_downloads: int = 4
-    # Creates have their own few connections: each one starts a render (the slot is idle until it is sent), so
-    # they never queue behind a burst of polls.
-    max_creates: int = 4
-    # A download waits (at most this long) while creates are under way: a create starts a render, a download only
-    # saves one that is safe at the provider, so in a burst the creates go first.
-    download_defer: float = 2.0
-    # Shots waiting for a slot that record "submitting" ahead of time (see Scheduler._submit_new).
-    on_deck: int = 8
-    # Every request refused before it was sent (closed port, wrong base URL, no network) and no answer in between:
-    # before the provider has answered once in this run the endpoint is most likely wrong, so the run gives up
-    # after a few quick tries; once it has answered, an outage is waited out much longer (tasks in flight are paid
-    # for and keep rendering meanwhile). Giving up stops the run like an account error; every shot stays resumable.
-    unreachable_at_start: float = 3.0
-    unreachable_after: float = 300.0
-    seed: int | None = None
 
 
 @dataclass
@@ -158,16 +110,8 @@ class SchedulerStats:
         return self.creates + self.polls + self.lookups + self.downloads
 
 
-class _Unresolved(Exception):
-    """A lookup could not get an answer; the shot stays as recorded for the next run."""
-
-
 class _Interrupted(Exception):
     """The run is stopping; leave this shot as recorded."""
-
-
-class _Unreachable(_Unresolved):
-    """The run gave up reaching the provider; the shot stays as recorded for the next run."""
 
 
 @dataclass
@@ -219,11 +163,13 @@ class Scheduler:
         self._creating = 0  # creates under way (from the rate bucket to the answer)
         self._creates_done = anyio.Event()  # set whenever no create is under way
         self._creates_done.set()
-        self.unreachable: str | None = None  # why the run gave up reaching the provider, once it has
-        self._answered = False  # the provider has answered at least once in this run
-        self._outage: float | None = None  # (monotonic) first refused request since the last answer
-        self._refused_noticed = -math.inf  # (monotonic) the last "cannot reach" notice
-        self._gave_up = anyio.Event()
+        self.reach = Reachability(
+            endpoint=getattr(self.provider, "base_url", "") or self.provider.name,
+            at_start=self.options.unreachable_at_start,
+            after=self.options.unreachable_after,
+            notify=self._notice,
+            on_give_up=self._give_up,
+        )
 
     # --- control ------------------------------------------------------------------------------------------------
 
@@ -277,7 +223,7 @@ class Scheduler:
                 await self._download(flight, task)
         except _Interrupted:
             return
-        except _Unresolved as exc:
+        except Unresolved as exc:
             await self._note_error(shot.id, str(exc))
         except AccountError as exc:
             self._account_error(exc)
@@ -317,8 +263,7 @@ class Scheduler:
 
     async def _recover_unknown(self, shot: ResolvedShot, record: ShotRecord) -> _Flight | None:
         """A create may or may not have reached the provider (crash, or an ambiguous failure): look it up first."""
-        flight = self._track(_Flight(shot=shot, created=_epoch(record.submitted_at) or time.time(), resumed=True))
-        self._take_resumed_slot(flight)
+        flight = self._resumed(shot, record)
         task = await self._lookup(shot)
         if task is not None:
             await self._record_task(flight, task, detail="found by external id")
@@ -400,7 +345,7 @@ class Scheduler:
                     sent = time.time()
                     async with self._create_calls:
                         self._mark(shot.id, "sent")
-                        task = await self._call(self.provider.create_task(shot))
+                        task = await self.reach.call(self.provider.create_task(shot))
                 self._mark(shot.id, "answered")
             except DuplicateExternalIdError:
                 found = await self._lookup(shot)
@@ -429,7 +374,7 @@ class Scheduler:
                         return flight
                 try:
                     await self._pause(exc, tries)
-                except _Unreachable as stop:
+                except Unreachable as stop:
                     if maybe_sent:
                         raise  # left "submitting": the next run looks it up before sending anything
                     # Every try was refused before it was sent: nothing was created, so the next run may reuse
@@ -479,7 +424,7 @@ class Scheduler:
                 await self.bucket.acquire()
                 self.stats.lookups += 1
                 async with self._api_calls:
-                    return await self._call(self.provider.find_task(shot.external_task_id))
+                    return await self.reach.call(self.provider.find_task(shot.external_task_id))
             except TaskNotFoundError:
                 return None
             except TransientError as exc:
@@ -488,7 +433,7 @@ class Scheduler:
                 if not isinstance(exc, RateLimitedError | ConcurrencyLimitError):
                     failures += 1
                 if failures >= policy.lookup_attempts:
-                    raise _Unresolved(
+                    raise Unresolved(
                         f"could not look up task {shot.external_task_id} ({exc.message}); run again to resume"
                     ) from None
                 await self._pause(exc, tries)
@@ -530,7 +475,7 @@ class Scheduler:
                 await self.bucket.acquire()
                 self.stats.polls += 1
                 async with self._api_calls:
-                    task = await self._call(self.provider.get_task(task_id))
+                    task = await self.reach.call(self.provider.get_task(task_id))
             except TaskNotFoundError as exc:
                 missing += 1
                 if missing >= self.options.retry.not_found_attempts:
@@ -601,10 +546,10 @@ class Scheduler:
 
     async def _sleep_until(self, when: float) -> bool:
         """Sleep until ``when``; False if woken earlier by a change. Raises ``_Interrupted`` once interrupted, and
-        ``_Unreachable`` once the run gave up reaching the provider."""
+        ``Unreachable`` once the run gave up reaching the provider."""
         if self.interrupted:
             raise _Interrupted
-        self._check_reachable()
+        self.reach.check()
         delay = when - time.time()
         if delay > 0:
             board = self._board
@@ -612,7 +557,7 @@ class Scheduler:
                 await board.wait()
                 if self.interrupted:
                     raise _Interrupted
-                self._check_reachable()
+                self.reach.check()
                 return False
         return True
 
@@ -754,11 +699,11 @@ class Scheduler:
         self.stop_submitting(exc.message)
 
     async def _pause(self, exc: ProviderError, tries: int, *, floor: float = 0.0) -> None:
-        """Wait before a retry. Raises ``_Unreachable`` when the run gives up reaching the provider meanwhile."""
-        self._check_reachable()
+        """Wait before a retry. Raises ``Unreachable`` when the run gives up reaching the provider meanwhile."""
+        self.reach.check()
         with anyio.move_on_after(self._delay(exc, tries, floor=floor)):
-            await self._gave_up.wait()
-        self._check_reachable()
+            await self.reach.gave_up.wait()
+        self.reach.check()
 
     def _delay(self, exc: ProviderError, tries: int, *, floor: float = 0.0) -> float:
         policy = self.options.retry
@@ -766,70 +711,21 @@ class Scheduler:
         delay = backoff_delay(
             tries, base=policy.base, cap=policy.cap, retry_after=retry_after, floor=floor, rng=self._rng
         )
-        if _refused(exc) and self._outage is not None:
-            # Try once more right when the run would give up, so that it ends on time, not a backoff later.
-            delay = min(delay, max(0.0, self._outage + self._outage_limit() - time.monotonic()))
-            self._notice_refused(exc, delay)
-        return delay
+        return self.reach.retry_delay(exc, delay)
 
-    # --- can the provider be reached? ---------------------------------------------------------------------------
+    # --- can the provider be reached? (see orchestrator.reachability) ---------------------------------------------
 
-    async def _call(self, request: Awaitable[_T]) -> _T:
-        """One API call, noting whether the provider answered (any answer, even an error) or refused to connect."""
-        try:
-            result = await request
-        except NetworkError as exc:
-            if not exc.ambiguous:
-                self._refused_now(exc)
-            raise
-        except ProviderError:
-            self._heard_back()
-            raise
-        self._heard_back()
-        return result
+    @property
+    def unreachable(self) -> str | None:
+        """Why the run gave up reaching the provider, once it has."""
+        return self.reach.unreachable
 
-    def _heard_back(self) -> None:
-        self._answered = True
-        self._outage = None
-        self._refused_noticed = -math.inf
-
-    def _refused_now(self, exc: NetworkError) -> None:
-        now = time.monotonic()
-        if self._outage is None:
-            self._outage = now
-        if self.unreachable is None and now - self._outage >= self._outage_limit():
-            self._give_up(exc, now - self._outage)
-
-    def _outage_limit(self) -> float:
-        return self.options.unreachable_after if self._answered else self.options.unreachable_at_start
-
-    def _notice_refused(self, exc: ProviderError, delay: float) -> None:
-        now = time.monotonic()
-        if self.unreachable is None and now - self._refused_noticed >= _REFUSED_NOTICE_EVERY:
-            self._refused_noticed = now
-            self._notice(f"cannot reach {self._endpoint()} ({_cause(exc)}); retrying in {delay:.1f} s")
-
-    def _give_up(self, exc: NetworkError, seconds: float) -> None:
+    def _give_up(self, reason: str) -> None:
         """Stop the run: no new creates, and every shot waiting on the provider stops and keeps its record."""
-        where = self._endpoint()
-        self.unreachable = f"cannot reach {where} ({_cause(exc)}); run again to resume"
-        if self._answered:
-            why = f"no answer for {seconds:.0f} s"
-        else:
-            why = "no answer since the run started; check the provider's base URL (COMETAPI_BASE_URL) and the network"
-        reason = f"cannot reach {where} ({_cause(exc)}): {why}"
         if self.abort_reason is None:
             self.abort_reason = reason
         self.stop_submitting(reason)
-        self._gave_up.set()
         self._wake()
-
-    def _check_reachable(self) -> None:
-        if self.unreachable is not None:
-            raise _Unreachable(self.unreachable)
-
-    def _endpoint(self) -> str:
-        return getattr(self.provider, "base_url", "") or self.provider.name
 
     def _track(self, flight: _Flight) -> _Flight:
         self._flights[flight.shot.id] = flight
@@ -886,16 +782,6 @@ def _ambiguous(exc: TransientError) -> bool:
     if isinstance(exc, NetworkError):
         return exc.ambiguous
     return isinstance(exc, ServerError)
-
-
-def _refused(exc: ProviderError) -> bool:
-    """A connection refused (or not made) before anything was sent: the provider cannot be reached."""
-    return isinstance(exc, NetworkError) and not exc.ambiguous
-
-
-def _cause(exc: ProviderError) -> str:
-    """What went wrong, without the "could not reach the provider" our own message says already."""
-    return exc.message.removeprefix("could not reach the provider: ")
 
 
 def _unknown_message(shot: ResolvedShot) -> str:
