@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from orchestrator import images
+
 
 @pytest.fixture(autouse=True)
 def _isolate_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -18,3 +20,9 @@ def _isolate_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_image_cache() -> None:
+    # The image cache is per process, keyed by (path, size, mtime): start every test without what others read.
+    images.clear_cache()

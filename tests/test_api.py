@@ -14,12 +14,12 @@ from PIL import Image
 from orchestrator.api import arun_project, run_project
 from orchestrator.errors import ConfigError
 from orchestrator.events import RUN_FINISHED, RUN_STARTED, Event
-from orchestrator.fingerprint import fingerprint
 from orchestrator.manifest import FAILED, PENDING, SUCCEEDED, load_manifest
 from orchestrator.polling import PollPolicy
 from orchestrator.providers.local import SimulatorOptions
 from orchestrator.scheduler import RetryPolicy
 from orchestrator.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
+from tests.helpers import fingerprinted
 
 FAST = {
     "poll": PollPolicy(initial_estimate=1.0, probe_start=0.05, min_interval=0.01, max_interval=0.2, deadline=20),
@@ -55,7 +55,7 @@ def make_project(tmp: Path, n: int = 6, *, prompt: str = "slow pan", concurrency
             images=(boards[i % 3], boards[(i + 1) % 3]),
             prompt=f"{prompt} {i}",
         )
-        shots.append(ResolvedShot(**{**shot.__dict__, "fingerprint": fingerprint(shot)}))
+        shots.append(fingerprinted(shot))
     return ResolvedProject(
         path=tmp / "project.yaml",
         sha256="0" * 64,

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -27,25 +26,17 @@ from orchestrator.diff import (
     word_diff,
 )
 from orchestrator.errors import ConfigError, ManifestError, Problem, SpecError
-from orchestrator.fingerprint import fingerprint, request_record
+from orchestrator.fingerprint import request_record
 from orchestrator.manifest import Manifest, ShotRecord, save_manifest
 from orchestrator.shot import ImageRef, ResolvedProject, ResolvedShot
+from tests.helpers import hand_shot
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 
 def shot(shot_id: str, **overrides: Any) -> ResolvedShot:
-    fields: dict[str, Any] = {
-        "id": shot_id,
-        "index": 0,
-        "project": "demo",
-        "model": "kling-v1-6",
-        "images": (ImageRef(source="path", ref="a.png", sha256="a" * 64), ImageRef("path", "b.png", sha256="b" * 64)),
-        "prompt": f"prompt of {shot_id}",
-    }
-    fields.update(overrides)
-    made = ResolvedShot(**fields)
-    return dataclasses.replace(made, fingerprint=fingerprint(made))
+    default = (ImageRef(source="path", ref="a.png", sha256="a" * 64), ImageRef("path", "b.png", sha256="b" * 64))
+    return hand_shot(shot_id, images=overrides.pop("images", default), **overrides)
 
 
 def manifest_of(*shots: ResolvedShot, project: str = "demo") -> Manifest:

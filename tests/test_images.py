@@ -24,11 +24,6 @@ from orchestrator.images import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    images.clear_cache()
-
-
 def encode(size: tuple[int, int], fmt: str) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 10, 10)).save(buffer, format=fmt)

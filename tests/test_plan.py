@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -8,7 +7,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ConfigError, ManifestError
-from orchestrator.fingerprint import fingerprint, request_record
+from orchestrator.fingerprint import request_record
 from orchestrator.manifest import FAILED, SUBMITTED, SUCCEEDED, Manifest, Output, ShotRecord, save_manifest
 from orchestrator.plan import (
     CHANGED,
@@ -24,6 +23,7 @@ from orchestrator.plan import (
 )
 from orchestrator.pricing import DEFAULT_PRICING, Pricing, parse_price_options, project_pricing
 from orchestrator.shot import ImageRef, ResolvedProject, ResolvedShot
+from tests.helpers import hand_shot
 
 
 def image(sha: str) -> ImageRef:
@@ -31,17 +31,8 @@ def image(sha: str) -> ImageRef:
 
 
 def shot(shot_id: str, **overrides: Any) -> ResolvedShot:
-    fields: dict[str, Any] = {
-        "id": shot_id,
-        "index": 0,
-        "project": "demo",
-        "model": "kling-v1-6",
-        "images": (image("a" * 64), image("b" * 64)),
-        "prompt": f"prompt of {shot_id}",
-    }
-    fields.update(overrides)
-    made = ResolvedShot(**fields)
-    return dataclasses.replace(made, fingerprint=fingerprint(made))
+    images = overrides.pop("images", (image("a" * 64), image("b" * 64)))
+    return hand_shot(shot_id, images=images, **overrides)
 
 
 def rendered(s: ResolvedShot, out: Path, *, status: str = SUCCEEDED, error: str | None = None) -> ShotRecord:

@@ -29,7 +29,6 @@ from orchestrator.errors import (
     TaskNotFoundError,
 )
 from orchestrator.events import NOTICE, SHOT, Event, EventBus
-from orchestrator.fingerprint import fingerprint
 from orchestrator.manifest import (
     DOWNLOADING,
     FAILED,
@@ -46,6 +45,7 @@ from orchestrator.polling import PollPolicy
 from orchestrator.providers.base import Download, Task, TaskStatus, Video
 from orchestrator.scheduler import TASK_ID_UNKNOWN, RetryPolicy, RunOptions, Scheduler
 from orchestrator.shot import ImageRef, ResolvedShot
+from tests.helpers import hand_shot
 
 FAST_POLL = PollPolicy(
     initial_estimate=0.3,
@@ -77,8 +77,7 @@ def make_shot(shot_id: str, *, prompt: str = "a slow pan", project: str = "demo"
         ImageRef(source="path", ref=f"{n}.png", sha256=hashlib.sha256(f"{shot_id}{n}".encode()).hexdigest())
         for n in range(2)
     )
-    shot = ResolvedShot(id=shot_id, index=0, project=project, model="kling-v1-6", images=images, prompt=prompt)
-    return ResolvedShot(**{**shot.__dict__, "fingerprint": fingerprint(shot)})
+    return hand_shot(shot_id, images=images, project=project, prompt=prompt)
 
 
 @dataclass

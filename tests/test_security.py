@@ -22,7 +22,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from orchestrator import images as imagelib
 from orchestrator import yamlsource
 from orchestrator.cli import cli
 from orchestrator.cli._app import DEBUG_VARIABLE
@@ -35,11 +34,6 @@ from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 from orchestrator.report import _Thumbnailer
 from orchestrator.spec import load_project
 from orchestrator.templating import TemplateRenderer
-
-
-@pytest.fixture(autouse=True)
-def _fresh_image_cache() -> None:
-    imagelib.clear_cache()
 
 
 def boards(folder: Path) -> tuple[str, str]:

@@ -20,23 +20,13 @@ from orchestrator.fingerprint import fingerprint
 from orchestrator.pricing import Pricing
 from orchestrator.shot import Limits
 from orchestrator.spec import check_project, load_project, summarize
-
-
-def board(path: Path, size: tuple[int, int] = (640, 360), colour: tuple[int, int, int] = (10, 20, 30)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, colour).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _fresh_image_cache() -> None:
-    imagelib.clear_cache()
+from tests.helpers import write_board
 
 
 @pytest.fixture
 def project_dir(tmp_path: Path) -> Path:
     for index, name in enumerate("abcde"):
-        board(tmp_path / "boards" / f"{name}.png", colour=(index * 40, 0, 0))
+        write_board(tmp_path / "boards" / f"{name}.png", colour=(index * 40, 0, 0))
     return tmp_path
 
 
@@ -164,7 +154,7 @@ def test_fingerprint_is_filled_stable_and_content_based(project_dir: Path) -> No
     assert [s.fingerprint for s in load_project(reformatted).shots] == [s.fingerprint for s in first.shots]
     # New bytes in a board change exactly the shots that use it.
     imagelib.clear_cache()
-    board(project_dir / "boards" / "d.png", colour=(1, 2, 3))
+    write_board(project_dir / "boards" / "d.png", colour=(1, 2, 3))
     changed = load_project(path)
     assert changed.shots[0].fingerprint == first.shots[0].fingerprint
     assert changed.shots[1].fingerprint != first.shots[1].fingerprint
@@ -350,7 +340,7 @@ def test_text_file_named_png_is_caught_by_its_bytes(project_dir: Path) -> None:
     ],
 )
 def test_board_size_and_aspect(project_dir: Path, size: tuple[int, int], expected: str) -> None:
-    board(project_dir / "boards" / "odd.png", size)
+    write_board(project_dir / "boards" / "odd.png", size)
     problem = only_error(shot_spec(project_dir, "images: [boards/odd.png, boards/a.png]\nprompt: x"))
     assert (problem.line, problem.shot) == (10, "s02")
     assert expected in problem.message
@@ -429,9 +419,9 @@ def test_problem_from_defaults_points_at_defaults_and_names_each_shot(project_di
 
 
 def test_masks(project_dir: Path) -> None:
-    board(project_dir / "masks" / "still.png", (640, 360))
-    board(project_dir / "masks" / "small.png", (320, 180))
-    board(project_dir / "masks" / "boat.png", (640, 360))
+    write_board(project_dir / "masks" / "still.png", (640, 360))
+    write_board(project_dir / "masks" / "small.png", (320, 180))
+    write_board(project_dir / "masks" / "boat.png", (640, 360))
     good = shot_spec(
         project_dir,
         """
@@ -473,7 +463,7 @@ def test_masks(project_dir: Path) -> None:
 
 
 def test_seven_mask_groups(project_dir: Path) -> None:
-    board(project_dir / "masks" / "m.png")
+    write_board(project_dir / "masks" / "m.png")
     groups = "\n".join("  - {mask: masks/m.png, trajectories: [{x: 1, y: 1}, {x: 2, y: 2}]}" for _ in range(7))
     problem = only_error(shot_spec(project_dir, f"images: pair\nprompt: x\ndynamic_masks:\n{groups}"))
     assert (problem.line, problem.shot) == (13, "s02")
@@ -557,8 +547,8 @@ def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, 
 def test_garbage_in_any_field_of_a_rich_spec_is_a_problem_never_an_exception(tmp_path: Path) -> None:
     # Every value of a spec that uses every feature (masks too), replaced in turn by garbage.
     for index, name in enumerate("abcd"):
-        board(tmp_path / "boards" / f"{name}.png", colour=(index, 0, 0))
-    board(tmp_path / "masks" / "m.png")
+        write_board(tmp_path / "boards" / f"{name}.png", colour=(index, 0, 0))
+    write_board(tmp_path / "masks" / "m.png")
     base = yaml.safe_load(textwrap.dedent(FULL))
     base["shots"][1].update(
         {

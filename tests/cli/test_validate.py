@@ -16,22 +16,15 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from orchestrator import images as imagelib
 from orchestrator.cli import cli
+from tests.helpers import write_board
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def board(path: Path, size: tuple[int, int] = (640, 360)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    colour = tuple(path.name.encode()[:3].ljust(3, b"x"))  # distinct names, distinct bytes
-    Image.new("RGB", size, colour).save(path)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def _fresh_image_cache() -> None:
-    imagelib.clear_cache()
+    red, green, blue = path.name.encode()[:3].ljust(3, b"x")  # distinct names, distinct bytes
+    return write_board(path, size, (red, green, blue))
 
 
 @pytest.fixture

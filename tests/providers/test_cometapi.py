@@ -41,6 +41,7 @@ from orchestrator.providers.cometapi import (
 )
 from orchestrator.providers.factory import open_provider
 from orchestrator.shot import DynamicMask, ImageRef, ResolvedShot, TrajectoryPoint
+from tests.helpers import image_ref, write_board
 
 BASE = "http://api.test"
 KEY = "sk-test-SECRET-123"
@@ -51,19 +52,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def board(tmp_path: Path, name: str, color: tuple[int, int, int]) -> ImageRef:
-    path = tmp_path / name
-    Image.new("RGB", (320, 320), color).save(path, format="PNG")
-    data = path.read_bytes()
-    return ImageRef(
-        source="path",
-        ref=name,
-        path=path,
-        sha256=hashlib.sha256(data).hexdigest(),
-        width=320,
-        height=320,
-        format="PNG",
-        bytes=len(data),
-    )
+    return image_ref(write_board(tmp_path / name, (320, 320), color))
 
 
 def make_shot(tmp_path: Path, **overrides: Any) -> ResolvedShot:

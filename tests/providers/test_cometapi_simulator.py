@@ -26,6 +26,7 @@ from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.factory import LocalProvider, open_provider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 from orchestrator.shot import ImageRef, ResolvedShot
+from tests.helpers import image_ref
 
 OPTIONS = SimulatorOptions(render_time=0.3, render_jitter=0.0, cheap_video=True, seed=1)
 
@@ -35,17 +36,7 @@ def board(folder: Path, name: str, color: tuple[int, int, int]) -> ImageRef:
     image = Image.new("RGB", (480, 320), color)
     image.paste((255, 255, 255), (40, 40, 200, 120))  # something for the pan to move over
     image.save(path, format="PNG")
-    data = path.read_bytes()
-    return ImageRef(
-        source="path",
-        ref=name,
-        path=path,
-        sha256=hashlib.sha256(data).hexdigest(),
-        width=480,
-        height=320,
-        format="PNG",
-        bytes=len(data),
-    )
+    return image_ref(path)
 
 
 def demo_shot(folder: Path, *, shot_id: str = "opening", **overrides: Any) -> ResolvedShot:

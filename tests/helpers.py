@@ -1,0 +1,59 @@
+"""Helpers shared by tests in several folders: boards written to disk and shots built by hand.
+
+Imported as ``from tests.helpers import ...`` (pytest's importlib mode makes ``tests`` importable as a package).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from orchestrator.fingerprint import fingerprint
+from orchestrator.shot import ImageRef, ResolvedShot
+
+
+def write_board(path: Path, size: tuple[int, int] = (640, 360), colour: tuple[int, int, int] = (10, 20, 30)) -> Path:
+    """A valid PNG board at ``path`` (folders made as needed); give each board its own colour for distinct bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, format="PNG")
+    return path
+
+
+def image_ref(path: Path) -> ImageRef:
+    """The reference the spec loader would make for the board file at ``path``, with its facts."""
+    data = path.read_bytes()
+    with Image.open(path) as image:
+        width, height, fmt = image.width, image.height, image.format
+    return ImageRef(
+        source="path",
+        ref=path.name,
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=width,
+        height=height,
+        format=fmt,
+        bytes=len(data),
+    )
+
+
+def fingerprinted(shot: ResolvedShot) -> ResolvedShot:
+    """The shot with its fingerprint filled in, as the resolver does."""
+    return dataclasses.replace(shot, fingerprint=fingerprint(shot))
+
+
+def hand_shot(shot_id: str, *, images: tuple[ImageRef, ...], **overrides: Any) -> ResolvedShot:
+    """A fingerprinted shot of project ``demo`` built by hand, prompt ``prompt of <id>`` unless overridden."""
+    fields: dict[str, Any] = {
+        "id": shot_id,
+        "index": 0,
+        "project": "demo",
+        "model": "kling-v1-6",
+        "images": images,
+        "prompt": f"prompt of {shot_id}",
+    }
+    fields.update(overrides)
+    return fingerprinted(ResolvedShot(**fields))
