@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.shot import ImageRef, ResolvedShot
+from orchestrator.shot import ResolvedShot
 
 FINGERPRINT_VERSION = 1
 EXTERNAL_ID_MAX = 64
@@ -52,10 +52,6 @@ def fingerprint(shot: ResolvedShot) -> str:
     """The hex sha256 of the shot's render fields (the shot's own ``fingerprint`` attribute is ignored)."""
     document = {"v": FINGERPRINT_VERSION, **render_fields(shot)}
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
-
-
-def image_identity(image: ImageRef) -> str:
-    return image.identity
 
 
 def external_task_id(shot: ResolvedShot) -> str:

@@ -291,10 +291,6 @@ class SimulatorState:
         with self._lock:
             return self._rng.choice(options)
 
-    def count_fault(self, kind: str) -> None:
-        with self._lock:
-            self._faults[kind] += 1
-
     # -- tasks ------------------------------------------------------------------------------------------------
 
     def _account(self, key: str) -> _KeyAccount:
