@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,16 @@ CREATE = "/kling/v1/videos/multi-image2video"
 
 
 @pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., LocalSimulator]]:
+def start(tmp_path: Path, make_sim: Callable[..., LocalSimulator]) -> Callable[..., LocalSimulator]:
     """Start simulators on ``tmp_path/state`` (cheap, fast renders unless told); all are stopped afterwards."""
-    started: list[LocalSimulator] = []
 
     def make(**options: Any) -> LocalSimulator:
         options.setdefault("state_dir", tmp_path / "state")
-        options.setdefault("cheap_video", True)
         options.setdefault("render_time", 0.3)
         options.setdefault("render_jitter", 0.0)
-        options.setdefault("seed", 7)
-        sim = LocalSimulator(SimulatorOptions(**options))
-        sim.start()
-        started.append(sim)
-        return sim
+        return make_sim(**options)
 
-    yield make
-    for sim in started:
-        sim.stop()
+    return make
 
 
 def create(client: httpx.Client, body: dict[str, Any]) -> str:
