@@ -77,7 +77,7 @@ def test_a_rendered_task_comes_back_succeeded_without_rendering_again(
 ) -> None:
     first = start(render_time=0.05)
     with make_client(first) as client:
-        task_id = client.post(CREATE, json=make_body(external_task_id="done")).json()["data"]["task_id"]
+        task_id = create(client, make_body(external_task_id="done"))
         wait_status(client, task_id, "succeed")
     first.stop()
 
@@ -95,7 +95,7 @@ def test_a_video_lost_after_the_render_time_is_rendered_again(
 ) -> None:
     first = start(render_time=0.05)
     with make_client(first) as client:
-        task_id = client.post(CREATE, json=make_body(external_task_id="lost")).json()["data"]["task_id"]
+        task_id = create(client, make_body(external_task_id="lost"))
         wait_status(client, task_id, "succeed")
     first.stop()
     (tmp_path / "state" / "videos" / f"{task_id}.mp4").unlink()
@@ -171,7 +171,7 @@ def test_a_failed_task_stays_failed_with_its_message(
 ) -> None:
     first = start(failure_rate=1.0, failure_message="risk control")
     with make_client(first) as client:
-        task_id = client.post(CREATE, json=make_body(external_task_id="bad")).json()["data"]["task_id"]
+        task_id = create(client, make_body(external_task_id="bad"))
     first.stop()
 
     second = start()
