@@ -15,6 +15,10 @@ polling lag in them) or, when those are missing, from our own clock. A task's po
 
 Every wait is at least ``min_interval`` after the previous poll; ``jitter`` spreads the backoff polls. A task still
 running after ``deadline`` seconds is left ``pending-remote`` for a later run.
+
+When the provider lists tasks (``batch``; see ``orchestrator.watcher``), one request answers for every task in
+flight, so the tail polls can be much denser for the same number of requests: ``batch_tail_fraction`` of the median
+render time, at least ``batch_min_interval`` apart.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class PollPolicy:
     jitter: float = 0.1
     deadline: float = 3600.0
     window: int = 64
+    batch: bool = True
+    batch_tail_fraction: float = 0.015
+    batch_min_interval: float = 0.01
 
 
 DEFAULT_POLL_POLICY = PollPolicy()
@@ -87,16 +94,24 @@ def next_poll_at(
     policy: PollPolicy,
     rng: random.Random,
     scout_count: int | None = None,
+    batched: bool = False,
 ) -> float:
     """The time (same clock as ``created``) of a task's next poll, given what the run knows now.
 
     ``scout_rank`` is the task's rank among scouts (0-based) while nothing has been observed, else ``None``;
-    ``scout_count`` how many scouts there are (default ``policy.scouts``; see ``scout_count``).
+    ``scout_count`` how many scouts there are (default ``policy.scouts``; see ``scout_count``). ``batched``: the
+    poll is one of the watcher's rounds, which answer for every task at once (the denser ``batch_*`` tail).
     """
     previous = last_poll if last_poll is not None else created
     if len(times):
         at = _informed(
-            created=created, previous=previous, polled=last_poll is not None, times=times, policy=policy, rng=rng
+            created=created,
+            previous=previous,
+            polled=last_poll is not None,
+            times=times,
+            policy=policy,
+            rng=rng,
+            batched=batched,
         )
     elif scout_rank is not None:
         count = scout_count if scout_count is not None else policy.scouts
@@ -105,11 +120,19 @@ def next_poll_at(
         at = created + policy.initial_estimate
     else:
         at = _backoff(created=created, previous=previous, policy=policy, rng=rng)
-    return max(at, previous + policy.min_interval) if last_poll is not None else at
+    gap = policy.batch_min_interval if batched else policy.min_interval
+    return max(at, previous + gap) if last_poll is not None else at
 
 
 def _informed(
-    *, created: float, previous: float, polled: bool, times: RenderTimes, policy: PollPolicy, rng: random.Random
+    *,
+    created: float,
+    previous: float,
+    polled: bool,
+    times: RenderTimes,
+    policy: PollPolicy,
+    rng: random.Random,
+    batched: bool,
 ) -> float:
     first = created + times.quantile(policy.first_quantile)
     if not polled or previous < first:
@@ -117,6 +140,8 @@ def _informed(
     median = times.quantile(0.5)
     dense_until = created + times.quantile(1.0) * (1 + policy.spread_margin)
     if previous < dense_until:
+        if batched:
+            return previous + max(policy.batch_min_interval, policy.batch_tail_fraction * median)
         return previous + max(policy.min_interval, policy.tail_fraction * median)
     return _backoff(created=created, previous=previous, policy=policy, rng=rng)
 

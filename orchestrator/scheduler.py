@@ -78,9 +78,10 @@ from orchestrator.options import RetryPolicy as RetryPolicy
 from orchestrator.options import RunOptions as RunOptions
 from orchestrator.polling import RenderTimes, next_poll_at, scout_count
 from orchestrator.pricing import Pricing
-from orchestrator.providers.base import Provider, Task, TaskStatus
+from orchestrator.providers.base import ListsTasks, Provider, Task, TaskStatus
 from orchestrator.reachability import Reachability, Unreachable, Unresolved
 from orchestrator.shot import ResolvedShot
+from orchestrator.watcher import TaskWatcher, Watch
 
 IN_FLIGHT_STATES = (SUBMITTED, PROCESSING, DOWNLOADING, PENDING_REMOTE)
 _WAKE_ON_OBSERVATIONS = 3
@@ -93,6 +94,7 @@ class SchedulerStats:
 
     creates: int = 0
     polls: int = 0
+    lists: int = 0
     lookups: int = 0
     downloads: int = 0
     congestion: int = 0
@@ -107,7 +109,7 @@ class SchedulerStats:
 
     @property
     def requests(self) -> int:
-        return self.creates + self.polls + self.lookups + self.downloads
+        return self.creates + self.polls + self.lists + self.lookups + self.downloads
 
 
 class _Interrupted(Exception):
@@ -122,6 +124,7 @@ class _Flight:
     created: float
     holds_slot: bool = False
     resumed: bool = False  # picked up from an earlier run: poll at once
+    seq: int | None = None  # created by this run, the seq-th (see TaskWatcher.created)
 
 
 class Scheduler:
@@ -163,6 +166,16 @@ class Scheduler:
         self._creating = 0  # creates under way (from the rate bucket to the answer)
         self._creates_done = anyio.Event()  # set whenever no create is under way
         self._creates_done.set()
+        self.watcher = TaskWatcher(
+            fetch=self._list_round,
+            schedule=self._watch_due,
+            on_seen=self._seen_running,
+            retry_delay=self._delay,
+            min_gap=self.options.poll.batch_min_interval,
+            enabled=self.options.poll.batch and isinstance(provider, ListsTasks),
+        )
+        self._rounds: anyio.CancelScope | None = None  # the watcher's rounds, while they run
+        self._shots_left = 0
         self.reach = Reachability(
             endpoint=getattr(self.provider, "base_url", "") or self.provider.name,
             at_start=self.options.unreachable_at_start,
@@ -183,8 +196,11 @@ class Scheduler:
             with anyio.CancelScope() as scope:
                 self._scope = scope
                 async with anyio.create_task_group() as group:
+                    self._shots_left = len(shots)
                     for shot in shots:
                         group.start_soon(self._run_shot, shot)
+                    if shots and self.watcher.enabled:
+                        group.start_soon(self._watch_rounds)
         except* ManifestError as failures:
             # The manifest cannot be written (disk full, permissions): nothing is safe any more, stop the run.
             raise failures.exceptions[0] from None
@@ -206,6 +222,7 @@ class Scheduler:
         if self._interrupts == 1:
             self.stop_submitting("interrupted; recording work in progress (interrupt again to stop at once)")
             self._wake()
+            self.watcher.ring_all()
             if self._scope is not None:
                 self._scope.deadline = min(self._scope.deadline, anyio.current_time() + self.options.interrupt_grace)
         elif self._scope is not None:
@@ -238,6 +255,14 @@ class Scheduler:
             held = self._flights.pop(shot.id, None)
             if held is not None:
                 self._end_flight(held)
+            self._shots_left -= 1
+            if self._shots_left == 0 and self._rounds is not None:
+                self._rounds.cancel()
+
+    async def _watch_rounds(self) -> None:
+        with anyio.CancelScope() as self._rounds:
+            if self._shots_left:
+                await self.watcher.run()
 
     async def _start(self, shot: ResolvedShot) -> _Flight | None:
         """Get the shot's task in flight: resumed from its record, found by external id, or created."""
@@ -370,6 +395,7 @@ class Scheduler:
                     found = await self._lookup(shot)
                     if found is not None:
                         flight.created = _render_start(found, sent=sent, received=time.time())
+                        flight.seq = self.watcher.created()
                         await self._record_task(flight, found, detail="found by external id after " + exc.message)
                         return flight
                 try:
@@ -383,6 +409,7 @@ class Scheduler:
                     raise _Interrupted from None
                 continue
             flight.created = _render_start(task, sent=sent, received=time.time())
+            flight.seq = self.watcher.created()
             await self._record_task(flight, task)
             return flight
 
@@ -459,17 +486,20 @@ class Scheduler:
                 self._wake()  # one more scout: a task that was waiting becomes it
         # A task picked up from an earlier run gets a full deadline from now, not from when it was created.
         deadline = (time.time() if flight.resumed else flight.created) + policy.deadline
+        if flight.seq is not None and self.watcher.enabled:
+            watch = await self._watch(flight, task_id, deadline)
+            if watch is None:
+                return None
+            if watch.task is not None:
+                self._mark(shot.id, "detected", watch.seen_at)
+                return await self._finished(flight, watch.task)
+            last_poll = watch.last_poll  # the list cannot tell about it: go on polling it on its own
         while True:
             at = retry_at if retry_at is not None else max(self._next_poll(flight, last_poll), not_before)
             if not await self._sleep_until(min(at, deadline)):
                 continue  # woken early: what polls depend on changed, recompute
             if time.time() >= deadline and at > deadline:
-                await self._set(
-                    shot.id,
-                    PENDING_REMOTE,
-                    detail="deadline passed",
-                    error=f"still rendering after {policy.deadline:g} s; run again to pick it up",
-                )
+                await self._deadline_passed(shot)
                 return None
             try:
                 await self.bucket.acquire()
@@ -504,6 +534,50 @@ class Scheduler:
             if task.status is TaskStatus.PROCESSING and self._record(shot.id).status == SUBMITTED:
                 await self._set(shot.id, PROCESSING, task=task, durable=False)
 
+    async def _watch(self, flight: _Flight, task_id: str, deadline: float) -> Watch | None:
+        """Follow the task through the watcher's list rounds: the watch once settled (its finished task, or
+        ``alone``: poll it on its own), or ``None`` when the deadline passed first (recorded)."""
+        assert flight.seq is not None
+        watch = self.watcher.watch(task_id, seq=flight.seq, key=flight)
+        try:
+            while not watch.settled:
+                if self.interrupted:
+                    raise _Interrupted
+                self.reach.check()
+                if time.time() >= deadline:
+                    await self._deadline_passed(flight.shot)
+                    return None
+                bell = watch.bell
+                with anyio.move_on_after(deadline - time.time()):
+                    await bell.wait()
+        finally:
+            self.watcher.unwatch(watch)
+        return watch
+
+    async def _list_round(self, page_size: int) -> list[Task]:
+        assert isinstance(self.provider, ListsTasks)
+        await self.bucket.acquire()
+        self.stats.lists += 1
+        async with self._api_calls:
+            return await self.reach.call(self.provider.list_tasks(page_size=page_size))
+
+    def _watch_due(self, watch: Watch) -> float:
+        flight: _Flight = watch.key
+        return self._next_poll(flight, watch.last_poll, batched=True)
+
+    def _seen_running(self, watch: Watch, task: Task) -> None:
+        flight: _Flight = watch.key
+        if task.status is TaskStatus.PROCESSING and self._record(flight.shot.id).status == SUBMITTED:
+            self._set_now(flight.shot.id, PROCESSING, task=task)
+
+    async def _deadline_passed(self, shot: ResolvedShot) -> None:
+        await self._set(
+            shot.id,
+            PENDING_REMOTE,
+            detail="deadline passed",
+            error=f"still rendering after {self.options.poll.deadline:g} s; run again to pick it up",
+        )
+
     async def _forgotten(self, shot: ResolvedShot, task_id: str, *, succeeded_before: bool) -> None:
         """The provider does not know the shot's task (any more): fail the shot, so the next run renders it anew."""
         if succeeded_before:
@@ -516,7 +590,7 @@ class Scheduler:
             message = f"task {task_id} not found at the provider; run again to submit the shot as a new attempt"
         await self._set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso())
 
-    def _next_poll(self, flight: _Flight, last_poll: float | None) -> float:
+    def _next_poll(self, flight: _Flight, last_poll: float | None, *, batched: bool = False) -> float:
         if flight.resumed and last_poll is None:
             return time.time()
         rank: int | None = None
@@ -534,6 +608,7 @@ class Scheduler:
             scout_count=scouts,
             policy=self.options.poll,
             rng=self._rng,
+            batched=batched,
         )
 
     def _scouts(self) -> int:
@@ -673,6 +748,15 @@ class Scheduler:
             with anyio.CancelScope(shield=True):
                 # A write that started must finish: the manifest is how the next run knows what was paid for.
                 await self.store.commit()
+        self._announce(shot_id, old, status, detail=detail, task=task)
+
+    def _set_now(self, shot_id: str, status: str, *, task: Task | None = None, detail: str = "") -> None:
+        """A purely informative change (like ``_set(..., durable=False)``), for code that cannot await."""
+        before = self.store.record(shot_id)
+        self.store.update(shot_id, status=status)
+        self._announce(shot_id, before.status if before else None, status, detail=detail, task=task)
+
+    def _announce(self, shot_id: str, old: str | None, status: str, *, detail: str, task: Task | None) -> None:
         record = self._record(shot_id)
         data: dict[str, object] = {"attempt": record.attempts}
         if record.task_id:
@@ -726,6 +810,7 @@ class Scheduler:
             self.abort_reason = reason
         self.stop_submitting(reason)
         self._wake()
+        self.watcher.ring_all()
 
     def _track(self, flight: _Flight) -> _Flight:
         self._flights[flight.shot.id] = flight
@@ -765,6 +850,7 @@ class Scheduler:
     def _wake(self) -> None:
         self._board.set()
         self._board = anyio.Event()
+        self.watcher.reschedule()
 
 
 def _render_start(task: Task, *, sent: float, received: float) -> float:

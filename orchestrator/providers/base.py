@@ -90,3 +90,19 @@ class Provider(Protocol):
     async def download(self, url: str, dest: Path, *, max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES) -> Download:
         """Stream ``url`` to a temp file beside ``dest`` (capped at ``max_bytes``), verify, then move into place."""
         ...
+
+
+MAX_LIST_PAGE = 500  # the list's largest page (kling-api.md)
+
+
+@runtime_checkable
+class ListsTasks(Protocol):
+    """A provider that can also list its recent tasks: one call answers for many (see ``orchestrator.watcher``)."""
+
+    async def list_tasks(self, *, page_size: int) -> list[Task]:
+        """The account's most recent tasks, newest first, at most ``page_size`` (1 to ``MAX_LIST_PAGE``). One call.
+
+        Raises like ``get_task``; a provider that does not support listing raises a ``ProviderError`` that is not
+        transient.
+        """
+        ...

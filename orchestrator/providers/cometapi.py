@@ -43,7 +43,14 @@ from orchestrator.errors import (
     ShotRejectedError,
     TaskNotFoundError,
 )
-from orchestrator.providers.base import DEFAULT_MAX_DOWNLOAD_BYTES, Download, Task, TaskStatus, Video
+from orchestrator.providers.base import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    MAX_LIST_PAGE,
+    Download,
+    Task,
+    TaskStatus,
+    Video,
+)
 from orchestrator.providers.classify import Operation, classify_error, network_error, read_answer, redact
 from orchestrator.shot import ImageRef, ResolvedShot
 
@@ -339,6 +346,26 @@ class CometAPIProvider:
         path = f"{ROUTE}/{quote(task_id, safe='')}"
         data, request_id = await self._call("GET", path, operation="get", task_id=task_id)
         return parse_task(data, request_id=request_id)
+
+    async def list_tasks(self, *, page_size: int) -> list[Task]:
+        """The most recent tasks, newest first: one call, whose ``data`` must be an array of tasks.
+
+        Kling documents this route; CometAPI does not, so an answer of any other shape is a ``ShotRejectedError``
+        (a definite "this provider does not list"), and items that are not tasks are skipped.
+        """
+        size = min(max(1, page_size), MAX_LIST_PAGE)
+        params = {"pageNum": "1", "pageSize": str(size)}
+        data, request_id = await self._call("GET", ROUTE, params=params, operation="list")
+        if not isinstance(data, list):
+            message = "the provider does not list tasks (its answer is not a list)"
+            raise ShotRejectedError(message, request_id=request_id)
+        tasks = []
+        for item in data:
+            try:
+                tasks.append(parse_task(item, request_id=request_id))
+            except ServerError:
+                continue
+        return tasks
 
     async def find_task(self, external_task_id: str) -> Task | None:
         """Try the lookup forms (the one that worked last time first); ``None`` if none finds the task.

@@ -1,0 +1,216 @@
+"""Following many tasks with one request: rounds of the provider's task list instead of a poll per task.
+
+Polling each task on its own costs a request per task per poll, and a task that ends between two of its own polls is
+seen late. The list (newest first) answers for every recent task at once, so one request per round tells the run
+about all of them: a task is seen done at the first round after it ends, whichever task's poll was due. Each task
+keeps its own poll schedule (``orchestrator.polling``, with ``batched=True``); a round goes out when the earliest is
+due, and every task it reports counts as polled, which pushes the next round out. The page is sized from how many
+tasks this run created since the oldest one followed, so it always reaches back that far (other clients of the
+account may add a few: there is slack).
+
+It is best effort, like the lookup by external id. A task the list does not show is handed back to be polled on its
+own; so is every task, for the rest of the run, when the provider does not list (any answer but a transient error,
+or transient errors only until it has listed once), or when the watcher stops for any other reason (the run gave up
+reaching the provider, say). Tasks resumed from an earlier run are polled on their own from the start.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from orchestrator.errors import OrchestratorError, ProviderError, TransientError
+from orchestrator.providers.base import MAX_LIST_PAGE, Task
+
+# A provider that never answered the list but with transient errors is given this many tries before the run gives
+# up on listing: a route it does not have often answers 5xx or a gateway page rather than a clean 404.
+_TRIES_BEFORE_LISTING_WORKS = 2
+
+
+@dataclass(eq=False)
+class Watch:
+    """One task being followed by the watcher. ``key`` is the caller's own (the scheduler's flight)."""
+
+    task_id: str
+    seq: int
+    key: Any
+    added: float
+    last_poll: float | None = None
+    due: float = 0.0
+    generation: int = -1
+    status: str = ""
+    task: Task | None = None  # set once a round saw the task end
+    seen_at: float = 0.0  # when that round's answer came
+    alone: bool = False  # the list cannot tell about this task: poll it on its own
+    bell: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def settled(self) -> bool:
+        return self.task is not None or self.alone
+
+    def ring(self) -> None:
+        self.bell.set()
+        self.bell = anyio.Event()
+
+
+class TaskWatcher:
+    """Runs list rounds for the tasks it is given. ``run()`` is a task of its own, for the length of the run.
+
+    - ``fetch(page_size)`` makes one list call (the caller applies its rate limits and counts it);
+    - ``schedule(watch)`` is the time (``time.time()`` clock) of the watch's next poll, from its ``last_poll``;
+    - ``on_seen(watch, task)`` is told of a task still running, when its status changed;
+    - ``retry_delay(error, tries)`` is the wait after a transient error.
+    """
+
+    def __init__(
+        self,
+        *,
+        fetch: Callable[[int], Awaitable[list[Task]]],
+        schedule: Callable[[Watch], float],
+        on_seen: Callable[[Watch, Task], None],
+        retry_delay: Callable[[ProviderError, int], float],
+        min_gap: float,
+        enabled: bool = True,
+    ) -> None:
+        self._fetch = fetch
+        self._schedule = schedule
+        self._on_seen = on_seen
+        self._retry_delay = retry_delay
+        self._min_gap = min_gap
+        self.enabled = enabled
+        self.rounds = 0
+        self.why_off: str | None = None if enabled else "turned off"
+        self._watches: dict[str, Watch] = {}  # task id -> its watch
+        self._created = 0
+        self._listed = False
+        self._last_round = -math.inf
+        self._generation = 0
+        self._changed: anyio.Event | None = None  # made in the event loop, on first use
+
+    # --- what the scheduler calls -------------------------------------------------------------------------------
+
+    def created(self) -> int:
+        """A sequence number for a task this run just created (how far back the list must reach for it)."""
+        self._created += 1
+        return self._created
+
+    def watch(self, task_id: str, *, seq: int, key: Any) -> Watch:
+        watch = Watch(task_id=task_id, seq=seq, key=key, added=time.time(), alone=not self.enabled)
+        if self.enabled:
+            self._watches[task_id] = watch
+            self._poke()
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        if self._watches.get(watch.task_id) is watch:
+            del self._watches[watch.task_id]
+
+    def reschedule(self) -> None:
+        """What the schedules depend on changed (a render time observed): recompute every due time."""
+        self._generation += 1
+        self._poke()
+
+    def ring_all(self) -> None:
+        for watch in list(self._watches.values()):
+            watch.ring()
+
+    # --- the rounds ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """List rounds while there are tasks to follow, until cancelled or listing proves impossible."""
+        tries = 0
+        while self.enabled:
+            pending = self._refresh()
+            if not pending:
+                await self._wait_for_change(math.inf)
+                continue
+            at = max(min(watch.due for watch in pending), self._last_round + self._min_gap)
+            if at > time.time():
+                await self._wait_for_change(at)
+                continue
+            started = time.time()
+            self._last_round = started
+            try:
+                tasks = await self._fetch(self._page_size(pending))
+            except TransientError as exc:
+                tries += 1
+                if not self._listed and tries >= _TRIES_BEFORE_LISTING_WORKS:
+                    self._give_up(f"listing failed: {exc.message}")
+                    return
+                await self._wait_for_change(time.time() + self._retry_delay(exc, tries))
+                continue
+            except ProviderError as exc:
+                self._give_up(f"the provider does not list tasks ({exc.message})")
+                return
+            except OrchestratorError as exc:  # the run gave up reaching the provider, or is stopping
+                self._give_up(str(exc))
+                return
+            tries = 0
+            self._listed = True
+            self.rounds += 1
+            self._take(tasks, started=started, answered=time.time())
+
+    def _refresh(self) -> list[Watch]:
+        """The unsettled watches, with due times computed afresh where the schedule changed."""
+        pending = []
+        for watch in self._watches.values():
+            if watch.settled:
+                continue
+            if watch.generation != self._generation:
+                watch.due = self._schedule(watch)
+                watch.generation = self._generation
+            pending.append(watch)
+        return pending
+
+    def _page_size(self, pending: list[Watch]) -> int:
+        needed = self._created - min(watch.seq for watch in pending) + 1
+        return min(MAX_LIST_PAGE, needed + max(10, needed // 5))
+
+    def _take(self, tasks: list[Task], *, started: float, answered: float) -> None:
+        by_id = {task.task_id: task for task in tasks}
+        for watch in list(self._watches.values()):
+            if watch.settled:
+                continue
+            task = by_id.get(watch.task_id)
+            if task is None:
+                if watch.added < started:
+                    # Too old for the page, or a list that lags behind: this one is polled on its own.
+                    watch.alone = True
+                    watch.ring()
+                continue
+            watch.last_poll = answered
+            if task.status.finished:
+                watch.task = task
+                watch.seen_at = answered
+                watch.ring()
+                continue
+            if task.status != watch.status:
+                watch.status = task.status
+                self._on_seen(watch, task)
+            watch.due = self._schedule(watch)
+            watch.generation = self._generation
+
+    def _give_up(self, reason: str) -> None:
+        self.enabled = False
+        self.why_off = reason
+        for watch in self._watches.values():
+            if not watch.settled:
+                watch.alone = True
+                watch.ring()
+
+    async def _wait_for_change(self, until: float) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        changed = self._changed
+        with anyio.move_on_after(max(0.0, until - time.time())):
+            await changed.wait()
+
+    def _poke(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
