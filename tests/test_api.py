@@ -106,6 +106,9 @@ async def test_happy_path_renders_a_six_shot_project(tmp_path: Path) -> None:
     assert result.ok and result.exit_code == 0 and not result.failures
     assert_all_rendered(project, stats)
     assert stats.creates_accepted == 6
+    # Tasks in flight were followed through the task list, not polled one by one.
+    assert stats.requests["GET /kling/v1/videos/multi-image2video"] > 0
+    assert stats.requests.get("GET /kling/v1/videos/multi-image2video/{id}", 0) == 0
     assert spy.events[0].kind == RUN_STARTED and spy.events[-1].kind == RUN_FINISHED
     assert spy.events[0].data["base_url"].startswith("http://127.0.0.1:")
     assert "key" not in str(spy.events[0].to_json()).lower()

@@ -58,6 +58,17 @@ def test_informed_polls_cluster_around_the_render_time_then_back_off() -> None:
     assert late and len(late) < 10  # backoff: a quarter of the age each time, capped
 
 
+def test_batched_tail_polls_are_denser() -> None:
+    times = RenderTimes()
+    for value in (95, 100, 105):
+        times.add(value)
+    rng = random.Random(0)
+    alone = next_poll_at(created=0, last_poll=100, times=times, scout_rank=None, policy=POLICY, rng=rng)
+    batched = next_poll_at(created=0, last_poll=100, times=times, scout_rank=None, policy=POLICY, rng=rng, batched=True)
+    assert alone == 100 + POLICY.tail_fraction * 100
+    assert batched == 100 + POLICY.batch_tail_fraction * 100 < alone
+
+
 def test_min_interval_is_respected() -> None:
     times = RenderTimes()
     times.add(0.01)

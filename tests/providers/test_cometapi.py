@@ -28,6 +28,7 @@ from orchestrator.errors import (
     ServerError,
     ShotRejectedError,
     TaskNotFoundError,
+    TransientError,
 )
 from orchestrator.providers.base import Provider, TaskStatus
 from orchestrator.providers.classify import classify_error, parse_retry_after, redact
@@ -216,6 +217,45 @@ async def test_get_task_reads_a_finished_task() -> None:
     async with provider(handler) as p:
         task = await p.get_task("42")
     assert task.status is TaskStatus.SUCCEED and task.videos[0].duration == "10.0" and task.request_id == "req-1"
+
+
+@pytest.mark.anyio
+async def test_list_tasks_asks_for_one_page_and_skips_items_that_are_not_tasks() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200, json=envelope([task_data("processing"), {"no": "task"}, "junk", task_data("succeed")])
+        )
+
+    async with provider(handler) as p:
+        tasks = await p.list_tasks(page_size=80)
+        await p.list_tasks(page_size=10_000)
+        await p.list_tasks(page_size=0)
+    assert [t.status for t in tasks] == [TaskStatus.PROCESSING, TaskStatus.SUCCEED]
+    assert seen[0].method == "GET" and seen[0].url.path == ROUTE
+    assert [dict(r.url.params) for r in seen] == [
+        {"pageNum": "1", "pageSize": "80"},
+        {"pageNum": "1", "pageSize": "500"},  # the API's largest page
+        {"pageNum": "1", "pageSize": "1"},
+    ]
+    assert seen[0].headers["Authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, json=envelope(task_data())),  # one task, not a list: the route means something else
+        httpx.Response(404, json=envelope(None, code=1202, message="no such route")),
+    ],
+)
+async def test_a_provider_that_does_not_list_says_so_with_a_definite_error(response: httpx.Response) -> None:
+    async with provider(lambda request: response) as p:
+        with pytest.raises(ProviderError) as caught:
+            await p.list_tasks(page_size=5)
+    assert not isinstance(caught.value, TransientError | AccountError)
 
 
 # --- error classification -----------------------------------------------------------------------------------------

@@ -127,6 +127,14 @@ async def test_a_duplicate_create_is_refused_and_never_billed_twice(
 
 
 @pytest.mark.anyio
+async def test_list_tasks_newest_first(client: CometAPIProvider, tmp_path: Path) -> None:
+    first = await client.create_task(demo_shot(tmp_path))
+    second = await client.create_task(demo_shot(tmp_path, shot_id="second"))
+    assert [t.task_id for t in await client.list_tasks(page_size=5)] == [second.task_id, first.task_id]
+    assert [t.task_id for t in await client.list_tasks(page_size=1)] == [second.task_id]
+
+
+@pytest.mark.anyio
 async def test_unknown_task_id_is_not_found(client: CometAPIProvider) -> None:
     with pytest.raises(TaskNotFoundError):
         await client.get_task("123456789")
