@@ -89,6 +89,7 @@ class TaskWatcher:
         self._created = 0
         self._listed = False
         self._last_round = -math.inf
+        self._stretch = 1  # pages are this many times the size our own tasks need (doubled when one fell short)
         self._generation = 0
         self._changed: anyio.Event | None = None  # made in the event loop, on first use
 
@@ -135,8 +136,9 @@ class TaskWatcher:
                 continue
             started = time.time()
             self._last_round = started
+            page_size = self._page_size(pending)
             try:
-                tasks = await self._fetch(self._page_size(pending))
+                tasks = await self._fetch(page_size)
             except TransientError as exc:
                 tries += 1
                 if not self._listed and tries >= _TRIES_BEFORE_LISTING_WORKS:
@@ -153,7 +155,7 @@ class TaskWatcher:
             tries = 0
             self._listed = True
             self.rounds += 1
-            self._take(tasks, started=started, answered=time.time())
+            self._take(tasks, started=started, answered=time.time(), full=len(tasks) >= page_size)
 
     def _refresh(self) -> list[Watch]:
         """The unsettled watches, with due times computed afresh where the schedule changed."""
@@ -169,19 +171,23 @@ class TaskWatcher:
 
     def _page_size(self, pending: list[Watch]) -> int:
         needed = self._created - min(watch.seq for watch in pending) + 1
-        return min(MAX_LIST_PAGE, needed + max(10, needed // 5))
+        # Slack for creates landing while the round is under way and for other clients of the account.
+        return min(MAX_LIST_PAGE, (needed + max(10, needed // 5)) * self._stretch)
 
-    def _take(self, tasks: list[Task], *, started: float, answered: float) -> None:
+    def _take(self, tasks: list[Task], *, started: float, answered: float, full: bool) -> None:
         by_id = {task.task_id: task for task in tasks}
+        short = False  # the full page did not reach back to every task
         for watch in list(self._watches.values()):
             if watch.settled:
                 continue
             task = by_id.get(watch.task_id)
             if task is None:
                 if watch.added < started:
-                    # Too old for the page, or a list that lags behind: this one is polled on its own.
-                    watch.alone = True
-                    watch.ring()
+                    if full and len(tasks) < MAX_LIST_PAGE:
+                        short = True
+                    else:
+                        watch.alone = True  # the list cannot tell about this task: it is polled on its own
+                        watch.ring()
                 continue
             watch.last_poll = answered
             if task.status.finished:
@@ -194,6 +200,9 @@ class TaskWatcher:
                 self._on_seen(watch, task)
             watch.due = self._schedule(watch)
             watch.generation = self._generation
+        if short:
+            # Other clients of the account, or more creates meanwhile than the slack allowed: longer pages from now.
+            self._stretch *= 2
 
     def _give_up(self, reason: str) -> None:
         self.enabled = False

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.errors import AccountError, ServerError, ShotRejectedError
 from orchestrator.manifest import PENDING, PENDING_REMOTE, PROCESSING, SUBMITTED, SUBMITTING, SUCCEEDED
-from orchestrator.providers.base import MAX_LIST_PAGE, ListsTasks, Task
+from orchestrator.providers.base import MAX_LIST_PAGE, ListsTasks, Task, TaskStatus
 from orchestrator.scheduler import Scheduler
 from orchestrator.watcher import TaskWatcher
 from tests.test_scheduler import FAST_POLL, FakeProvider, make_shot, open_store, options, run, statuses
@@ -23,6 +23,7 @@ class ListingProvider(FakeProvider):
 
     list_faults: list[BaseException] = field(default_factory=list)
     hidden: set[str] = field(default_factory=set)  # external ids the list never shows
+    others: int = 0  # newer tasks of other clients of the account, ahead of ours in every list
     page_sizes: list[int] = field(default_factory=list)
     listed: anyio.Event | None = None  # set once a list call answered
 
@@ -35,7 +36,8 @@ class ListingProvider(FakeProvider):
         newest_first = [t for t in reversed(self.tasks.values()) if t.external_task_id not in self.hidden]
         if self.listed is not None:
             self.listed.set()
-        return [self._view(t) for t in newest_first[:page_size]]
+        theirs = [Task(f"other-{n}", TaskStatus.PROCESSING) for n in range(self.others)]
+        return [*theirs, *(self._view(t) for t in newest_first)][:page_size]
 
 
 def test_the_fake_lists_like_a_provider() -> None:
@@ -78,6 +80,21 @@ async def test_pages_reach_back_to_the_oldest_task_followed(tmp_path: Path) -> N
     assert set(statuses(tmp_path).values()) == {SUCCEEDED}
     assert provider.requests["get"] == 0  # no task ever fell off a page
     assert all(5 <= size <= MAX_LIST_PAGE for size in provider.page_sizes), provider.page_sizes
+
+
+@pytest.mark.anyio
+async def test_a_page_that_falls_short_is_doubled_before_a_task_is_polled_on_its_own(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(3)]
+    provider = ListingProvider(render=0.1, others=15)  # more than the slack: ours are off the first page
+    await run(provider, shots, tmp_path)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert provider.requests["get"] == 0
+    assert max(provider.page_sizes) >= 2 * min(provider.page_sizes)
+
+    crowded = ListingProvider(render=0.1, others=MAX_LIST_PAGE)  # ours never make it onto the longest page
+    await run(crowded, shots, tmp_path / "crowded")
+    assert set(statuses(tmp_path / "crowded").values()) == {SUCCEEDED}
+    assert crowded.requests["get"] >= len(shots)
 
 
 @pytest.mark.anyio

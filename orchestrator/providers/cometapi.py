@@ -284,6 +284,9 @@ class CometAPIProvider:
         timeout: httpx.Timeout,
         max_connections: int,
     ) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(20, max_connections))
+        if transport is None and self._origin.scheme == "http":
+            transport = _TLSOnDemand(limits=limits)
         client = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
@@ -292,13 +295,15 @@ class CometAPIProvider:
                 "Accept": "application/json",
             },
             timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(20, max_connections)),
+            limits=limits,
             transport=transport,
             # A redirect from the API means a wrong base URL: report it rather than follow it with the key.
             follow_redirects=False,
         )
-        if transport is None:
-            _check_idle_sockets_cheaply(client)
+        if isinstance(transport, _TLSOnDemand):
+            _check_idle_sockets_cheaply(transport.plain)
+        elif transport is None:
+            _check_idle_sockets_cheaply(client._transport)
         return client
 
     def __repr__(self) -> str:
@@ -555,11 +560,37 @@ def _socket_readable(sock: socket.socket) -> bool:
     return bool(poller.poll(0))
 
 
-def _check_idle_sockets_cheaply(client: httpx.AsyncClient) -> None:
-    """Wrap the connections of the client's own default pool in ``_SocketOnce`` (proxy mounts from the environment
-    are left as they are). Neither the transport nor its pool's backend is a public setting: if a future
+class _TLSOnDemand(httpx.AsyncBaseTransport):
+    """The transport for an ``http://`` API (the local simulator, a gateway on the LAN): plain requests through a
+    pool that holds no CA bundle, and ``https://`` (a video on a CDN) through a fully verifying pool made on first use.
+
+    Loading the CA bundle costs ~50 ms, about a twentieth of a whole one-second render wave, for a client that may
+    never speak TLS. The plain pool's SSL context trusts no certificate at all, so it can never be used to skip
+    verification: every https request goes to the verifying pool."""
+
+    def __init__(self, *, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self.plain = httpx.AsyncHTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), limits=limits)
+        self._tls: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "http":
+            return await self.plain.handle_async_request(request)
+        if self._tls is None:
+            self._tls = httpx.AsyncHTTPTransport(limits=self._limits)
+        return await self._tls.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.plain.aclose()
+        if self._tls is not None:
+            await self._tls.aclose()
+
+
+def _check_idle_sockets_cheaply(transport: httpx.AsyncBaseTransport | None) -> None:
+    """Wrap the connections of a default httpx transport's pool in ``_SocketOnce`` (proxy mounts from the
+    environment are left as they are). Neither the transport's pool nor its backend is a public setting: if a future
     httpx/httpcore moves them, the client is used as it comes, only slower."""
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.AsyncNetworkBackend):
         pool._network_backend = _SocketOnceBackend(backend)  # type: ignore[union-attr]

@@ -774,9 +774,38 @@ def test_idle_socket_check_sees_the_server_hang_up() -> None:
 async def test_the_default_pool_checks_idle_sockets_cheaply() -> None:
     from orchestrator.providers.cometapi import _SocketOnceBackend
 
-    async with CometAPIProvider(base_url=BASE, api_key="k") as p:
+    async with CometAPIProvider(base_url="https://api.test", api_key="k") as p:
         pool = p._client._transport._pool  # type: ignore[attr-defined]
         assert isinstance(pool._network_backend, _SocketOnceBackend)
+    async with CometAPIProvider(base_url=BASE, api_key="k") as p:
+        pool = p._client._transport.plain._pool  # type: ignore[attr-defined]
+        assert isinstance(pool._network_backend, _SocketOnceBackend)
+
+
+@pytest.mark.anyio
+async def test_an_http_api_loads_no_ca_bundle_until_something_speaks_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    used: list[httpx.AsyncHTTPTransport] = []
+
+    async def answer(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
+        used.append(self)
+        return httpx.Response(200, json=envelope(task_data()))
+
+    monkeypatch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", answer)
+    async with CometAPIProvider(base_url=BASE, api_key="k") as p:
+        transport = p._client._transport  # type: ignore[attr-defined]
+        await p.get_task("1")
+        assert used == [transport.plain] and transport._tls is None
+        # The plain pool cannot be talked into TLS without verification: it trusts no certificate at all.
+        plain_context: ssl.SSLContext = transport.plain._pool._ssl_context
+        assert plain_context.verify_mode is ssl.CERT_REQUIRED and plain_context.check_hostname
+        assert plain_context.cert_store_stats()["x509_ca"] == 0
+        # A video on an https CDN goes through a fully verifying pool, made on first use.
+        await p._client.get("https://cdn.test/v.mp4")
+        tls_context: ssl.SSLContext = transport._tls._pool._ssl_context
+        assert used[-1] is transport._tls and tls_context.verify_mode is ssl.CERT_REQUIRED
+        assert tls_context.cert_store_stats()["x509_ca"] > 0
 
 
 @pytest.mark.anyio
