@@ -539,20 +539,46 @@ class Scheduler:
         ``alone``: poll it on its own), or ``None`` when the deadline passed first (recorded)."""
         assert flight.seq is not None
         watch = self.watcher.watch(task_id, seq=flight.seq, key=flight)
+        check_after = self._overdue_after()
         try:
             while not watch.settled:
                 if self.interrupted:
                     raise _Interrupted
                 self.reach.check()
-                if time.time() >= deadline:
+                now = time.time()
+                if now >= deadline:
                     await self._deadline_passed(flight.shot)
                     return None
+                if now >= flight.created + check_after:
+                    await self._check_overdue(watch, flight)
+                    check_after *= 2
+                    continue
                 bell = watch.bell
-                with anyio.move_on_after(deadline - time.time()):
+                with anyio.move_on_after(min(deadline, flight.created + check_after) - now):
                     await bell.wait()
         finally:
             self.watcher.unwatch(watch)
         return watch
+
+    def _overdue_after(self) -> float:
+        """How long after its creation a task still "running" in the list is asked about directly: twice the
+        slowest render seen (or than the first estimate, before any), in case the provider's list lags behind."""
+        known = self.times.quantile(1.0) if len(self.times) else self.options.poll.initial_estimate
+        return 2 * known
+
+    async def _check_overdue(self, watch: Watch, flight: _Flight) -> None:
+        """Poll an overdue task on its own. Ended while the list still says it runs: the list cannot be trusted,
+        and every task is polled on its own from now on."""
+        try:
+            await self.bucket.acquire()
+            self.stats.polls += 1
+            async with self._api_calls:
+                task = await self.reach.call(self.provider.get_task(watch.task_id))
+        except (TransientError, TaskNotFoundError):
+            return  # asked again later; the deadline still applies
+        if task.status.finished and not watch.settled:
+            self.watcher.give_up(f"the provider's list still showed task {watch.task_id} running after it ended")
+            watch.task, watch.seen_at = task, time.time()
 
     async def _list_round(self, page_size: int) -> list[Task]:
         assert isinstance(self.provider, ListsTasks)

@@ -142,15 +142,15 @@ class TaskWatcher:
             except TransientError as exc:
                 tries += 1
                 if not self._listed and tries >= _TRIES_BEFORE_LISTING_WORKS:
-                    self._give_up(f"listing failed: {exc.message}")
+                    self.give_up(f"listing failed: {exc.message}")
                     return
                 await self._wait_for_change(time.time() + self._retry_delay(exc, tries))
                 continue
             except ProviderError as exc:
-                self._give_up(f"the provider does not list tasks ({exc.message})")
+                self.give_up(f"the provider does not list tasks ({exc.message})")
                 return
             except OrchestratorError as exc:  # the run gave up reaching the provider, or is stopping
-                self._give_up(str(exc))
+                self.give_up(str(exc))
                 return
             tries = 0
             self._listed = True
@@ -204,7 +204,9 @@ class TaskWatcher:
             # Other clients of the account, or more creates meanwhile than the slack allowed: longer pages from now.
             self._stretch *= 2
 
-    def _give_up(self, reason: str) -> None:
+    def give_up(self, reason: str) -> None:
+        """Stop listing for the rest of the run: every task followed is handed back to be polled on its own."""
+        self._poke()
         self.enabled = False
         self.why_off = reason
         for watch in self._watches.values():

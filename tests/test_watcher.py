@@ -24,6 +24,7 @@ class ListingProvider(FakeProvider):
     list_faults: list[BaseException] = field(default_factory=list)
     hidden: set[str] = field(default_factory=set)  # external ids the list never shows
     others: int = 0  # newer tasks of other clients of the account, ahead of ours in every list
+    stale: bool = False  # the list shows every task as still processing, whatever its own status
     page_sizes: list[int] = field(default_factory=list)
     listed: anyio.Event | None = None  # set once a list call answered
 
@@ -37,7 +38,10 @@ class ListingProvider(FakeProvider):
         if self.listed is not None:
             self.listed.set()
         theirs = [Task(f"other-{n}", TaskStatus.PROCESSING) for n in range(self.others)]
-        return [*theirs, *(self._view(t) for t in newest_first)][:page_size]
+        ours = [self._view(t) for t in newest_first]
+        if self.stale:
+            ours = [Task(t.task_id, TaskStatus.PROCESSING, external_task_id=t.external_task_id) for t in ours]
+        return [*theirs, *ours][:page_size]
 
 
 def test_the_fake_lists_like_a_provider() -> None:
@@ -95,6 +99,16 @@ async def test_a_page_that_falls_short_is_doubled_before_a_task_is_polled_on_its
     await run(crowded, shots, tmp_path / "crowded")
     assert set(statuses(tmp_path / "crowded").values()) == {SUCCEEDED}
     assert crowded.requests["get"] >= len(shots)
+
+
+@pytest.mark.anyio
+async def test_a_list_that_lags_behind_is_caught_by_asking_an_overdue_task_directly(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(3)]
+    provider = ListingProvider(render=0.05, stale=True)
+    scheduler = await run(provider, shots, tmp_path)  # FAST_POLL: overdue after 2 x 0.3 s (no render time seen)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert not scheduler.watcher.enabled and "still showed" in (scheduler.watcher.why_off or "")
+    assert provider.requests["get"] >= 1
 
 
 @pytest.mark.anyio
