@@ -78,6 +78,29 @@ async def test_group_commit_makes_changes_durable_with_fewer_writes(tmp_path: Pa
     assert len(manifest.shots) == 30 and manifest.finished_at is not None
 
 
+@pytest.mark.anyio
+async def test_a_commit_writes_exactly_the_manifest_encoding_only_what_changed(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    save_manifest(Manifest(project="p", shots={"old": ShotRecord(status=SUCCEEDED, task_id="1")}), path)
+    store = ManifestStore.open(path, project="p")
+
+    def on_disk() -> object:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    store.update("a", status="submitting", external_task_id="p-a-ü")
+    store.put("b", ShotRecord(status="pending", attempts=1))
+    await store.commit()
+    assert on_disk() == store.manifest.to_json()
+    encoded = dict(store._encoded)
+    store.update("a", status="submitted", task_id="42")
+    await store.commit()
+    assert on_disk() == store.manifest.to_json()
+    assert store._encoded["b"] is encoded["b"] and store._encoded["old"] is encoded["old"]  # not encoded again
+    assert store._encoded["a"] != encoded["a"]
+    store.close()
+    assert load_manifest(path).shots["a"].task_id == "42"
+
+
 def test_lock_stops_a_second_run_and_is_released(tmp_path: Path) -> None:
     store = ManifestStore.open(tmp_path / "manifest.json", project="p")
     with pytest.raises(ManifestLockedError, match=f"pid {os.getpid()}"):
