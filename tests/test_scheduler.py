@@ -526,16 +526,16 @@ async def test_polls_stay_few_once_render_time_is_known(tmp_path: Path) -> None:
 async def test_a_manifest_that_cannot_be_written_stops_the_run_with_a_manifest_error(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(3)]
     store = open_store(tmp_path)
-    real_write = store._write_snapshot
+    real_write = store._write_text
     writes = [0]
 
-    def failing(snapshot: dict[str, Any], **kw: Any) -> None:
+    def failing(text: str) -> None:
         writes[0] += 1
         if writes[0] > 2:
             raise ManifestError("manifest.json: cannot write the manifest (No space left on device)")
-        real_write(snapshot, **kw)
+        real_write(text)
 
-    store._write_snapshot = failing  # type: ignore[method-assign]
+    store._write_text = failing  # type: ignore[method-assign]
     scheduler = Scheduler(provider=FakeProvider(), store=store, options=options())
     with pytest.raises(ManifestError, match="No space left"):
         await scheduler.run(shots)
