@@ -173,6 +173,7 @@ class Scheduler:
             retry_delay=self._delay,
             min_gap=self.options.poll.batch_min_interval,
             enabled=self.options.poll.batch and isinstance(provider, ListsTasks),
+            notify=self._notice,
         )
         self._rounds: anyio.CancelScope | None = None  # the watcher's rounds, while they run
         self._shots_left = 0

@@ -64,7 +64,8 @@ class TaskWatcher:
     - ``fetch(page_size)`` makes one list call (the caller applies its rate limits and counts it);
     - ``schedule(watch)`` is the time (``time.time()`` clock) of the watch's next poll, from its ``last_poll``;
     - ``on_seen(watch, task)`` is told of a task still running, when its status changed;
-    - ``retry_delay(error, tries)`` is the wait after a transient error.
+    - ``retry_delay(error, tries)`` is the wait after a transient error;
+    - ``notify(message)`` is told when the run stops listing because of the provider.
     """
 
     def __init__(
@@ -76,12 +77,14 @@ class TaskWatcher:
         retry_delay: Callable[[ProviderError, int], float],
         min_gap: float,
         enabled: bool = True,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         self._fetch = fetch
         self._schedule = schedule
         self._on_seen = on_seen
         self._retry_delay = retry_delay
         self._min_gap = min_gap
+        self._notify = notify
         self.enabled = enabled
         self.rounds = 0
         self.why_off: str | None = None if enabled else "turned off"
@@ -149,8 +152,8 @@ class TaskWatcher:
             except ProviderError as exc:
                 self.give_up(f"the provider does not list tasks ({exc.message})")
                 return
-            except OrchestratorError as exc:  # the run gave up reaching the provider, or is stopping
-                self.give_up(str(exc))
+            except OrchestratorError as exc:  # the run gave up reaching the provider, or is stopping: said elsewhere
+                self.give_up(str(exc), quiet=True)
                 return
             tries = 0
             self._listed = True
@@ -204,11 +207,13 @@ class TaskWatcher:
             # Other clients of the account, or more creates meanwhile than the slack allowed: longer pages from now.
             self._stretch *= 2
 
-    def give_up(self, reason: str) -> None:
+    def give_up(self, reason: str, *, quiet: bool = False) -> None:
         """Stop listing for the rest of the run: every task followed is handed back to be polled on its own."""
         self._poke()
         self.enabled = False
         self.why_off = reason
+        if self._notify is not None and not quiet:
+            self._notify(f"{reason}; polling each task on its own")
         for watch in self._watches.values():
             if not watch.settled:
                 watch.alone = True

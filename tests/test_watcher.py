@@ -10,6 +10,7 @@ import anyio.lowlevel
 import pytest
 
 from orchestrator.errors import AccountError, ServerError, ShotRejectedError
+from orchestrator.events import NOTICE, Event
 from orchestrator.manifest import PENDING, PENDING_REMOTE, PROCESSING, SUBMITTED, SUBMITTING, SUCCEEDED
 from orchestrator.providers.base import MAX_LIST_PAGE, ListsTasks, Task, TaskStatus
 from orchestrator.scheduler import Scheduler
@@ -67,13 +68,9 @@ async def test_tasks_in_flight_are_followed_with_list_rounds_not_one_poll_each(t
 @pytest.mark.anyio
 async def test_a_round_reports_a_task_as_processing(tmp_path: Path) -> None:
     provider = ListingProvider(render=0.3)
-    events: list[object] = []
-    await run(provider, [make_shot("a")], tmp_path, events=events)  # type: ignore[arg-type]
-    assert [e.new for e in events if getattr(e, "shot_id", None) == "a"][:3] == [  # type: ignore[attr-defined]
-        SUBMITTING,
-        SUBMITTED,
-        PROCESSING,
-    ]
+    events: list[Event] = []
+    await run(provider, [make_shot("a")], tmp_path, events=events)
+    assert [e.new for e in events if e.shot_id == "a"][:3] == [SUBMITTING, SUBMITTED, PROCESSING]
 
 
 @pytest.mark.anyio
@@ -115,8 +112,11 @@ async def test_a_list_that_lags_behind_is_caught_by_asking_an_overdue_task_direc
 async def test_a_provider_that_does_not_list_is_polled_task_by_task(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(4)]
     provider = ListingProvider(render=0.1, list_faults=[ShotRejectedError("no such route (HTTP 404)")])
-    scheduler = await run(provider, shots, tmp_path)
+    events: list[Event] = []
+    scheduler = await run(provider, shots, tmp_path, events=events)
     assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    [notice] = [e.detail for e in events if e.kind == NOTICE]
+    assert notice == "the provider does not list tasks (no such route (HTTP 404)); polling each task on its own"
     assert provider.requests["list"] == 1 and provider.requests["get"] >= len(shots)
     assert not scheduler.watcher.enabled and "does not list" in (scheduler.watcher.why_off or "")
 
