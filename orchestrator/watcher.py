@@ -128,12 +128,13 @@ class TaskWatcher:
     async def run(self) -> None:
         """List rounds while there are tasks to follow, until cancelled or listing proves impossible."""
         tries = 0
+        not_before = -math.inf  # after a transient error: the retry delay, whatever else is due
         while self.enabled:
             pending = self._refresh()
             if not pending:
                 await self._wait_for_change(math.inf)
                 continue
-            at = max(min(watch.due for watch in pending), self._last_round + self._min_gap)
+            at = max(min(watch.due for watch in pending), self._last_round + self._min_gap, not_before)
             if at > time.time():
                 await self._wait_for_change(at)
                 continue
@@ -147,7 +148,7 @@ class TaskWatcher:
                 if not self._listed and tries >= _TRIES_BEFORE_LISTING_WORKS:
                     self.give_up(f"listing failed: {exc.message}")
                     return
-                await self._wait_for_change(time.time() + self._retry_delay(exc, tries))
+                not_before = time.time() + self._retry_delay(exc, tries)
                 continue
             except ProviderError as exc:
                 self.give_up(f"the provider does not list tasks ({exc.message})")
@@ -205,7 +206,7 @@ class TaskWatcher:
             watch.generation = self._generation
         if short:
             # Other clients of the account, or more creates meanwhile than the slack allowed: longer pages from now.
-            self._stretch *= 2
+            self._stretch = min(2 * self._stretch, MAX_LIST_PAGE)
 
     def give_up(self, reason: str, *, quiet: bool = False) -> None:
         """Stop listing for the rest of the run: every task followed is handed back to be polled on its own."""
