@@ -15,6 +15,7 @@ from orchestrator.api import Prepared, arun_project, prepare
 from orchestrator.cli._app import EXIT_INTERRUPTED, FiniteFloatRange, cli, handle_errors
 from orchestrator.cli.progress import JsonView, LiveView, PlainView, View, print_summary
 from orchestrator.errors import ConfigError
+from orchestrator.polling import PollPolicy
 
 
 @cli.command("run")
@@ -33,6 +34,11 @@ from orchestrator.errors import ConfigError
 @click.option("--force", multiple=True, metavar="GLOB", help="Render matching shots again even if unchanged.")
 @click.option("--max-cost", type=FiniteFloatRange(min=0), help="Refuse to start if the run costs more units.")
 @click.option("--dry-run", is_flag=True, help="Show what would be rendered and what it costs; send nothing.")
+@click.option(
+    "--poll-each-task",
+    is_flag=True,
+    help="Poll each task on its own instead of following them all through the provider's task list.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @handle_errors
 def run_command(
@@ -45,6 +51,7 @@ def run_command(
     force: tuple[str, ...],
     max_cost: float | None,
     dry_run: bool,
+    poll_each_task: bool,
     as_json: bool,
 ) -> None:
     """Render SPEC's new, changed and unfinished shots; skip the rest.
@@ -69,6 +76,7 @@ def run_command(
                 only=only or None,
                 force=force or None,
                 max_cost=max_cost,
+                poll=PollPolicy(batch=False) if poll_each_task else None,
                 listeners=[view],
                 handle_signals=True,
             )
