@@ -129,6 +129,12 @@ class TransientError(ProviderError):
         super().__init__(message, **context)  # type: ignore[arg-type]
         self.retry_after = retry_after
 
+    @property
+    def may_have_reached_provider(self) -> bool:
+        """Could the request have been acted on? Only after a server error or a connection lost once sent: a create
+        failing so must be looked up by external id before it is ever sent again."""
+        return False
+
 
 class RateLimitedError(TransientError):
     """Requests too fast (1302, or HTTP 429 without a business code)."""
@@ -141,6 +147,10 @@ class ConcurrencyLimitError(TransientError):
 class ServerError(TransientError):
     """The provider or its gateway failed (5000-5002, HTTP 5xx, an HTML or non-JSON answer)."""
 
+    @property
+    def may_have_reached_provider(self) -> bool:
+        return True
+
 
 class NetworkError(TransientError):
     """The request timed out or the connection failed.
@@ -152,6 +162,10 @@ class NetworkError(TransientError):
     def __init__(self, message: str, *, ambiguous: bool = True, **context: object) -> None:
         super().__init__(message, **context)  # type: ignore[arg-type]
         self.ambiguous = ambiguous
+
+    @property
+    def may_have_reached_provider(self) -> bool:
+        return self.ambiguous
 
 
 class ShotRejectedError(ProviderError):

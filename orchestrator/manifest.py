@@ -53,6 +53,16 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch_seconds(stamp: str | None) -> float | None:
+    """A ``now_iso()`` stamp as seconds since the epoch; ``None`` when missing or unreadable."""
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 @dataclass
 class Output:
     """One file a render produced. ``path`` is relative to the manifest's folder."""

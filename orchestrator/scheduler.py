@@ -35,7 +35,6 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -46,11 +45,9 @@ from orchestrator.errors import (
     DownloadError,
     DuplicateExternalIdError,
     ManifestError,
-    NetworkError,
     OrchestratorError,
     ProviderError,
     RateLimitedError,
-    ServerError,
     ShotRejectedError,
     TaskNotFoundError,
     TransientError,
@@ -70,6 +67,7 @@ from orchestrator.manifest import (
     ManifestStore,
     Output,
     ShotRecord,
+    epoch_seconds,
     now_iso,
     start_render,
 )
@@ -283,7 +281,9 @@ class Scheduler:
 
     def _resumed(self, shot: ResolvedShot, record: ShotRecord) -> _Flight:
         # Its task is in flight at the provider already: it holds an account slot whatever our target says.
-        flight = self._track(_Flight(shot=shot, created=_epoch(record.submitted_at) or time.time(), resumed=True))
+        flight = self._track(
+            _Flight(shot=shot, created=epoch_seconds(record.submitted_at) or time.time(), resumed=True)
+        )
         self._take_resumed_slot(flight)
         return flight
 
@@ -391,11 +391,11 @@ class Scheduler:
                 continue
             except TransientError as exc:
                 self.stats.transient_errors += 1
-                if _ambiguous(exc):
+                if exc.may_have_reached_provider:
                     maybe_sent = True
                     found = await self._lookup(shot)
                     if found is not None:
-                        flight.created = _render_start(found, sent=sent, received=time.time())
+                        flight.created = found.started_on(sent=sent, received=time.time())
                         flight.seq = self.watcher.created()
                         await self._record_task(flight, found, detail="found by external id after " + exc.message)
                         return flight
@@ -409,7 +409,7 @@ class Scheduler:
                     await self._set(shot.id, PENDING, detail="not submitted", error=f"not submitted: {stop}")
                     raise _Interrupted from None
                 continue
-            flight.created = _render_start(task, sent=sent, received=time.time())
+            flight.created = task.started_on(sent=sent, received=time.time())
             flight.seq = self.watcher.created()
             await self._record_task(flight, task)
             return flight
@@ -540,46 +540,26 @@ class Scheduler:
         ``alone``: poll it on its own), or ``None`` when the deadline passed first (recorded)."""
         assert flight.seq is not None
         watch = self.watcher.watch(task_id, seq=flight.seq, key=flight)
-        check_after = self._overdue_after()
-        try:
-            while not watch.settled:
-                if self.interrupted:
-                    raise _Interrupted
-                self.reach.check()
-                now = time.time()
-                if now >= deadline:
-                    await self._deadline_passed(flight.shot)
-                    return None
-                if now >= flight.created + check_after:
-                    await self._check_overdue(watch, flight)
-                    check_after *= 2
-                    continue
-                bell = watch.bell
-                with anyio.move_on_after(min(deadline, flight.created + check_after) - now):
-                    await bell.wait()
-        finally:
-            self.watcher.unwatch(watch)
+        # A task still "running" in the list at twice the slowest render seen (or than the first estimate, before
+        # any) is asked about on its own, in case the provider's list lags behind.
+        overdue = 2 * (self.times.quantile(1.0) if len(self.times) else self.options.poll.initial_estimate)
+        settled = await self.watcher.wait(
+            watch, created=flight.created, deadline=deadline, overdue_after=overdue, ask=self._ask, check=self._check
+        )
+        if not settled:
+            await self._deadline_passed(flight.shot)
+            return None
         return watch
 
-    def _overdue_after(self) -> float:
-        """How long after its creation a task still "running" in the list is asked about directly: twice the
-        slowest render seen (or than the first estimate, before any), in case the provider's list lags behind."""
-        known = self.times.quantile(1.0) if len(self.times) else self.options.poll.initial_estimate
-        return 2 * known
-
-    async def _check_overdue(self, watch: Watch, flight: _Flight) -> None:
-        """Poll an overdue task on its own. Ended while the list still says it runs: the list cannot be trusted,
-        and every task is polled on its own from now on."""
+    async def _ask(self, task_id: str) -> Task | None:
+        """One poll of an overdue task; ``None`` if it could not be asked (asked again later, the deadline stands)."""
         try:
             await self.bucket.acquire()
             self.stats.polls += 1
             async with self._api_calls:
-                task = await self.reach.call(self.provider.get_task(watch.task_id))
+                return await self.reach.call(self.provider.get_task(task_id))
         except (TransientError, TaskNotFoundError):
-            return  # asked again later; the deadline still applies
-        if task.status.finished and not watch.settled:
-            self.watcher.give_up(f"the provider's list still showed task {watch.task_id} running after it ended")
-            watch.task, watch.seen_at = task, time.time()
+            return None
 
     async def _list_round(self, page_size: int) -> list[Task]:
         assert isinstance(self.provider, ListsTasks)
@@ -647,21 +627,22 @@ class Scheduler:
         return min(most, scout_count(len(self._unobserved), policy))
 
     async def _sleep_until(self, when: float) -> bool:
-        """Sleep until ``when``; False if woken earlier by a change. Raises ``_Interrupted`` once interrupted, and
-        ``Unreachable`` once the run gave up reaching the provider."""
-        if self.interrupted:
-            raise _Interrupted
-        self.reach.check()
+        """Sleep until ``when``; False if woken earlier by a change. Raises like ``_check``."""
+        self._check()
         delay = when - time.time()
         if delay > 0:
             board = self._board
             with anyio.move_on_after(delay):
                 await board.wait()
-                if self.interrupted:
-                    raise _Interrupted
-                self.reach.check()
+                self._check()
                 return False
         return True
+
+    def _check(self) -> None:
+        """Raises ``_Interrupted`` once interrupted, and ``Unreachable`` once the run gave up reaching the provider."""
+        if self.interrupted:
+            raise _Interrupted
+        self.reach.check()
 
     async def _finished(self, flight: _Flight, task: Task) -> Task | None:
         shot = flight.shot
@@ -880,34 +861,8 @@ class Scheduler:
         self.watcher.reschedule()
 
 
-def _render_start(task: Task, *, sent: float, received: float) -> float:
-    """When the provider started the task, on our clock: its own ``created_at`` when our clocks agree, else when we
-    sent the create. Polls are scheduled from this instant, so answer latency does not delay them."""
-    if task.created_at:
-        created = task.created_at / 1000
-        if sent - 1.0 <= created <= received + 1.0:
-            return created
-    return sent
-
-
-def _ambiguous(exc: TransientError) -> bool:
-    """Could the request have reached the provider? A 5xx answer or a connection lost after sending: yes."""
-    if isinstance(exc, NetworkError):
-        return exc.ambiguous
-    return isinstance(exc, ServerError)
-
-
 def _unknown_message(shot: ResolvedShot) -> str:
     return (
         f"{TASK_ID_UNKNOWN}: the provider refused external id {shot.external_task_id} as already used but cannot "
         "find it; check the provider's console before forcing a new render (--force)"
     )
-
-
-def _epoch(stamp: str | None) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None

@@ -123,6 +123,42 @@ class TaskWatcher:
         for watch in list(self._watches.values()):
             watch.ring()
 
+    async def wait(
+        self,
+        watch: Watch,
+        *,
+        created: float,
+        deadline: float,
+        overdue_after: float,
+        ask: Callable[[str], Awaitable[Task | None]],
+        check: Callable[[], None],
+    ) -> bool:
+        """Wait until ``watch`` settles (True) or ``deadline`` passes first (False); it is unwatched either way.
+
+        ``check()`` raises to stop waiting (the run is stopping). A task still running in the list ``overdue_after``
+        seconds after ``created`` (then twice that, and so on) is asked about on its own with ``ask``: if it has in
+        fact ended, the list lags behind, so listing stops for the rest of the run and the watch settles with it.
+        """
+        try:
+            while not watch.settled:
+                check()
+                now = time.time()
+                if now >= deadline:
+                    return False
+                if now >= created + overdue_after:
+                    task = await ask(watch.task_id)
+                    if task is not None and task.status.finished and not watch.settled:
+                        self.give_up(f"the provider's list still showed task {watch.task_id} running after it ended")
+                        watch.task, watch.seen_at = task, time.time()
+                    overdue_after *= 2
+                    continue
+                bell = watch.bell
+                with anyio.move_on_after(min(deadline, created + overdue_after) - now):
+                    await bell.wait()
+        finally:
+            self.unwatch(watch)
+        return True
+
     # --- the rounds ---------------------------------------------------------------------------------------------
 
     async def run(self) -> None:

@@ -49,6 +49,16 @@ class Task:
     updated_at: int | None = None
     request_id: str | None = None
 
+    def started_on(self, *, sent: float, received: float) -> float:
+        """When the provider started the task, on our clock (seconds): its own ``created_at`` when it falls between
+        our create being sent and answered (give or take a second of clock skew), else when we sent it. Polls are
+        scheduled from this instant, so answer latency does not delay them."""
+        if self.created_at:
+            created = self.created_at / 1000
+            if sent - 1.0 <= created <= received + 1.0:
+                return created
+        return sent
+
 
 @dataclass(frozen=True)
 class Download:
