@@ -10,6 +10,8 @@ from orchestrator.errors import (
     OrchestratorError,
     Problem,
     ProviderError,
+    RateLimitedError,
+    ServerError,
     ShotRejectedError,
     SpecError,
     TransientError,
@@ -59,3 +61,11 @@ def test_transient_error_keeps_context() -> None:
 def test_network_error_is_ambiguous_unless_told_otherwise() -> None:
     assert NetworkError("timeout").ambiguous
     assert not NetworkError("refused", ambiguous=False).ambiguous
+
+
+def test_only_server_errors_and_connections_lost_after_sending_may_have_reached_the_provider() -> None:
+    assert ServerError("HTTP 502").may_have_reached_provider
+    assert NetworkError("read timeout").may_have_reached_provider
+    assert not NetworkError("connection refused", ambiguous=False).may_have_reached_provider
+    assert not RateLimitedError("1302").may_have_reached_provider
+    assert not ConcurrencyLimitError("1303").may_have_reached_provider

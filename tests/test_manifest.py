@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -168,3 +169,11 @@ def test_atomic_writes_get_the_usual_file_mode_not_a_private_one(tmp_path: Path)
     write_atomic(target, "<p>hi</p>")
     assert target.read_text() == "<p>hi</p>"
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_epoch_seconds_reads_back_now_iso() -> None:
+    from orchestrator.manifest import epoch_seconds, now_iso
+
+    assert abs((epoch_seconds(now_iso()) or 0) - time.time()) < 5
+    assert epoch_seconds("2026-11-25T15:00:00.000Z") == 1795618800.0
+    assert epoch_seconds(None) is None and epoch_seconds("yesterday") is None

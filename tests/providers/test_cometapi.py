@@ -814,3 +814,12 @@ async def test_proxies_from_the_environment_still_apply(monkeypatch: pytest.Monk
     async with CometAPIProvider(base_url="https://api.test", api_key="k") as p:
         mounts = p._client._mounts  # type: ignore[attr-defined]
     assert any(transport is not None for transport in mounts.values())
+
+
+def test_a_task_started_when_the_provider_says_if_our_clocks_agree() -> None:
+    from orchestrator.providers.base import Task
+
+    task = Task("1", TaskStatus.SUBMITTED, created_at=100_500)
+    assert task.started_on(sent=100.0, received=101.0) == 100.5
+    assert task.started_on(sent=500.0, received=501.0) == 500.0  # a clock far off: when we sent it
+    assert Task("2", TaskStatus.SUBMITTED).started_on(sent=7.0, received=8.0) == 7.0
