@@ -8,8 +8,9 @@ step is what makes a run safe to kill at any moment (see shared/design.md, "Neve
    (connection dropped after sending, 5xx) is looked up by external id before anything is sent again; a duplicate
    refusal (1201) means the task exists: look it up; if it cannot be found the shot is left ``pending-remote``
    ("submitted, task id unknown"), never sent again under a new id;
-3. poll (see ``orchestrator.polling``) until the task ends, which gives its slot back; a task still running after
-   the deadline is left ``pending-remote``;
+3. poll (see ``orchestrator.polling``; all tasks in flight at once through the provider's task list when it has one,
+   see ``orchestrator.watcher``) until the task ends, which gives its slot back; a task still running after the
+   deadline is left ``pending-remote``;
 4. download to ``<out>/<shot id>/<fp12>.mp4`` (``<fp12>-r<n>.mp4`` for attempt n > 1), retried on its own: a
    download failure never fails the shot's task, it leaves the shot ``downloading`` for the next run.
 
