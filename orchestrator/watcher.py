@@ -30,6 +30,8 @@ from orchestrator.providers.base import MAX_LIST_PAGE, Task
 # A provider that never answered the list but with transient errors is given this many tries before the run gives
 # up on listing: a route it does not have often answers 5xx or a gateway page rather than a clean 404.
 _TRIES_BEFORE_LISTING_WORKS = 2
+# Rounds in a row with room on the page yet none of the tasks followed, before the run stops listing.
+_BLIND_ROUNDS = 3
 
 
 @dataclass(eq=False)
@@ -92,6 +94,7 @@ class TaskWatcher:
         self._created = 0
         self._listed = False
         self._last_round = -math.inf
+        self._blind_rounds = 0  # rounds in a row that showed none of the tasks followed
         self._stretch = 1  # pages are this many times the size our own tasks need (doubled when one fell short)
         self._generation = 0
         self._changed: anyio.Event | None = None  # made in the event loop, on first use
@@ -216,6 +219,15 @@ class TaskWatcher:
 
     def _take(self, tasks: list[Task], *, started: float, answered: float, full: bool) -> None:
         by_id = {task.task_id: task for task in tasks}
+        judged = [w for w in self._watches.values() if not w.settled and w.added < started]
+        if judged and not full and not any(w.task_id in by_id for w in judged):
+            # Room to spare on the page, yet none of this run's tasks on it: a list that lags behind by a moment,
+            # or not a list of this account's tasks at all. Some rounds in a row of that, and listing stops.
+            self._blind_rounds += 1
+            if self._blind_rounds >= _BLIND_ROUNDS:
+                self.give_up("the provider's task list shows none of this run's tasks")
+            return
+        self._blind_rounds = 0
         short = False  # the full page did not reach back to every task
         for watch in list(self._watches.values()):
             if watch.settled:

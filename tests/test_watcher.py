@@ -109,6 +109,16 @@ async def test_a_list_that_lags_behind_is_caught_by_asking_an_overdue_task_direc
 
 
 @pytest.mark.anyio
+async def test_a_list_that_shows_none_of_our_tasks_is_given_up(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(4)]
+    provider = ListingProvider(render=0.1, hidden={shot.external_task_id for shot in shots})  # an empty list
+    scheduler = await run(provider, shots, tmp_path, concurrency=2)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert provider.requests["list"] == 3  # three blind rounds, not one per new task
+    assert "shows none of this run's tasks" in (scheduler.watcher.why_off or "")
+
+
+@pytest.mark.anyio
 async def test_a_provider_that_does_not_list_is_polled_task_by_task(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(4)]
     provider = ListingProvider(render=0.1, list_faults=[ShotRejectedError("no such route (HTTP 404)")])
