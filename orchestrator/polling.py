@@ -55,6 +55,8 @@ class PollPolicy:
 
 
 DEFAULT_POLL_POLICY = PollPolicy()
+# Finishes that wake every waiting task to recompute its polls (see ``PollPlanner.observe``).
+_WAKE_ON_OBSERVATIONS = 3
 
 
 class RenderTimes:
@@ -173,3 +175,71 @@ def _backoff(*, created: float, previous: float, policy: PollPolicy, rng: random
     if policy.jitter > 0:
         wait *= rng.uniform(1 - policy.jitter / 2, 1 + policy.jitter / 2)
     return previous + wait
+
+
+class PollPlanner:
+    """A run's poll schedule: the render times it has learnt, and the tasks still waiting for a first one (oldest
+    first; the first few are the scouts). The scheduler tells it what happens and asks it when to poll next; a
+    ``True`` answer from ``started``, ``ended`` or ``observe`` means waiting tasks should recompute their polls."""
+
+    def __init__(self, policy: PollPolicy, *, requests_per_second: float | None, rng: random.Random) -> None:
+        self.policy = policy
+        self.times = RenderTimes(window=policy.window)
+        self._rps = requests_per_second
+        self._rng = rng
+        self._unobserved: dict[str, None] = {}  # tasks followed while no render time is known, oldest first
+        self._observed = 0
+
+    def started(self, key: str) -> bool:
+        """A task is followed from now on. True when it made one more scout (a waiting task becomes it)."""
+        if len(self.times):
+            return False
+        before = self.scouts()
+        self._unobserved[key] = None
+        return self.scouts() > before
+
+    def ended(self, key: str) -> bool:
+        """A task is no longer followed. True when it was waiting for a first render time: the scouts may change
+        (the next in line takes a leaving scout's place)."""
+        return self._unobserved.pop(key, 0) is None
+
+    def observe(self, seconds: float) -> bool:
+        """A task's render time. True for the first few: past those the estimate barely moves and each task picks
+        it up at its next poll anyway (waking all of them on every finish cost thousands of wake-ups a run)."""
+        self.times.add(seconds)
+        self._unobserved.clear()
+        self._observed += 1
+        return self._observed <= _WAKE_ON_OBSERVATIONS
+
+    def scouts(self) -> int:
+        """Scouts for the tasks waiting on a first render time: more when many wait, within the request budget
+        (a scout polls several times a second early on; at a few requests per second the default few must do)."""
+        policy = self.policy
+        rps = self._rps
+        most = policy.max_scouts if rps is None else min(policy.max_scouts, max(policy.scouts, int(rps / 4)))
+        return min(most, scout_count(len(self._unobserved), policy))
+
+    def next_poll(self, key: str, *, created: float, last_poll: float | None, batched: bool = False) -> float:
+        """When to poll the task of ``key`` next (see ``next_poll_at``)."""
+        rank: int | None = None
+        scouts = self.policy.scouts
+        if not len(self.times):
+            order = list(self._unobserved)
+            scouts = self.scouts()
+            position = order.index(key) if key in self._unobserved else len(order)
+            rank = position if position < scouts else None
+        return next_poll_at(
+            created=created,
+            last_poll=last_poll,
+            times=self.times,
+            scout_rank=rank,
+            scout_count=scouts,
+            policy=self.policy,
+            rng=self._rng,
+            batched=batched,
+        )
+
+    def overdue_after(self) -> float:
+        """Seconds after its creation at which a task still reported running is worth asking about on its own:
+        twice the slowest render seen (or than the first estimate, before any)."""
+        return 2 * (self.times.quantile(1.0) if len(self.times) else self.policy.initial_estimate)

@@ -75,7 +75,7 @@ from orchestrator.manifest import (
 from orchestrator.options import DEFAULT_RETRY_POLICY as DEFAULT_RETRY_POLICY  # re-exported: the scheduler's config
 from orchestrator.options import RetryPolicy as RetryPolicy
 from orchestrator.options import RunOptions as RunOptions
-from orchestrator.polling import RenderTimes, next_poll_at, scout_count
+from orchestrator.polling import PollPlanner
 from orchestrator.pricing import Pricing
 from orchestrator.providers.base import ListsTasks, Provider, Task, TaskStatus
 from orchestrator.reachability import Reachability, Unreachable, Unresolved
@@ -83,7 +83,6 @@ from orchestrator.shot import ResolvedShot
 from orchestrator.watcher import TaskWatcher, Watch
 
 IN_FLIGHT_STATES = (SUBMITTED, PROCESSING, DOWNLOADING, PENDING_REMOTE)
-_WAKE_ON_OBSERVATIONS = 3
 TASK_ID_UNKNOWN = "submitted, task id unknown"
 
 
@@ -151,12 +150,13 @@ class Scheduler:
         self._deck = anyio.CapacityLimiter(max(1, min(self.options.on_deck, self.options.concurrency)))
         self._downloads = anyio.CapacityLimiter(max(1, self.options.max_downloads))
         self._create_calls = anyio.CapacityLimiter(max(1, self.options.max_creates))
-        self.times = RenderTimes(window=self.options.poll.window)
         self.stats = SchedulerStats()
         self.abort_reason: str | None = None
         self.interrupted = False
         self._rng = random.Random(self.options.seed)
-        self._unobserved: dict[str, None] = {}  # tasks in flight, oldest first, while no render time is known
+        self.planner = PollPlanner(
+            self.options.poll, requests_per_second=self.options.requests_per_second, rng=self._rng
+        )
         self._board = anyio.Event()  # set (and replaced) when what polls depend on changes
         self._scope: anyio.CancelScope | None = None
         self._interrupts = 0
@@ -481,11 +481,8 @@ class Scheduler:
         retry_at: float | None = None  # set while retrying a "not found": the retry delay alone decides
         missing = 0
         errors = 0  # transient failures in a row: the backoff grows with them
-        if not len(self.times):
-            before = self._scouts()
-            self._unobserved[shot.id] = None
-            if self._scouts() > before:
-                self._wake()  # one more scout: a task that was waiting becomes it
+        if self.planner.started(shot.id):
+            self._wake()  # one more scout: a task that was waiting becomes it
         # A task picked up from an earlier run gets a full deadline from now, not from when it was created.
         deadline = (time.time() if flight.resumed else flight.created) + policy.deadline
         if flight.seq is not None and self.watcher.enabled:
@@ -541,9 +538,9 @@ class Scheduler:
         ``alone``: poll it on its own), or ``None`` when the deadline passed first (recorded)."""
         assert flight.seq is not None
         watch = self.watcher.watch(task_id, seq=flight.seq, key=flight)
-        # A task still "running" in the list at twice the slowest render seen (or than the first estimate, before
-        # any) is asked about on its own, in case the provider's list lags behind.
-        overdue = 2 * (self.times.quantile(1.0) if len(self.times) else self.options.poll.initial_estimate)
+        # A task still "running" in the list long after it should have ended is asked about on its own, in case the
+        # provider's list lags behind.
+        overdue = self.planner.overdue_after()
         settled = await self.watcher.wait(
             watch, created=flight.created, deadline=deadline, overdue_after=overdue, ask=self._ask, check=self._check
         )
@@ -601,31 +598,7 @@ class Scheduler:
     def _next_poll(self, flight: _Flight, last_poll: float | None, *, batched: bool = False) -> float:
         if flight.resumed and last_poll is None:
             return time.time()
-        rank: int | None = None
-        scouts = self.options.poll.scouts
-        if not len(self.times):
-            order = list(self._unobserved)
-            scouts = self._scouts()
-            position = order.index(flight.shot.id) if flight.shot.id in self._unobserved else len(order)
-            rank = position if position < scouts else None
-        return next_poll_at(
-            created=flight.created,
-            last_poll=last_poll,
-            times=self.times,
-            scout_rank=rank,
-            scout_count=scouts,
-            policy=self.options.poll,
-            rng=self._rng,
-            batched=batched,
-        )
-
-    def _scouts(self) -> int:
-        """Scouts for the tasks waiting on a first render time: more when many wait, within the request budget
-        (a scout polls several times a second early on; at a few requests per second the default few must do)."""
-        policy = self.options.poll
-        rps = self.options.requests_per_second
-        most = policy.max_scouts if rps is None else min(policy.max_scouts, max(policy.scouts, int(rps / 4)))
-        return min(most, scout_count(len(self._unobserved), policy))
+        return self.planner.next_poll(flight.shot.id, created=flight.created, last_poll=last_poll, batched=batched)
 
     async def _sleep_until(self, when: float) -> bool:
         """Sleep until ``when``; False if woken earlier by a change. Raises like ``_check``."""
@@ -673,14 +646,9 @@ class Scheduler:
             return  # our own clock says nothing about a task that may have finished long before this run
         else:
             seconds = time.time() - flight.created
-        self.times.add(seconds)
         self.stats.render_seconds.append(seconds)
-        self._unobserved.clear()
-        if len(self.stats.render_seconds) <= _WAKE_ON_OBSERVATIONS:
-            # Sleeping tasks recompute their polls from the new estimate. Past the first few finishes the estimate
-            # barely moves and each task picks it up at its next poll anyway: waking all of them on every finish
-            # cost thousands of wake-ups per run for nothing.
-            self._wake()
+        if self.planner.observe(seconds):
+            self._wake()  # sleeping tasks recompute their polls from the new estimate
 
     # --- download -----------------------------------------------------------------------------------------------
 
@@ -853,7 +821,7 @@ class Scheduler:
 
     def _end_flight(self, flight: _Flight) -> None:
         self._give_back_slot(flight)
-        if self._unobserved.pop(flight.shot.id, 0) is None:
+        if self.planner.ended(flight.shot.id):
             self._wake()  # a scout left: the next oldest task takes its place
 
     def _wake(self) -> None:

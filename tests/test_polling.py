@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import random
 
+import pytest
+
 from orchestrator.polling import PollPolicy, RenderTimes, next_poll_at
 
 POLICY = PollPolicy(initial_estimate=60, probe_start=1.0, probe_ratio=1.3, scouts=3, min_interval=0.05, jitter=0.1)
@@ -104,3 +106,28 @@ def test_more_scouts_sample_the_time_line_more_finely() -> None:
         return max(b / a for a, b in itertools.pairwise(polls))
 
     assert widest_step(merged(8)) < 1.04 < widest_step(merged(3)) < 1.1
+
+
+def test_a_low_request_budget_keeps_the_default_scouts() -> None:
+    from orchestrator.polling import PollPlanner
+
+    def scouts(rps: float | None) -> int:
+        planner = PollPlanner(PollPolicy(scouts=2), requests_per_second=rps, rng=random.Random(0))
+        for i in range(50):
+            planner.started(f"s{i}")
+        return planner.scouts()
+
+    assert (scouts(None), scouts(1000.0), scouts(20.0), scouts(2.0)) == (7, 7, 5, 2)
+
+
+def test_the_planner_says_when_waiting_tasks_should_recompute() -> None:
+    from orchestrator.polling import PollPlanner
+
+    planner = PollPlanner(PollPolicy(scouts=2, tasks_per_scout=8), requests_per_second=None, rng=random.Random(0))
+    # Two scouts up to 16 tasks waiting, a third from the 17th (one per 8).
+    assert [planner.started(f"s{i}") for i in range(17)] == [False] * 16 + [True]
+    assert planner.ended("s0") and not planner.ended("nobody")
+    assert planner.next_poll("s1", created=0.0, last_poll=None) == pytest.approx(planner.policy.probe_start)
+    assert [planner.observe(1.0) for _ in range(4)] == [True, True, True, False]  # the first few finishes only
+    assert not planner.started("late")  # once a render time is known there are no scouts
+    assert planner.overdue_after() == 2.0

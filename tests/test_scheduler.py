@@ -680,19 +680,6 @@ async def test_many_tasks_waiting_for_a_first_render_time_get_more_scouts(tmp_pa
     assert 2 <= len(scouts) <= 4
 
 
-def test_a_low_request_budget_keeps_the_default_scouts(tmp_path: Path) -> None:
-    def scouts(rps: float | None) -> int:
-        store = open_store(tmp_path)
-        try:
-            scheduler = Scheduler(provider=FakeProvider(), store=store, options=options(requests_per_second=rps))
-            scheduler._unobserved = dict.fromkeys(f"s{i}" for i in range(50))
-            return scheduler._scouts()
-        finally:
-            store.close()
-
-    assert (scouts(None), scouts(1000.0), scouts(20.0), scouts(2.0)) == (7, 7, 5, 2)
-
-
 @pytest.mark.anyio
 async def test_finishes_after_the_first_few_do_not_wake_every_waiting_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
