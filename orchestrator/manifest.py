@@ -548,7 +548,7 @@ class ManifestStore:
         self._version = 0
         self._written = 0
         self._write_lock: anyio.Lock | None = None
-        self._encoded: dict[str, str] = {}  # shot id -> its record as compact JSON, as of its last put/update
+        self._encoded: dict[str, str] = {}  # shot id -> '"id":{record}' as compact JSON, as of its last put/update
         self._stale: set[str] = set(manifest.shots)  # records changed since they were encoded
         self.writes = 0
         self.write_seconds = 0.0
@@ -640,11 +640,11 @@ class ManifestStore:
         shots = self.manifest.shots
         for shot_id in self._stale:
             if shot_id in shots:
-                self._encoded[shot_id] = _compact(shots[shot_id].to_json())
+                self._encoded[shot_id] = f"{_compact(shot_id)}:{_compact(shots[shot_id].to_json())}"
             else:
                 self._encoded.pop(shot_id, None)
         self._stale.clear()
-        body = ",".join(f"{_compact(shot_id)}:{self._encoded[shot_id]}" for shot_id in shots)
+        body = ",".join(self._encoded[shot_id] for shot_id in shots)
         return f'{_compact(self.manifest.head_json())[:-1]},"shots":{{{body}}}}}\n'
 
     def _write_snapshot(self, snapshot: dict[str, Any]) -> None:

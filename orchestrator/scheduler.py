@@ -33,10 +33,12 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
+from typing import Literal, TypeVar
 
 import anyio
 
@@ -82,6 +84,7 @@ from orchestrator.reachability import Reachability, Unreachable, Unresolved
 from orchestrator.shot import ResolvedShot
 from orchestrator.watcher import TaskWatcher, Watch
 
+_T = TypeVar("_T")
 IN_FLIGHT_STATES = (SUBMITTED, PROCESSING, DOWNLOADING, PENDING_REMOTE)
 TASK_ID_UNKNOWN = "submitted, task id unknown"
 
@@ -450,10 +453,7 @@ class Scheduler:
         failures = 0
         for tries in itertools.count(1):
             try:
-                await self.bucket.acquire()
-                self.stats.lookups += 1
-                async with self._api_calls:
-                    return await self.reach.call(self.provider.find_task(shot.external_task_id))
+                return await self._query("lookups", partial(self.provider.find_task, shot.external_task_id))
             except TaskNotFoundError:
                 return None
             except TransientError as exc:
@@ -501,10 +501,7 @@ class Scheduler:
                 await self._deadline_passed(shot)
                 return None
             try:
-                await self.bucket.acquire()
-                self.stats.polls += 1
-                async with self._api_calls:
-                    task = await self.reach.call(self.provider.get_task(task_id))
+                task = await self._query("polls", partial(self.provider.get_task, task_id))
             except TaskNotFoundError as exc:
                 missing += 1
                 if missing >= self.options.retry.not_found_attempts:
@@ -552,19 +549,21 @@ class Scheduler:
     async def _ask(self, task_id: str) -> Task | None:
         """One poll of an overdue task; ``None`` if it could not be asked (asked again later, the deadline stands)."""
         try:
-            await self.bucket.acquire()
-            self.stats.polls += 1
-            async with self._api_calls:
-                return await self.reach.call(self.provider.get_task(task_id))
+            return await self._query("polls", partial(self.provider.get_task, task_id))
         except (TransientError, TaskNotFoundError):
             return None
 
     async def _list_round(self, page_size: int) -> list[Task]:
         assert isinstance(self.provider, ListsTasks)
+        return await self._query("lists", partial(self.provider.list_tasks, page_size=page_size))
+
+    async def _query(self, kind: Literal["polls", "lists", "lookups"], request: Callable[[], Awaitable[_T]]) -> _T:
+        """A poll, list round or lookup: a token from the rate bucket, counted, then one of the ``max_api_calls``
+        places, watched for reachability. ``request`` makes the call only once it may go."""
         await self.bucket.acquire()
-        self.stats.lists += 1
+        setattr(self.stats, kind, getattr(self.stats, kind) + 1)
         async with self._api_calls:
-            return await self.reach.call(self.provider.list_tasks(page_size=page_size))
+            return await self.reach.call(request())
 
     def _watch_due(self, watch: Watch) -> float:
         flight: _Flight = watch.key
