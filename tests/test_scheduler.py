@@ -9,26 +9,21 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
 from orchestrator.errors import (
-    AccountError,
-    ConcurrencyLimitError,
     DownloadError,
-    DuplicateExternalIdError,
     ManifestError,
     NetworkError,
     RateLimitedError,
     ServerError,
     ShotRejectedError,
-    TaskNotFoundError,
 )
-from orchestrator.events import NOTICE, SHOT, Event, EventBus
+from orchestrator.events import NOTICE, SHOT, Event
 from orchestrator.manifest import (
     DOWNLOADING,
     FAILED,
@@ -38,193 +33,13 @@ from orchestrator.manifest import (
     SUBMITTED,
     SUBMITTING,
     SUCCEEDED,
-    ManifestStore,
     load_manifest,
 )
 from orchestrator.polling import PollPolicy
-from orchestrator.providers.base import Download, Task, TaskStatus, Video
-from orchestrator.scheduler import TASK_ID_UNKNOWN, RetryPolicy, RunOptions, Scheduler
-from orchestrator.shot import ImageRef, ResolvedShot
-from tests.helpers import hand_shot
-
-FAST_POLL = PollPolicy(
-    initial_estimate=0.3,
-    probe_start=0.02,
-    probe_ratio=1.3,
-    scouts=2,
-    min_interval=0.005,
-    max_interval=0.1,
-    deadline=5.0,
-)
-FAST_RETRY = RetryPolicy(base=0.005, cap=0.02, concurrency_floor=0.0)
-
-
-def options(**kw: Any) -> RunOptions:
-    base: dict[str, Any] = {
-        "concurrency": 4,
-        "requests_per_second": None,
-        "poll": FAST_POLL,
-        "retry": FAST_RETRY,
-        "congestion_cooldown": 0.02,
-        "seed": 1,
-    }
-    base.update(kw)
-    return RunOptions(**base)
-
-
-def make_shot(shot_id: str, *, prompt: str = "a slow pan", project: str = "demo") -> ResolvedShot:
-    images = tuple(
-        ImageRef(source="path", ref=f"{n}.png", sha256=hashlib.sha256(f"{shot_id}{n}".encode()).hexdigest())
-        for n in range(2)
-    )
-    return hand_shot(shot_id, images=images, project=project, prompt=prompt)
-
-
-@dataclass
-class FakeTask:
-    task_id: str
-    external_task_id: str
-    shot_id: str
-    created: float
-    render: float
-    outcome: str = "succeed"
-    message: str = ""
-
-
-@dataclass
-class FakeProvider:
-    """A provider with scripted faults. Tasks render for ``render`` seconds of real time."""
-
-    render: float = 0.05
-    cap: int | None = None  # account limit on tasks in flight: over it, create answers 1303
-    name: str = "fake"
-    base_url: str = "http://fake.invalid"
-    create_faults: dict[str, list[BaseException]] = field(default_factory=dict)  # raised before creating
-    create_then_fail: dict[str, list[BaseException]] = field(default_factory=dict)  # raised after creating
-    outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)  # shot id -> (status, message)
-    download_faults: dict[str, list[BaseException]] = field(default_factory=dict)
-    renders: dict[str, float] = field(default_factory=dict)
-    find_works: bool = True
-    find_faults: list[BaseException] = field(default_factory=list)
-    account_error_after: int | None = None
-    on_create: Any = None  # called with the shot before each create
-    on_get: Any = None  # called with the task id before each poll
-    tasks: dict[str, FakeTask] = field(default_factory=dict)
-    by_external: dict[str, FakeTask] = field(default_factory=dict)
-    create_calls: Counter[str] = field(default_factory=Counter)
-    created: Counter[str] = field(default_factory=Counter)
-    requests: Counter[str] = field(default_factory=Counter)
-    max_in_flight: int = 0
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        return None
-
-    def in_flight(self) -> int:
-        now = time.time()
-        return sum(1 for t in self.tasks.values() if t.created + t.render > now)
-
-    async def create_task(self, shot: ResolvedShot) -> Task:
-        self.requests["create"] += 1
-        self.create_calls[shot.external_task_id] += 1
-        if self.on_create is not None:
-            self.on_create(shot)
-        await anyio.lowlevel.checkpoint()
-        faults = self.create_faults.get(shot.id)
-        if faults:
-            raise faults.pop(0)
-        if self.account_error_after is not None and len(self.tasks) >= self.account_error_after:
-            raise AccountError("resource pack used up (1102)", code=1102)
-        if shot.external_task_id in self.by_external:
-            raise DuplicateExternalIdError("external_task_id already used (1201)", code=1201)
-        if self.cap is not None and self.in_flight() >= self.cap:
-            raise ConcurrencyLimitError("parallel task over resource pack limit (1303)", code=1303)
-        status, message = self.outcomes.get(shot.id, ("succeed", ""))
-        task = FakeTask(
-            task_id=str(100000 + len(self.tasks)),
-            external_task_id=shot.external_task_id,
-            shot_id=shot.id,
-            created=time.time(),
-            render=self.renders.get(shot.id, self.render),
-            outcome=status,
-            message=message,
-        )
-        self.tasks[task.task_id] = task
-        self.by_external[task.external_task_id] = task
-        self.created[task.external_task_id] += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight())
-        after = self.create_then_fail.get(shot.id)
-        if after:
-            raise after.pop(0)
-        return self._view(task)
-
-    async def get_task(self, task_id: str) -> Task:
-        self.requests["get"] += 1
-        if self.on_get is not None:
-            self.on_get(task_id)
-        await anyio.lowlevel.checkpoint()
-        if task_id not in self.tasks:
-            raise TaskNotFoundError(f"no task {task_id}")
-        return self._view(self.tasks[task_id])
-
-    async def find_task(self, external_task_id: str) -> Task | None:
-        self.requests["find"] += 1
-        await anyio.lowlevel.checkpoint()
-        if self.find_faults:
-            raise self.find_faults.pop(0)
-        task = self.by_external.get(external_task_id)
-        return self._view(task) if (task and self.find_works) else None
-
-    async def download(self, url: str, dest: Path, *, max_bytes: int = 1 << 20) -> Download:
-        self.requests["download"] += 1
-        await anyio.lowlevel.checkpoint()
-        shot_id = url.rsplit("/", 1)[-1]
-        faults = self.download_faults.get(shot_id)
-        if faults:
-            raise faults.pop(0)
-        data = f"video of {shot_id}".encode()
-        await anyio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
-        await anyio.Path(dest).write_bytes(data)
-        return Download(path=dest, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
-
-    def _view(self, task: FakeTask) -> Task:
-        now = time.time()
-        ms = int(task.created * 1000)
-        if now < task.created + task.render * 0.2:
-            return Task(task.task_id, TaskStatus.SUBMITTED, external_task_id=task.external_task_id, created_at=ms)
-        if now < task.created + task.render:
-            return Task(task.task_id, TaskStatus.PROCESSING, external_task_id=task.external_task_id, created_at=ms)
-        done = int((task.created + task.render) * 1000)
-        if task.outcome == "failed":
-            return Task(task.task_id, TaskStatus.FAILED, task.message, task.external_task_id, (), ms, done)
-        video = Video(id="v" + task.task_id, url=f"http://fake.invalid/videos/{task.shot_id}", duration="5.1")
-        return Task(task.task_id, TaskStatus.SUCCEED, "", task.external_task_id, (video,), ms, done)
-
-
-def open_store(out: Path, project: str = "demo") -> ManifestStore:
-    return ManifestStore.open(out / "manifest.json", project=project)
-
-
-async def run(
-    provider: FakeProvider, shots: list[ResolvedShot], out: Path, *, events: list[Event] | None = None, **kw: Any
-) -> Scheduler:
-    store = open_store(out)
-    bus = EventBus([events.append] if events is not None else [])
-    scheduler = Scheduler(provider=provider, store=store, options=options(**kw), bus=bus)
-    try:
-        with anyio.fail_after(20):
-            await scheduler.run(shots)
-    finally:
-        store.close()
-    return scheduler
-
-
-def statuses(out: Path) -> dict[str, str]:
-    return {k: v.status for k, v in load_manifest(out / "manifest.json").shots.items()}
+from orchestrator.providers.base import Download, Task
+from orchestrator.scheduler import TASK_ID_UNKNOWN, RetryPolicy, Scheduler
+from orchestrator.shot import ResolvedShot
+from tests.fake_provider import FakeProvider, make_shot, open_store, options, run, statuses
 
 
 @pytest.mark.anyio

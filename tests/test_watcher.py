@@ -15,7 +15,7 @@ from orchestrator.manifest import PENDING, PENDING_REMOTE, PROCESSING, SUBMITTED
 from orchestrator.providers.base import MAX_LIST_PAGE, ListsTasks, Task, TaskStatus
 from orchestrator.scheduler import Scheduler
 from orchestrator.watcher import TaskWatcher
-from tests.test_scheduler import FAST_POLL, FakeProvider, make_shot, open_store, options, run, statuses
+from tests.fake_provider import FAST_POLL, FakeProvider, make_shot, open_store, options, run, statuses
 
 
 @dataclass
