@@ -18,6 +18,7 @@ them ever reaches a user as a traceback.
     │   ├── ShotRejectedError       this request will never succeed (1200-1203, 1300, 1301): fail the shot only
     │   │   └── DuplicateExternalIdError  1201 for an external_task_id the account has already used
     │   ├── AccountError            fatal for the whole run (auth 1000-1004, account 1100-1104, 1304)
+    │   │   └── ModelNotEnabledError  the gateway has no channel for this model in the key's group (503)
     │   └── TaskNotFoundError       no task with that id (or external id) at the provider
     ├── DownloadError               a finished video could not be fetched or verified; retried on its own
     └── RunAbortedError             a run stopped early (fatal account error, interrupt); the manifest is intact
@@ -178,6 +179,11 @@ class DuplicateExternalIdError(ShotRejectedError):
 
 class AccountError(ProviderError):
     """A problem with the account or key that stops the whole run (1000-1004, 1100-1104, 1304)."""
+
+
+class ModelNotEnabledError(AccountError):
+    """The gateway serves no upstream channel for the requested model in the key's group: a configuration error,
+    retrying does not help (CometAPI's HTTP 503 ``model_not_found``)."""
 
 
 class TaskNotFoundError(ProviderError):

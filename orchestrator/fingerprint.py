@@ -55,7 +55,8 @@ def fingerprint(shot: ResolvedShot) -> str:
 
 
 def external_task_id(shot: ResolvedShot) -> str:
-    """A deterministic id for the provider: ``<project>-<shot>-<fp12>``, at most 64 chars of ``[A-Za-z0-9_-]``.
+    """A deterministic id for the provider: ``<project>-<shot>-<fp12>-<salt>``, at most 64 chars of ``[A-Za-z0-9_-]``
+    (``-<salt>`` only once the run has stamped the output folder's salt on the shot).
 
     Attempts after the first (``shot.attempt > 1``, see ``ResolvedShot``) end in ``-r<attempt>``.
 
@@ -63,6 +64,8 @@ def external_task_id(shot: ResolvedShot) -> str:
     project and shot id are too long they are shortened and a hash of the full pair keeps the id unique.
     """
     fp = (shot.fingerprint or fingerprint(shot))[:12]
+    if shot.salt:
+        fp = f"{fp}-{shot.salt}"
     suffix = f"-r{shot.attempt}" if shot.attempt > 1 else ""
     name = _UNSAFE.sub("-", f"{shot.project}-{shot.id}").strip("-")
     room = EXTERNAL_ID_MAX - len(fp) - 1 - len(suffix)

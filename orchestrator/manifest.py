@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import tempfile
 import time
@@ -37,6 +38,9 @@ DOWNLOADING = "downloading"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 PENDING_REMOTE = "pending-remote"
+# A create whose outcome is unknown (no answer, a 5xx, a gateway's HTML page) at a provider that cannot confirm it:
+# it may have been billed, so it is never sent again without the user's word (``adopt`` or ``--resend-unconfirmed``).
+UNCONFIRMED = "unconfirmed"
 STATUSES: tuple[str, ...] = (
     PENDING,
     SUBMITTING,
@@ -46,7 +50,14 @@ STATUSES: tuple[str, ...] = (
     SUCCEEDED,
     FAILED,
     PENDING_REMOTE,
+    UNCONFIRMED,
 )
+
+
+def new_salt() -> str:
+    """A random salt for a new output folder: 6 characters of ``[a-z0-9]`` (31 bits)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(6))
 
 
 def now_iso() -> str:
@@ -83,6 +94,7 @@ class Render:
     request: dict[str, Any]
     finished_at: str | None = None
     cost: float | None = None
+    charged: float | None = None
 
 
 @dataclass
@@ -97,7 +109,9 @@ class ShotRecord:
     error: str | None = None
     request: dict[str, Any] = field(default_factory=dict)
     outputs: list[Output] = field(default_factory=list)
-    cost: float | None = None
+    cost: float | None = None  # estimated units (the rate card's), recorded when the render succeeded
+    charged: float | None = None  # units the provider says it charged (final_unit_deduction); 0 for a failed task
+    provider_status: str | None = None  # the task's status word as the provider last sent it
     created_at: str | None = None
     updated_at: str | None = None
     submitted_at: str | None = None
@@ -127,6 +141,8 @@ class ShotRecord:
             "request": self.request,
             "outputs": [_output_json(o) for o in self.outputs],
             "cost": self.cost,
+            "charged": self.charged,
+            "provider_status": self.provider_status,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "submitted_at": self.submitted_at,
@@ -148,6 +164,7 @@ def _render_json(render: Render) -> dict[str, Any]:
         "request": render.request,
         "finished_at": render.finished_at,
         "cost": render.cost,
+        "charged": render.charged,
     }
 
 
@@ -172,6 +189,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "manifest_version": {"type": "integer"},
         "tool_version": {"type": "string"},
         "project": {"type": "string"},
+        "salt": {"type": "string", "pattern": "^[a-z0-9]{0,16}$"},
         "spec": {
             "type": "object",
             "properties": {"path": {"type": "string"}, "sha256": {"type": "string"}, "version": {"type": "integer"}},
@@ -194,6 +212,8 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                     "request": {"type": "object"},
                     "outputs": _OUTPUTS_SCHEMA,
                     "cost": _COST_SCHEMA,
+                    "charged": _COST_SCHEMA,
+                    "provider_status": _NULLABLE_STR,
                     "created_at": _NULLABLE_STR,
                     "updated_at": _NULLABLE_STR,
                     "submitted_at": _NULLABLE_STR,
@@ -212,6 +232,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                                 "request": {"type": "object"},
                                 "finished_at": _NULLABLE_STR,
                                 "cost": _COST_SCHEMA,
+                                "charged": _COST_SCHEMA,
                             },
                         },
                     },
@@ -247,6 +268,9 @@ class Manifest:
     spec_sha256: str = ""
     spec_version: int = 1
     provider: str = ""
+    # Made once per output folder (see ``new_salt``), part of every external id sent from it; "" in a folder made
+    # before salts existed, until its next run gives it one.
+    salt: str = ""
     tool_version: str = ""
     started_at: str | None = None
     finished_at: str | None = None
@@ -262,6 +286,7 @@ class Manifest:
             "manifest_version": self.manifest_version,
             "tool_version": self.tool_version,
             "project": self.project,
+            "salt": self.salt,
             "spec": {"path": self.spec_path, "sha256": self.spec_sha256, "version": self.spec_version},
             "provider": self.provider,
             "started_at": self.started_at,
@@ -287,6 +312,7 @@ class Manifest:
                 manifest_version=data["manifest_version"],
                 tool_version=data.get("tool_version", ""),
                 project=data["project"],
+                salt=data.get("salt", ""),
                 spec_path=spec.get("path", ""),
                 spec_sha256=spec.get("sha256", ""),
                 spec_version=spec.get("version", 1),
@@ -412,6 +438,7 @@ def start_render(previous: ShotRecord | None, *, fingerprint: str, request: dict
                 request=previous.request,
                 finished_at=previous.finished_at,
                 cost=previous.cost,
+                charged=previous.charged,
             )
         )
     same = previous is not None and previous.fingerprint == fingerprint

@@ -97,6 +97,9 @@ class ResolvedShot:
     # failed needs a new external_task_id (the old one is used up at the provider), so attempts 2+ carry "-r<n>".
     # Not a render field: it never enters the fingerprint.
     attempt: int = 1
+    # The output folder's random salt (kept in its manifest), part of the external id: two projects of the same name
+    # (two machines, two studios) never share an id. Stamped on by the run; not a render field either.
+    salt: str = ""
 
     @property
     def external_task_id(self) -> str:

@@ -30,6 +30,27 @@ class TaskStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do besides create and get, declared as data: the scheduler asks, never learns by failure.
+
+    ``find_by_external_id`` and ``list_tasks`` say which ways exist to find a task whose create went unanswered.
+    ``absence_is_proof`` says whether a lookup or list that does *not* find it proves it was never created: true
+    only where one answer covers the whole account (Kling direct); a gateway spread over several upstream accounts
+    can only prove presence. Without a way to confirm, a create whose outcome is unknown is never sent again on our
+    own: the shot becomes ``unconfirmed`` and the user decides (see docs/wire.md, "Never bill twice").
+    """
+
+    find_by_external_id: bool = False
+    list_tasks: bool = False
+    absence_is_proof: bool = False
+
+    @property
+    def can_confirm(self) -> bool:
+        """Is there any way to look for a task created under our external id?"""
+        return self.find_by_external_id or self.list_tasks
+
+
+@dataclass(frozen=True)
 class Video:
     id: str
     url: str
@@ -48,6 +69,11 @@ class Task:
     created_at: int | None = None
     updated_at: int | None = None
     request_id: str | None = None
+    # The status word exactly as the provider sent it ("IN_PROGRESS", "succeed", an unknown one...): an unknown
+    # status maps to PROCESSING (never terminal) and is kept here for the manifest and the user.
+    raw_status: str = ""
+    progress: str | None = None  # "40%", where the provider reports one (the CometAPI gateway does)
+    units_charged: float | None = None  # ``final_unit_deduction`` of a finished task: what the account was charged
 
     def started_on(self, *, sent: float, received: float) -> float:
         """When the provider started the task, on our clock (seconds): its own ``created_at`` when it falls between
@@ -75,6 +101,7 @@ class Provider(Protocol):
 
     name: str
     base_url: str
+    capabilities: Capabilities
 
     async def __aenter__(self) -> Self: ...
 

@@ -46,6 +46,7 @@ from orchestrator.errors import (
 from orchestrator.providers.base import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     MAX_LIST_PAGE,
+    Capabilities,
     Download,
     Task,
     TaskStatus,
@@ -264,6 +265,8 @@ class CometAPIProvider:
         if not api_key:
             raise ConfigError(f"provider {name}: the API key is empty")
         self.name = name
+        # Today's behaviour, until the providers are split by dialect: lookups and lists are tried, best effort.
+        self.capabilities = Capabilities(find_by_external_id=True, list_tasks=True, absence_is_proof=True)
         self.base_url = _checked_base_url(base_url)
         self._api_key = api_key
         self._origin = httpx.URL(self.base_url)

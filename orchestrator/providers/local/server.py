@@ -136,6 +136,9 @@ class LocalSimulator:
     """
 
     LOCAL_API_KEY: ClassVar[str] = "local-simulator-key"
+    # The kling dialect's key pair: the simulator checks JWTs signed with this secret and issued by this access key.
+    LOCAL_ACCESS_KEY: ClassVar[str] = "local-access-key"
+    LOCAL_SECRET_KEY: ClassVar[str] = "local-secret-key-for-hs256-signing"
 
     def __init__(self, options: SimulatorOptions = DEFAULT_OPTIONS, *, host: str = "127.0.0.1", port: int = 0):
         check_host(host)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from orchestrator.providers.local.validation import CreateRequest
 
 DEFAULT_FAILURE_MESSAGE = "Failure to pass the risk control system"
+DIALECTS: tuple[str, ...] = ("cometapi", "kling", "gateway")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ class SimulatorOptions:
     storage_dir: Path | None = None  # where videos are written (a temp dir if None)
     state_dir: Path | None = None  # remember tasks and videos here across restarts (None: in memory only)
     api_keys: frozenset[str] | None = None  # accepted keys; None = any non-empty bearer token
+    # Which provider the simulator imitates (docs/simulator.md): "cometapi" (the Kling contract under /kling, as the
+    # seed page writes it), "kling" (Kling direct: /v1 routes, JWT auth) or "gateway" (CometAPI as it really is: a
+    # new-api gateway over several upstream accounts, query answers wrapped, no list, no lookup).
+    dialect: str = "cometapi"
+    upstream_accounts: int = 3  # gateway: creates spread over this many upstream accounts
+    not_visible_for: float = 0.5  # gateway: seconds after a create during which a query answers task_not_exist
+    bill_then_524_rate: float = 0.0  # gateway: creates that are billed but answered 524 with an HTML page
 
     RATES: ClassVar[tuple[str, ...]] = (
         "failure_rate",
@@ -61,6 +69,7 @@ class SimulatorOptions:
         "drop_rate",
         "drop_after_create_rate",
         "processing_after",
+        "bill_then_524_rate",
     )
 
     def __post_init__(self) -> None:
@@ -70,6 +79,10 @@ class SimulatorOptions:
                 raise ConfigError(f"simulator option {name} must be between 0 and 1, not {value}")
         if self.render_time < 0 or not 0.0 <= self.render_jitter <= 1.0:
             raise ConfigError("simulator render_time must be >= 0 and render_jitter between 0 and 1")
+        if self.dialect not in DIALECTS:
+            raise ConfigError(f"simulator dialect {self.dialect!r} is unknown: use one of {', '.join(DIALECTS)}")
+        if self.upstream_accounts < 1 or self.not_visible_for < 0:
+            raise ConfigError("simulator upstream_accounts must be >= 1 and not_visible_for >= 0")
         if self.fps < 1:
             raise ConfigError("simulator fps must be at least 1")
         if self.state_dir is not None and self.storage_dir is not None:
