@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -302,6 +302,8 @@ async def _run(
             tool_version=__version__,
         )
     )
+    # Every external id sent from this folder carries its salt: two projects of one name never share an id.
+    shots = [replace(shot, salt=store.manifest.salt) for shot in shots]
     bus = EventBus(listeners)
     scheduler = Scheduler(
         provider=provider, store=store, options=options, bus=bus, out_dir=settings.out_dir, pricing=pricing

@@ -18,6 +18,7 @@ SHOT = "shot"  # a shot changed state (old -> new)
 RUN_STARTED = "run-started"
 RUN_FINISHED = "run-finished"
 NOTICE = "notice"  # something the user may want to know (limits lowered, retrying, stopping)
+PROGRESS = "progress"  # a task in flight reported its progress ("40%"), where the provider gives one
 
 
 @dataclass(frozen=True)

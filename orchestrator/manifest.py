@@ -29,8 +29,9 @@ from orchestrator.errors import ManifestError, ManifestLockedError
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
-# A shot's states, in the order a render moves through them (see shared/design.md).
+# A shot's states, in the order a render moves through them (see docs/architecture.md).
 PENDING = "pending"
+QUEUED = "queued"  # its external id is recorded; it waits for a slot (the create has not left)
 SUBMITTING = "submitting"
 SUBMITTED = "submitted"
 PROCESSING = "processing"
@@ -43,6 +44,7 @@ PENDING_REMOTE = "pending-remote"
 UNCONFIRMED = "unconfirmed"
 STATUSES: tuple[str, ...] = (
     PENDING,
+    QUEUED,
     SUBMITTING,
     SUBMITTED,
     PROCESSING,
@@ -427,7 +429,9 @@ def start_render(previous: ShotRecord | None, *, fingerprint: str, request: dict
     # Kept: a render with files, and one that may have been paid for without being seen through (a task id, or a
     # create that may have reached the provider) so that its ids are not lost.
     if previous is not None and (
-        previous.outputs or (previous.task_id and previous.status != FAILED) or previous.status == SUBMITTING
+        previous.outputs
+        or (previous.task_id and previous.status != FAILED)
+        or previous.status in (SUBMITTING, UNCONFIRMED)
     ):
         history.append(
             Render(
@@ -604,6 +608,7 @@ class ManifestStore:
         except BaseException:
             lock.release()
             raise
+        manifest.salt = manifest.salt or new_salt()  # once per folder; kept, so a resume sends the same ids
         manifest.spec_path = spec_path or manifest.spec_path
         manifest.spec_sha256 = spec_sha256 or manifest.spec_sha256
         manifest.spec_version = spec_version

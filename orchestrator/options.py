@@ -16,10 +16,13 @@ class RetryPolicy:
 
     base: float = 1.0
     cap: float = 60.0
-    concurrency_floor: float = 1.0  # 1303: the first delay is at least a second (kling-api.md)
+    concurrency_floor: float = 1.0  # 1303: the first delay is at least a second (docs/wire.md)
     lookup_attempts: int = 6
     download_attempts: int = 5
     not_found_attempts: int = 3
+    # Seconds after a create during which "no such task" means "not visible yet": a gateway's own table of tasks
+    # lags behind its creates (CometAPI answers task_not_exist). Polled again, never a reason to create again.
+    not_visible_grace: float = 120.0
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()

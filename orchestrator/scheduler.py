@@ -1,13 +1,17 @@
 """The scheduler: takes the shots a run must render through create -> poll -> download, within the account's limits.
 
 Each shot is one task in an anyio task group, so one shot failing never touches the others. The order of every
-step is what makes a run safe to kill at any moment (see shared/design.md, "Never bill twice"):
+step is what makes a run safe to kill at any moment (see docs/architecture.md and docs/wire.md, "Never bill twice"):
 
-1. take a slot (tasks in flight), then record ``submitting`` with the ``external_task_id`` durably;
-2. send the create; record the ``task_id`` durably the moment the answer arrives. A create that fails ambiguously
-   (connection dropped after sending, 5xx) is looked up by external id before anything is sent again; a duplicate
-   refusal (1201) means the task exists: look it up; if it cannot be found the shot is left ``pending-remote``
-   ("submitted, task id unknown"), never sent again under a new id;
+1. record the ``external_task_id`` durably (``queued`` while the shot waits for a slot), take a slot (tasks in
+   flight), then mark it ``submitting`` as the create leaves: durably first where the provider cannot prove that a
+   task does not exist (a gateway), so that a crash before the answer is never mistaken for "never sent";
+2. send the create; record the ``task_id`` durably the moment the answer arrives. A create whose outcome is unknown
+   (no answer after sending, a 5xx, a gateway's HTML page) is confirmed where the provider can (its lookup by
+   external id or its task list, ``Capabilities``): a task found is adopted, and one proven absent (Kling direct) is
+   created. Where the provider cannot confirm, the shot becomes ``unconfirmed`` and is never sent again on our own:
+   the user attaches the task (``adopt``) or asks for a resend (``resend``). A duplicate refusal (1201) means the
+   task exists: look it up; if it cannot be found the shot is ``unconfirmed`` too, never sent again under a new id;
 3. poll (see ``orchestrator.polling``; all tasks in flight at once through the provider's task list when it has one,
    see ``orchestrator.watcher``) until the task ends, which gives its slot back; a task still running after the
    deadline is left ``pending-remote``;
@@ -15,7 +19,8 @@ step is what makes a run safe to kill at any moment (see shared/design.md, "Neve
    download failure never fails the shot's task, it leaves the shot ``downloading`` for the next run.
 
 A resumed shot continues from its record: with a task id it is polled, never recreated; ``submitting`` without a
-task id is looked up first. Retries after a failed task use a new attempt number, so a new external id ("-r2").
+task id is confirmed first (or left ``unconfirmed``), and ``queued`` was never sent where ``submitting`` is durable.
+Retries after a failed task use a new attempt number, so a new external id ("-r2").
 
 Rate limiting never fails a shot: 1302/1303/429 lower the in-flight target (``AdaptiveSlots``) and the call is
 retried after a backoff. An account error (auth, arrears, quota) stops new submissions at once; tasks in flight are
@@ -55,7 +60,7 @@ from orchestrator.errors import (
     TaskNotFoundError,
     TransientError,
 )
-from orchestrator.events import NOTICE, SHOT, Event, EventBus
+from orchestrator.events import NOTICE, PROGRESS, SHOT, Event, EventBus
 from orchestrator.fingerprint import request_record
 from orchestrator.limits import AdaptiveSlots, RateBucket, Stopped, backoff_delay
 from orchestrator.manifest import (
@@ -64,9 +69,11 @@ from orchestrator.manifest import (
     PENDING,
     PENDING_REMOTE,
     PROCESSING,
+    QUEUED,
     SUBMITTED,
     SUBMITTING,
     SUCCEEDED,
+    UNCONFIRMED,
     ManifestStore,
     Output,
     ShotRecord,
@@ -79,7 +86,7 @@ from orchestrator.options import RetryPolicy as RetryPolicy
 from orchestrator.options import RunOptions as RunOptions
 from orchestrator.polling import PollPlanner
 from orchestrator.pricing import Pricing
-from orchestrator.providers.base import ListsTasks, Provider, Task, TaskStatus
+from orchestrator.providers.base import MAX_LIST_PAGE, Capabilities, ListsTasks, Provider, Task, TaskStatus
 from orchestrator.reachability import Reachability, Unreachable, Unresolved
 from orchestrator.shot import ResolvedShot
 from orchestrator.watcher import TaskWatcher, Watch
@@ -126,6 +133,7 @@ class _Flight:
     holds_slot: bool = False
     resumed: bool = False  # picked up from an earlier run: poll at once
     seq: int | None = None  # created by this run, the seq-th (see TaskWatcher.created)
+    sent_at: float | None = None  # when its create was sent, if known (this run, or the record's submitted_at)
 
 
 class Scheduler:
@@ -142,6 +150,7 @@ class Scheduler:
         pricing: Pricing | None = None,
     ) -> None:
         self.provider = provider
+        self.caps: Capabilities = getattr(provider, "capabilities", None) or Capabilities()
         self.store = store
         self.options = options or RunOptions()
         self.bus = bus or EventBus()
@@ -164,6 +173,8 @@ class Scheduler:
         self._scope: anyio.CancelScope | None = None
         self._interrupts = 0
         self._fresh: frozenset[str] = frozenset()
+        self._resend: frozenset[str] = frozenset()
+        self._progress: dict[str, str] = {}  # shot id -> the progress last reported
         self._flights: dict[str, _Flight] = {}  # shot id -> its flight while it may hold a slot
         self._creating = 0  # creates under way (from the rate bucket to the answer)
         self._creates_done = anyio.Event()  # set whenever no create is under way
@@ -174,7 +185,7 @@ class Scheduler:
             on_seen=self._seen_running,
             retry_delay=self._delay,
             min_gap=self.options.poll.batch_min_interval,
-            enabled=self.options.poll.batch and isinstance(provider, ListsTasks),
+            enabled=self.options.poll.batch and self.caps.list_tasks and isinstance(provider, ListsTasks),
             notify=self._notice,
         )
         self._rounds: anyio.CancelScope | None = None  # the watcher's rounds, while they run
@@ -189,12 +200,16 @@ class Scheduler:
 
     # --- control ------------------------------------------------------------------------------------------------
 
-    async def run(self, shots: Sequence[ResolvedShot], *, fresh: Collection[str] = ()) -> SchedulerStats:
+    async def run(
+        self, shots: Sequence[ResolvedShot], *, fresh: Collection[str] = (), resend: Collection[str] = ()
+    ) -> SchedulerStats:
         """Render ``shots`` (resuming what their records say). Returns when each shot has reached a resting state.
 
         Shots in ``fresh`` (forced) are rendered anew even when their record holds a task that could be reused.
+        Unconfirmed shots are sent again only when in ``resend``: the user's word that a second bill is acceptable.
         """
         self._fresh = frozenset(fresh)
+        self._resend = frozenset(resend)
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -277,30 +292,47 @@ class Scheduler:
             if record.task_id and record.status == SUCCEEDED and shot.id not in self._fresh:
                 # Its video went missing or changed on disk: fetch it again from the paid task, do not rerender.
                 return self._resumed(attempt_shot, record)
-            if record.external_task_id and (
-                record.status == SUBMITTING or (record.status == PENDING_REMOTE and not record.task_id)
-            ):
+            if record.status == UNCONFIRMED and shot.id in self._resend:
+                return await self._submit_new(shot, record)  # a new attempt, so a new external id
+            if record.external_task_id and self._outcome_unknown(record):
                 return await self._recover_unknown(attempt_shot, record)
         return await self._submit_new(shot, record)
 
+    def _outcome_unknown(self, record: ShotRecord) -> bool:
+        """May the record's create have reached the provider without our seeing its answer?"""
+        if record.status in (SUBMITTING, UNCONFIRMED):
+            return True
+        if record.status == PENDING_REMOTE:
+            return not record.task_id
+        # ``queued`` is only ever left behind with the create unsent where ``submitting`` is durable; elsewhere the
+        # create may have left before its (deferred) ``submitting`` reached the disk.
+        return record.status == QUEUED and self.caps.absence_is_proof
+
     def _resumed(self, shot: ResolvedShot, record: ShotRecord) -> _Flight:
         # Its task is in flight at the provider already: it holds an account slot whatever our target says.
-        flight = self._track(
-            _Flight(shot=shot, created=epoch_seconds(record.submitted_at) or time.time(), resumed=True)
-        )
+        sent_at = epoch_seconds(record.submitted_at)
+        flight = self._track(_Flight(shot=shot, created=sent_at or time.time(), resumed=True, sent_at=sent_at))
         self._take_resumed_slot(flight)
         return flight
 
     async def _recover_unknown(self, shot: ResolvedShot, record: ShotRecord) -> _Flight | None:
-        """A create may or may not have reached the provider (crash, or an ambiguous failure): look it up first."""
+        """A create may or may not have reached the provider (crash, or an unknown outcome): confirm it first.
+
+        Found: adopt it. Proven absent (a provider whose answer covers the whole account): create it. Otherwise the
+        shot stays (or becomes) ``unconfirmed`` and nothing is sent.
+        """
         flight = self._resumed(shot, record)
-        task = await self._lookup(shot)
+        external = record.external_task_id or shot.external_task_id
+        task = await self._lookup(external)
         if task is not None:
             await self._record_task(flight, task, detail="found by external id")
             return flight
-        if record.status == PENDING_REMOTE:
-            # The provider refused it as a duplicate earlier, yet cannot find it: never resend under a new id.
-            await self._set(shot.id, PENDING_REMOTE, detail=TASK_ID_UNKNOWN, error=_unknown_message(shot))
+        if record.status in (UNCONFIRMED, PENDING_REMOTE):
+            # Left unconfirmed earlier (or refused as a duplicate yet not found): only the user may resend it.
+            await self._unconfirmed(shot, record.error or TASK_ID_UNKNOWN, again=True)
+            return None
+        if not self.caps.absence_is_proof:
+            await self._unconfirmed(shot, "the run stopped before the provider's answer to its create was recorded")
             return None
         return await self._create(flight)
 
@@ -317,7 +349,7 @@ class Scheduler:
             if self.slots.closed:
                 return None
             flight = self._track(_Flight(shot=self._new_attempt(shot, previous), created=time.time()))
-            await self._mark_submitting(flight.shot)
+            await self._mark_queued(flight.shot)
             try:
                 await self.slots.acquire()
             except Stopped:
@@ -325,6 +357,8 @@ class Scheduler:
                 return None
             flight.holds_slot = True
             self._mark(shot.id, "slot")
+        # The create leaves now. Where a lookup can settle a crash in between, this need not wait for the disk.
+        await self._set(shot.id, SUBMITTING, submitted_at=now_iso(), durable=not self.caps.absence_is_proof)
         flight.created = time.time()
         return await self._send(flight)
 
@@ -334,13 +368,28 @@ class Scheduler:
     def _new_attempt(self, shot: ResolvedShot, previous: ShotRecord | None) -> ResolvedShot:
         """Start a fresh record for the shot's next attempt; the shot as it will be sent (with its attempt)."""
         record = start_render(previous, fingerprint=shot.fingerprint, request=request_record(shot))
-        # A record left "pending" never reached the provider under its current attempt number: reuse it.
-        unused = previous is not None and previous.status == PENDING and previous.fingerprint == shot.fingerprint
+        # A record left "pending" (or "queued", see _outcome_unknown) never reached the provider under its current
+        # attempt number: reuse it.
+        unused = (
+            previous is not None and previous.status in (PENDING, QUEUED) and previous.fingerprint == shot.fingerprint
+        )
         record.attempts = max(1, record.attempts if unused else record.attempts + 1)
         self.store.put(shot.id, record)
         return replace(shot, attempt=record.attempts)
 
     # --- create -------------------------------------------------------------------------------------------------
+
+    async def _mark_queued(self, shot: ResolvedShot) -> None:
+        """Durably record the external id the create will carry while the shot waits for a slot."""
+        await self._set(
+            shot.id,
+            QUEUED,
+            external_task_id=shot.external_task_id,
+            task_id=None,
+            error=None,
+            submitted_at=None,
+            attempts=shot.attempt,
+        )
 
     async def _mark_submitting(self, shot: ResolvedShot) -> None:
         """Durably record the external id the create will carry, before it can be sent."""
@@ -366,21 +415,24 @@ class Scheduler:
         while True:
             tries += 1
             if tries > 1 and self.slots.closed:
-                # Stopping: leave it "submitting"; the next run looks the external id up before sending anything.
+                if not maybe_sent:
+                    # Every try so far was refused for sure (rate limits): nothing was created under this id.
+                    await self._set(shot.id, PENDING, detail="not submitted", error=self._not_submitted())
+                # Otherwise left "submitting": the next run confirms the external id before sending anything.
                 raise _Interrupted
             try:
                 with self._create_under_way():
                     await self.bucket.acquire()
                     self.stats.creates += 1
-                    sent = time.time()
+                    sent = flight.sent_at = time.time()
                     async with self._create_calls:
                         self._mark(shot.id, "sent")
                         task = await self.reach.call(self.provider.create_task(shot))
                 self._mark(shot.id, "answered")
             except DuplicateExternalIdError:
-                found = await self._lookup(shot)
+                found = await self._lookup(shot.external_task_id)
                 if found is None:
-                    await self._set(shot.id, PENDING_REMOTE, detail=TASK_ID_UNKNOWN, error=_unknown_message(shot))
+                    await self._unconfirmed(shot, _duplicate_reason(shot))
                     return None
                 task = found
             except ShotRejectedError as exc:
@@ -397,12 +449,16 @@ class Scheduler:
                 self.stats.transient_errors += 1
                 if exc.may_have_reached_provider:
                     maybe_sent = True
-                    found = await self._lookup(shot)
+                    found = await self._lookup(shot.external_task_id)
                     if found is not None:
                         flight.created = found.started_on(sent=sent, received=time.time())
                         flight.seq = self.watcher.created()
                         await self._record_task(flight, found, detail="found by external id after " + exc.message)
                         return flight
+                    if not self.caps.absence_is_proof:
+                        # It may exist, billed, on an upstream account no lookup reaches: never resend on our own.
+                        await self._unconfirmed(shot, exc.message)
+                        return None
                 try:
                     await self._pause(exc, tries)
                 except Unreachable as stop:
@@ -447,13 +503,19 @@ class Scheduler:
         if self.interrupted:
             raise _Interrupted
 
-    async def _lookup(self, shot: ResolvedShot) -> Task | None:
-        """Find the task created under the shot's external id; ``None`` when the provider has none."""
+    async def _lookup(self, external_task_id: str) -> Task | None:
+        """Find the task created under ``external_task_id``: by the provider's lookup, else in its task list.
+
+        ``None`` when neither finds it, or the provider has neither (``Capabilities``): whether that proves anything
+        is ``absence_is_proof``'s to say.
+        """
+        if not self.caps.can_confirm:
+            return None
         policy = self.options.retry
         failures = 0
         for tries in itertools.count(1):
             try:
-                return await self._query("lookups", partial(self.provider.find_task, shot.external_task_id))
+                return await self._query("lookups", partial(self._find, external_task_id))
             except TaskNotFoundError:
                 return None
             except TransientError as exc:
@@ -463,10 +525,22 @@ class Scheduler:
                     failures += 1
                 if failures >= policy.lookup_attempts:
                     raise Unresolved(
-                        f"could not look up task {shot.external_task_id} ({exc.message}); run again to resume"
+                        f"could not look up task {external_task_id} ({exc.message}); run again to resume"
                     ) from None
                 await self._pause(exc, tries)
         return None
+
+    async def _find(self, external_task_id: str) -> Task | None:
+        if self.caps.find_by_external_id:
+            return await self.provider.find_task(external_task_id)
+        assert isinstance(self.provider, ListsTasks)
+        tasks = await self.provider.list_tasks(page_size=MAX_LIST_PAGE)
+        return next((task for task in tasks if task.external_task_id == external_task_id), None)
+
+    async def _unconfirmed(self, shot: ResolvedShot, reason: str, *, again: bool = False) -> None:
+        """Leave the shot ``unconfirmed``: its create may have been billed, and nothing is sent without the user."""
+        message = reason if again else _unconfirmed_message(shot, reason, provider=self.provider.name)
+        await self._set(shot.id, UNCONFIRMED, detail="create not confirmed", error=message)
 
     # --- poll ---------------------------------------------------------------------------------------------------
 
@@ -503,6 +577,12 @@ class Scheduler:
             try:
                 task = await self._query("polls", partial(self.provider.get_task, task_id))
             except TaskNotFoundError as exc:
+                if flight.sent_at is not None and time.time() - flight.sent_at < self.options.retry.not_visible_grace:
+                    # A gateway's table lags behind its creates: "no such task" this soon means "not visible yet".
+                    errors += 1
+                    retry_at = time.time() + self._delay(exc, errors)
+                    last_poll = time.time()
+                    continue
                 missing += 1
                 if missing >= self.options.retry.not_found_attempts:
                     await self._forgotten(shot, task_id, succeeded_before=record.status == SUCCEEDED)
@@ -527,8 +607,7 @@ class Scheduler:
             if task.status.finished:
                 self._mark(shot.id, "detected", last_poll)
                 return await self._finished(flight, task)
-            if task.status is TaskStatus.PROCESSING and self._record(shot.id).status == SUBMITTED:
-                await self._set(shot.id, PROCESSING, task=task, durable=False)
+            self._seen(shot.id, task)
 
     async def _watch(self, flight: _Flight, task_id: str, deadline: float) -> Watch | None:
         """Follow the task through the watcher's list rounds: the watch once settled (its finished task, or
@@ -571,8 +650,18 @@ class Scheduler:
 
     def _seen_running(self, watch: Watch, task: Task) -> None:
         flight: _Flight = watch.key
-        if task.status is TaskStatus.PROCESSING and self._record(flight.shot.id).status == SUBMITTED:
-            self._set_now(flight.shot.id, PROCESSING, task=task)
+        self._seen(flight.shot.id, task)
+
+    def _seen(self, shot_id: str, task: Task) -> None:
+        """A poll or list round found the task still running: note what it tells (informative, not durable)."""
+        record = self._record(shot_id)
+        if task.raw_status and record.provider_status != task.raw_status:
+            self.store.update(shot_id, provider_status=task.raw_status)
+        if task.status is TaskStatus.PROCESSING and record.status == SUBMITTED:
+            self._set_now(shot_id, PROCESSING, task=task)
+        if task.progress and self._progress.get(shot_id) != task.progress:
+            self._progress[shot_id] = task.progress
+            self.bus.emit(Event(PROGRESS, shot_id=shot_id, detail=task.progress, data={"progress": task.progress}))
 
     async def _deadline_passed(self, shot: ResolvedShot) -> None:
         await self._set(
@@ -622,7 +711,16 @@ class Scheduler:
         self._end_flight(flight)
         if task.status is TaskStatus.FAILED:
             reason = task.status_message or "the provider reported the task failed"
-            await self._set(shot.id, FAILED, detail=reason, error=reason, finished_at=now_iso(), task=task)
+            await self._set(
+                shot.id,
+                FAILED,
+                detail=reason,
+                error=reason,
+                finished_at=now_iso(),
+                task=task,
+                charged=0.0,  # failed tasks are not charged
+                provider_status=task.raw_status or None,
+            )
             return None
         self.slots.succeeded()
         self._observe(flight, task)
@@ -680,7 +778,15 @@ class Scheduler:
             output = Output(path=self._relative(done.path), sha256=done.sha256, bytes=done.bytes)
             cost = self.pricing.shot_units(shot) if self.pricing else None
             await self._set(
-                shot.id, SUCCEEDED, outputs=[output], error=None, finished_at=now_iso(), cost=cost, task=task
+                shot.id,
+                SUCCEEDED,
+                outputs=[output],
+                error=None,
+                finished_at=now_iso(),
+                cost=cost,
+                charged=task.units_charged,
+                provider_status=task.raw_status or None,
+                task=task,
             )
             return
 
@@ -729,8 +835,9 @@ class Scheduler:
     def _set_now(self, shot_id: str, status: str, *, task: Task | None = None, detail: str = "") -> None:
         """A purely informative change (like ``_set(..., durable=False)``), for code that cannot await."""
         before = self.store.record(shot_id)
+        old = before.status if before else None  # read before the update, which changes that very record
         self.store.update(shot_id, status=status)
-        self._announce(shot_id, before.status if before else None, status, detail=detail, task=task)
+        self._announce(shot_id, old, status, detail=detail, task=task)
 
     def _announce(self, shot_id: str, old: str | None, status: str, *, detail: str, task: Task | None) -> None:
         record = self._record(shot_id)
@@ -739,7 +846,9 @@ class Scheduler:
             data["task_id"] = record.task_id
         if task is not None and task.updated_at:
             data["provider_updated_at"] = task.updated_at
-        if record.error and status in (FAILED, PENDING_REMOTE, PENDING, DOWNLOADING):
+        if task is not None and task.progress:
+            data["progress"] = task.progress
+        if record.error and status in (FAILED, PENDING_REMOTE, PENDING, DOWNLOADING, UNCONFIRMED):
             data["error"] = record.error
         self.bus.emit(Event(SHOT, shot_id=shot_id, old=old, new=status, detail=detail, data=data))
 
@@ -829,8 +938,14 @@ class Scheduler:
         self.watcher.reschedule()
 
 
-def _unknown_message(shot: ResolvedShot) -> str:
+def _duplicate_reason(shot: ResolvedShot) -> str:
+    return f"{TASK_ID_UNKNOWN}: the provider refused external id {shot.external_task_id} as already used"
+
+
+def _unconfirmed_message(shot: ResolvedShot, reason: str, *, provider: str) -> str:
     return (
-        f"{TASK_ID_UNKNOWN}: the provider refused external id {shot.external_task_id} as already used but cannot "
-        "find it; check the provider's console before forcing a new render (--force)"
+        f"unconfirmed: the create may have reached {provider} and been billed ({reason}), and {provider} cannot "
+        f"confirm it, so it is not sent again on its own. Find the task with external id {shot.external_task_id} "
+        f"in your provider's console and attach it (orchestrator adopt SPEC {shot.id} TASK_ID), or resend it "
+        "knowingly (orchestrator run SPEC --resend-unconfirmed)"
     )

@@ -17,7 +17,7 @@ from orchestrator.errors import AccountError, ConcurrencyLimitError, DuplicateEx
 from orchestrator.events import Event, EventBus
 from orchestrator.manifest import ManifestStore, load_manifest
 from orchestrator.polling import PollPolicy
-from orchestrator.providers.base import Download, Task, TaskStatus, Video
+from orchestrator.providers.base import Capabilities, Download, Task, TaskStatus, Video
 from orchestrator.scheduler import RetryPolicy, RunOptions, Scheduler
 from orchestrator.shot import ImageRef, ResolvedShot
 from tests.helpers import hand_shot
@@ -55,6 +55,10 @@ def make_shot(shot_id: str, *, prompt: str = "a slow pan", project: str = "demo"
     return hand_shot(shot_id, images=images, project=project, prompt=prompt)
 
 
+KLING_LIKE = Capabilities(find_by_external_id=True, absence_is_proof=True)
+GATEWAY = Capabilities()
+
+
 @dataclass
 class FakeTask:
     task_id: str
@@ -74,6 +78,8 @@ class FakeProvider:
     cap: int | None = None  # account limit on tasks in flight: over it, create answers 1303
     name: str = "fake"
     base_url: str = "http://fake.invalid"
+    # By default like Kling direct: a lookup by external id, whose "not found" is proof. ``GATEWAY`` is CometAPI's.
+    capabilities: Capabilities = field(default_factory=lambda: KLING_LIKE)
     create_faults: dict[str, list[BaseException]] = field(default_factory=dict)  # raised before creating
     create_then_fail: dict[str, list[BaseException]] = field(default_factory=dict)  # raised after creating
     outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)  # shot id -> (status, message)

@@ -33,6 +33,7 @@ from orchestrator.manifest import (
     SUBMITTED,
     SUBMITTING,
     SUCCEEDED,
+    UNCONFIRMED,
     load_manifest,
 )
 from orchestrator.polling import PollPolicy
@@ -103,19 +104,19 @@ async def test_ambiguous_create_is_looked_up_not_sent_again(tmp_path: Path) -> N
 
 
 @pytest.mark.anyio
-async def test_duplicate_that_cannot_be_found_is_left_pending_remote_never_resent(tmp_path: Path) -> None:
+async def test_duplicate_that_cannot_be_found_is_left_unconfirmed_never_resent(tmp_path: Path) -> None:
     shot = make_shot("a")
     provider = FakeProvider(find_works=False, create_then_fail={"a": [NetworkError("timeout", ambiguous=True)]})
     await run(provider, [shot], tmp_path)
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
-    assert record.status == PENDING_REMOTE
-    assert record.error is not None and record.error.startswith(TASK_ID_UNKNOWN)
+    assert record.status == UNCONFIRMED
+    assert record.error is not None and TASK_ID_UNKNOWN in record.error and "orchestrator adopt" in record.error
     assert provider.created == Counter({shot.external_task_id: 1})
     assert set(provider.create_calls) == {shot.external_task_id}  # never a new id
 
     # The next run looks it up again and still never sends it under another id.
     await run(provider, [shot], tmp_path)
-    assert statuses(tmp_path) == {"a": PENDING_REMOTE}
+    assert statuses(tmp_path) == {"a": UNCONFIRMED}
     assert provider.create_calls[shot.external_task_id] == 2 and len(provider.create_calls) == 1
 
 

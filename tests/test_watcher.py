@@ -12,7 +12,7 @@ import pytest
 from orchestrator.errors import AccountError, ServerError, ShotRejectedError
 from orchestrator.events import NOTICE, Event
 from orchestrator.manifest import PENDING, PENDING_REMOTE, PROCESSING, SUBMITTED, SUBMITTING, SUCCEEDED
-from orchestrator.providers.base import MAX_LIST_PAGE, ListsTasks, Task, TaskStatus
+from orchestrator.providers.base import MAX_LIST_PAGE, Capabilities, ListsTasks, Task, TaskStatus
 from orchestrator.scheduler import Scheduler
 from orchestrator.watcher import TaskWatcher
 from tests.fake_provider import FAST_POLL, FakeProvider, make_shot, open_store, options, run, statuses
@@ -27,6 +27,9 @@ class ListingProvider(FakeProvider):
     others: int = 0  # newer tasks of other clients of the account, ahead of ours in every list
     stale: bool = False  # the list shows every task as still processing, whatever its own status
     page_sizes: list[int] = field(default_factory=list)
+    capabilities: Capabilities = field(
+        default_factory=lambda: Capabilities(find_by_external_id=True, list_tasks=True, absence_is_proof=True)
+    )
     listed: anyio.Event | None = None  # set once a list call answered
 
     async def list_tasks(self, *, page_size: int) -> list[Task]:
