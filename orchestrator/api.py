@@ -32,6 +32,7 @@ from orchestrator.manifest import (
     MANIFEST_NAME,
     PENDING_REMOTE,
     SUCCEEDED,
+    UNCONFIRMED,
     Manifest,
     ManifestStore,
     read_or_new,
@@ -100,6 +101,11 @@ class RunResult:
         return not self.failures and not self.interrupted and self.aborted is None
 
     @property
+    def unconfirmed(self) -> tuple[str, ...]:
+        """Shots whose create may have been billed but could not be confirmed: the user must adopt or resend them."""
+        return tuple(shot_id for shot_id, status in self.statuses.items() if status == UNCONFIRMED)
+
+    @property
     def exit_code(self) -> int:
         """0 all succeeded, 1 any failed (or the run stopped on an account error), 130 interrupted."""
         if self.interrupted:
@@ -118,6 +124,7 @@ async def arun_project(
     force: str | Sequence[str] | None = None,
     max_cost: float | None = None,
     dry_run: bool = False,
+    resend_unconfirmed: bool = False,
     listeners: Iterable[Listener] = (),
     simulator_options: SimulatorOptions | None = None,
     poll: PollPolicy | None = None,
@@ -130,9 +137,13 @@ async def arun_project(
     ``cometapi``; default: the spec's ``provider:``, else ``cometapi``) or a provider object you have entered
     yourself. ``only``/``force`` are shot id globs. ``handle_signals`` makes Ctrl-C (SIGINT/SIGTERM) stop the run
     gracefully (the first stops submitting and records work in progress, the second stops at once).
+    ``resend_unconfirmed`` sends the selected ``unconfirmed`` shots again as new attempts: each may then be billed
+    twice (see ``Prepared.unconfirmed``); without it they are only confirmed where the provider can.
     """
     # Loading images and hashing earlier outputs is blocking file work: keep it off the event loop.
-    prepared = await anyio.to_thread.run_sync(partial(prepare, spec, out=out, only=only, force=force))
+    prepared = await anyio.to_thread.run_sync(
+        partial(prepare, spec, out=out, only=only, force=force, resend_unconfirmed=resend_unconfirmed)
+    )
     project, plan, shots, skipped, fresh = (
         prepared.project,
         prepared.plan,
@@ -155,7 +166,7 @@ async def arun_project(
         retry=retry or RetryPolicy(),
     )
     name = provider if isinstance(provider, str) else (project.provider or DEFAULT_PROVIDER)
-    async with _provider(provider, name=name, simulator_options=simulator_options, out_dir=out_dir) as live:
+    async with open_run_provider(provider, name=name, simulator_options=simulator_options, out_dir=out_dir) as live:
         settings = RunSettings(
             provider=getattr(live, "name", name),
             base_url=getattr(live, "base_url", ""),
@@ -176,6 +187,7 @@ async def arun_project(
             shots=shots,
             skipped=skipped,
             fresh=fresh,
+            resend=frozenset(shot.id for shot, _ in prepared.unconfirmed) if resend_unconfirmed else frozenset(),
             pricing=pricing,
             listeners=listeners,
             handle_signals=handle_signals,
@@ -193,6 +205,7 @@ def run_project(
     force: str | Sequence[str] | None = None,
     max_cost: float | None = None,
     dry_run: bool = False,
+    resend_unconfirmed: bool = False,
     listeners: Iterable[Listener] = (),
     simulator_options: SimulatorOptions | None = None,
     poll: PollPolicy | None = None,
@@ -211,6 +224,7 @@ def run_project(
         force=force,
         max_cost=max_cost,
         dry_run=dry_run,
+        resend_unconfirmed=resend_unconfirmed,
         listeners=listeners,
         simulator_options=simulator_options,
         poll=poll,
@@ -233,6 +247,8 @@ class Prepared:
     fresh: frozenset[str]
     pricing: Pricing
     cost: float
+    # The selected shots left ``unconfirmed``, with the units each may cost a second time if it is sent again.
+    unconfirmed: tuple[tuple[ResolvedShot, float], ...] = ()
 
 
 def prepare(
@@ -241,17 +257,36 @@ def prepare(
     out: str | os.PathLike[str] | None = None,
     only: str | Sequence[str] | None = None,
     force: str | Sequence[str] | None = None,
+    resend_unconfirmed: bool = False,
 ) -> Prepared:
-    """Load the spec, read the manifest (without locking it) and decide what a run would render and cost."""
-    project = _load(spec)
+    """Load the spec, read the manifest (without locking it) and decide what a run would render and cost.
+
+    Unconfirmed shots count in the cost only with ``resend_unconfirmed``: otherwise nothing is sent for them.
+    """
+    project = load_spec(spec)
     out_dir = Path(out).resolve() if out is not None else project.output_dir
     manifest_path = out_dir / MANIFEST_NAME
     pricing = Pricing.from_overrides(project.pricing)
     existing = read_or_new(manifest_path, project=project.project) if manifest_path.exists() else None
     plan = make_plan(project.shots, existing, manifest_dir=out_dir)
     shots, skipped, fresh = select(plan, only=only, force=force)
-    cost = _cost(shots, existing, fresh=fresh, pricing=pricing)
-    return Prepared(project, out_dir, manifest_path, plan, shots, skipped, fresh, pricing, cost)
+    unconfirmed = _unconfirmed(shots, existing, pricing=pricing)
+    held = frozenset() if resend_unconfirmed else frozenset(shot.id for shot, _ in unconfirmed)
+    cost = _cost([shot for shot in shots if shot.id not in held], existing, fresh=fresh, pricing=pricing)
+    return Prepared(project, out_dir, manifest_path, plan, shots, skipped, fresh, pricing, cost, unconfirmed)
+
+
+def _unconfirmed(
+    shots: list[ResolvedShot], manifest: Manifest | None, *, pricing: Pricing
+) -> tuple[tuple[ResolvedShot, float], ...]:
+    records = manifest.shots if manifest else {}
+    return tuple(
+        (shot, pricing.shot_units(shot))
+        for shot in shots
+        if (record := records.get(shot.id)) is not None
+        and record.status == UNCONFIRMED
+        and record.fingerprint == shot.fingerprint
+    )
 
 
 def select(
@@ -284,6 +319,7 @@ async def _run(
     shots: list[ResolvedShot],
     skipped: tuple[str, ...],
     fresh: frozenset[str],
+    resend: frozenset[str],
     pricing: Pricing,
     listeners: Iterable[Listener],
     handle_signals: bool,
@@ -313,7 +349,7 @@ async def _run(
     try:
         store.save()
         bus.emit(Event(RUN_STARTED, data={**settings.to_json(), "shots": [s.id for s in shots]}))
-        await _drive(scheduler, shots, fresh=fresh, handle_signals=handle_signals)
+        await _drive(scheduler, shots, fresh=fresh, resend=resend, handle_signals=handle_signals)
         finished = not scheduler.interrupted
     finally:
         store.close(finished=finished)
@@ -328,6 +364,7 @@ async def _run(
                 "elapsed": round(result.elapsed, 3),
                 "succeeded": sum(1 for s in result.statuses.values() if s == SUCCEEDED),
                 "failed": len(result.failures),
+                "unconfirmed": list(result.unconfirmed),
                 "skipped": len(result.skipped),
                 "requests": scheduler.stats.requests,
                 "exit_code": result.exit_code,
@@ -338,14 +375,19 @@ async def _run(
 
 
 async def _drive(
-    scheduler: Scheduler, shots: list[ResolvedShot], *, fresh: frozenset[str], handle_signals: bool
+    scheduler: Scheduler,
+    shots: list[ResolvedShot],
+    *,
+    fresh: frozenset[str],
+    resend: frozenset[str],
+    handle_signals: bool,
 ) -> None:
     if not handle_signals:
-        await scheduler.run(shots, fresh=fresh)
+        await scheduler.run(shots, fresh=fresh, resend=resend)
         return
     async with anyio.create_task_group() as group:
         group.start_soon(_interrupt_on_signals, scheduler)
-        await scheduler.run(shots, fresh=fresh)
+        await scheduler.run(shots, fresh=fresh, resend=resend)
         group.cancel_scope.cancel()
 
 
@@ -396,7 +438,8 @@ def _default_reason(status: str) -> str:
     return f"left {status}; run again"
 
 
-def _load(spec: str | os.PathLike[str] | ResolvedProject) -> ResolvedProject:
+def load_spec(spec: str | os.PathLike[str] | ResolvedProject) -> ResolvedProject:
+    """A resolved project, from a path (loaded and validated: ``SpecError``) or as given."""
     if isinstance(spec, ResolvedProject):
         return spec
     from orchestrator.spec import load_project
@@ -422,9 +465,10 @@ def _cost(shots: list[ResolvedShot], manifest: Manifest | None, *, fresh: frozen
     return total
 
 
-def _provider(
+def open_run_provider(
     provider: str | Provider | None, *, name: str, simulator_options: SimulatorOptions | None, out_dir: Path
 ) -> AbstractAsyncContextManager[Provider]:
+    """The provider a run in ``out_dir`` talks to: a name opened here, or an object the caller entered (and closes)."""
     if provider is not None and not isinstance(provider, str):
         return nullcontext(provider)  # the caller entered it and will close it
     from orchestrator.providers import open_provider

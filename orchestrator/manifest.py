@@ -667,6 +667,10 @@ class ManifestStore:
         finally:
             self._lock.release()
 
+    def release(self) -> None:
+        """Release the lock without writing: for a command that changed nothing (a refused ``adopt``)."""
+        self._lock.release()
+
     def _compact_text(self) -> str:
         """The manifest as compact JSON (what ``to_json`` gives), from the records' cached encodings."""
         shots = self.manifest.shots

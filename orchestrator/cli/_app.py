@@ -49,6 +49,7 @@ COMMAND_MODULES: dict[str, str] = {
     "report": "orchestrator.cli.plan",
     "status": "orchestrator.cli.plan",
     "simulate": "orchestrator.cli.simulate",
+    "adopt": "orchestrator.cli.unconfirmed",
 }
 
 

@@ -39,6 +39,12 @@ from orchestrator.polling import PollPolicy
     is_flag=True,
     help="Poll each task on its own instead of following them all through the provider's task list.",
 )
+@click.option(
+    "--resend-unconfirmed",
+    is_flag=True,
+    help="Send unconfirmed shots again (each may be billed twice): shows them and their cost, and asks.",
+)
+@click.option("--yes", is_flag=True, help="With --resend-unconfirmed: do not ask (required when not on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @handle_errors
 def run_command(
@@ -52,6 +58,8 @@ def run_command(
     max_cost: float | None,
     dry_run: bool,
     poll_each_task: bool,
+    resend_unconfirmed: bool,
+    yes: bool,
     as_json: bool,
 ) -> None:
     """Render SPEC's new, changed and unfinished shots; skip the rest.
@@ -62,6 +70,10 @@ def run_command(
     if dry_run:
         _dry_run(spec, out=out, only=only, force=force, max_cost=max_cost, as_json=as_json)
         return
+    if resend_unconfirmed:
+        from orchestrator.cli.unconfirmed import confirm_resend
+
+        confirm_resend(spec, out=out, only=only, force=force, yes=yes)
     console = Console(stderr=as_json)
     view: View = JsonView(sys.stdout) if as_json else (LiveView(console) if console.is_terminal else PlainView(console))
     try:
@@ -76,6 +88,7 @@ def run_command(
                 only=only or None,
                 force=force or None,
                 max_cost=max_cost,
+                resend_unconfirmed=resend_unconfirmed,
                 poll=PollPolicy(batch=False) if poll_each_task else None,
                 listeners=[view],
                 handle_signals=True,
