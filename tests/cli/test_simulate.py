@@ -91,11 +91,11 @@ def test_dialect_can_come_from_the_environment_and_kling_announces_its_key_pair(
 
 
 def test_a_secret_key_of_your_own_is_not_printed(served) -> None:
-    env = {"ORCHESTRATOR_SIM_SECRET_KEY": "my-own-secret-value"}
+    env = {"ORCHESTRATOR_SIM_SECRET_KEY": "my-own-secret-value-of-32-bytes-or-more"}
     result = CliRunner().invoke(cli, ["simulate", "--dialect", "kling", "--access-key", "ak-1"], env=env)
     assert result.exit_code == 0, result.output
-    assert served[0]["options"].kling_keys == {"ak-1": "my-own-secret-value"}
-    assert "my-own-secret-value" not in result.output and "ak-1" in result.output
+    assert served[0]["options"].kling_keys == {"ak-1": "my-own-secret-value-of-32-bytes-or-more"}
+    assert "my-own-secret-value-of-32-bytes-or-more" not in result.output and "ak-1" in result.output
 
 
 def test_unknown_dialect_is_a_usage_error() -> None:

@@ -32,6 +32,7 @@ GATEWAY_INNER_FORMS: tuple[str, ...] = ("envelope", "task")
 # The kling dialect's default key pair (``LocalSimulator.LOCAL_ACCESS_KEY`` / ``LOCAL_SECRET_KEY`` repeat them).
 LOCAL_ACCESS_KEY = "local-access-key"
 LOCAL_SECRET_KEY = "local-secret-key-for-hs256-signing"
+MIN_SECRET_BYTES = 32
 # Units charged per finished task, by (mode, duration): Kling's card for kling-v1-6 on this route (docs/wire.md,
 # "Limits"). The simulator charges every model by it.
 RATE_CARD: dict[tuple[str, int], float] = {("std", 5): 2.0, ("std", 10): 4.0, ("pro", 5): 3.5, ("pro", 10): 7.0}
@@ -105,8 +106,9 @@ class SimulatorOptions:
             raise ConfigError(f"simulator dialect {self.dialect!r} is unknown: use one of {', '.join(DIALECTS)}")
         if self.gateway_inner not in GATEWAY_INNER_FORMS:
             raise ConfigError(f"simulator gateway_inner must be one of {', '.join(GATEWAY_INNER_FORMS)}")
-        if self.kling_keys is not None and not all(self.kling_keys.values()):
-            raise ConfigError("simulator kling_keys need a non-empty secret key for every access key")
+        # HS256 wants a key of at least 32 bytes (PyJWT warns below that; Kling's own secrets are 32 characters).
+        if self.kling_keys is not None and any(len(s.encode()) < MIN_SECRET_BYTES for s in self.kling_keys.values()):
+            raise ConfigError(f"simulator kling secret keys must be at least {MIN_SECRET_BYTES} bytes long")
         if self.upstream_accounts < 1 or self.not_visible_for < 0:
             raise ConfigError("simulator upstream_accounts must be >= 1 and not_visible_for >= 0")
         if self.fps < 1:
