@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
 import click
 
 from orchestrator.cli._app import EXIT_INTERRUPTED, cli, handle_errors
-from orchestrator.providers.local import SimulatorOptions, serve_forever
+from orchestrator.providers.local import LocalSimulator, SimulatorOptions, serve_forever
+from orchestrator.providers.local.state import DIALECTS, GATEWAY_INNER_FORMS
 
 _RATE = click.FloatRange(0.0, 1.0)
 
@@ -18,6 +20,15 @@ def _env(name: str) -> str:
 
 
 @cli.command()
+@click.option(
+    "--dialect",
+    type=click.Choice(DIALECTS),
+    default="cometapi",
+    show_default=True,
+    envvar=_env("DIALECT"),
+    help="Which provider to imitate: cometapi (the Kling contract under /kling), kling (Kling direct: /v1, JWT) "
+    "or gateway (CometAPI as a new-api gateway over several upstream accounts).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only by default).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
 @click.option(
@@ -58,6 +69,57 @@ def _env(name: str) -> str:
     type=click.IntRange(0),
     help="After N accepted creates per key, create answers 429/1102.",
 )
+@click.option(
+    "--upstream-accounts",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar=_env("UPSTREAM_ACCOUNTS"),
+    help="gateway: upstream Kling accounts creates are spread over (the cap applies to each).",
+)
+@click.option(
+    "--not-visible-for",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    envvar=_env("NOT_VISIBLE_FOR"),
+    help="gateway: seconds after a create during which a query answers 400 task_not_exist.",
+)
+@click.option(
+    "--bill-then-524-rate",
+    default=0.0,
+    type=_RATE,
+    envvar=_env("BILL_THEN_524_RATE"),
+    help="gateway: creates that are billed but answered 524 with an HTML page.",
+)
+@click.option(
+    "--gateway-inner",
+    type=click.Choice(GATEWAY_INNER_FORMS),
+    default="envelope",
+    show_default=True,
+    envvar=_env("GATEWAY_INNER"),
+    help="gateway: a query's data.data is the whole Kling envelope or the task object only.",
+)
+@click.option(
+    "--disable-model",
+    "disabled_models",
+    multiple=True,
+    metavar="MODEL",
+    help="gateway: a model with no channel (create answers 503 model_not_found). Repeatable.",
+)
+@click.option(
+    "--access-key",
+    default=LocalSimulator.LOCAL_ACCESS_KEY,
+    envvar=_env("ACCESS_KEY"),
+    help="kling: the access key tokens must be issued by (iss).",
+)
+@click.option(
+    "--secret-key",
+    default=LocalSimulator.LOCAL_SECRET_KEY,
+    envvar=_env("SECRET_KEY"),
+    show_default=False,
+    help="kling: the secret key tokens must be signed with (default: LocalSimulator.LOCAL_SECRET_KEY).",
+)
 @click.option("--seed", type=int, envvar=_env("SEED"), help="Seed for render times and faults (deterministic runs).")
 @click.option("--cheap-video", is_flag=True, envvar=_env("CHEAP_VIDEO"), help="Tiny, low-fps videos (benchmarks).")
 @click.option("--no-caption", is_flag=True, help="Do not burn the task's external id into the animatic.")
@@ -74,6 +136,7 @@ def _env(name: str) -> str:
 @handle_errors
 def simulate(
     *,
+    dialect: str,
     host: str,
     port: int,
     allow_remote: bool,
@@ -88,6 +151,13 @@ def simulate(
     drop_after_create_rate: float,
     concurrency_cap: int | None,
     account_exhausted_after: int | None,
+    upstream_accounts: int,
+    not_visible_for: float,
+    bill_then_524_rate: float,
+    gateway_inner: str,
+    disabled_models: tuple[str, ...],
+    access_key: str,
+    secret_key: str,
     seed: int | None,
     cheap_video: bool,
     no_caption: bool,
@@ -96,10 +166,18 @@ def simulate(
 ) -> None:
     """Run the local Kling-compatible simulator until Ctrl-C.
 
-    It speaks the CometAPI routes, validates requests like the real service, and renders each task as a real
-    H.264 animatic of its boards. Point the cometapi provider at it with COMETAPI_BASE_URL (any key works).
+    It speaks the CometAPI routes (or, with --dialect, Kling direct's or a new-api gateway's), validates requests
+    like the real service, and renders each task as a real H.264 animatic of its boards. Point the cometapi
+    provider at it with COMETAPI_BASE_URL (any key works).
     """
     options = SimulatorOptions(
+        dialect=dialect,
+        upstream_accounts=upstream_accounts,
+        not_visible_for=not_visible_for,
+        bill_then_524_rate=bill_then_524_rate,
+        gateway_inner=gateway_inner,
+        disabled_models=frozenset(disabled_models),
+        kling_keys={access_key: secret_key},
         render_time=render_time,
         render_jitter=render_jitter,
         failure_rate=failure_rate,
@@ -118,15 +196,26 @@ def simulate(
         state_dir=state.resolve() if state else None,
     )
     try:
-        serve_forever(options, host=host, port=port, allow_remote=allow_remote, on_ready=_announce)
+        announce = functools.partial(
+            _announce, options=options, own_secret=secret_key != LocalSimulator.LOCAL_SECRET_KEY
+        )
+        serve_forever(options, host=host, port=port, allow_remote=allow_remote, on_ready=announce)
     except KeyboardInterrupt:
         click.echo("simulator stopped", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
-def _announce(base_url: str) -> None:
-    click.echo(f"Kling simulator listening on {base_url}  (Ctrl-C to stop)")
-    click.echo("Point the cometapi provider at it (any key is accepted):")
-    click.echo(f"  export COMETAPI_BASE_URL={base_url}")
-    click.echo("  export COMETAPI_KEY=local-simulator-key")
+def _announce(base_url: str, *, options: SimulatorOptions, own_secret: bool) -> None:
+    click.echo(f"Kling simulator ({options.dialect} dialect) listening on {base_url}  (Ctrl-C to stop)")
+    if options.dialect == "kling":
+        [(access_key, secret_key)] = (options.kling_keys or {}).items()
+        click.echo("Kling direct: routes under /v1, a JWT (HS256) per request, signed with this key pair:")
+        click.echo(f"  access key: {access_key}")
+        # A secret the user chose stays off the screen (and out of terminal logs); the local default is no secret.
+        click.echo("  secret key: the one you gave" if own_secret else f"  secret key: {secret_key}")
+    else:
+        accounts = f", {options.upstream_accounts} upstream accounts" if options.dialect == "gateway" else ""
+        click.echo(f"Point the cometapi provider at it (any key is accepted{accounts}):")
+        click.echo(f"  export COMETAPI_BASE_URL={base_url}")
+        click.echo(f"  export COMETAPI_KEY={LocalSimulator.LOCAL_API_KEY}")
     click.echo(f"Counters: {base_url}/_sim/stats   fault knobs: POST {base_url}/_sim/config")

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from orchestrator.cli import cli
 from orchestrator.cli import simulate as simulate_module
+from orchestrator.providers.local import LocalSimulator
 
 
 @pytest.fixture
@@ -65,3 +66,37 @@ def test_port_in_use_is_a_one_line_error() -> None:
         result = CliRunner().invoke(cli, ["simulate", "--port", str(port)])
     assert result.exit_code == 1
     assert result.output.startswith("error: cannot listen on 127.0.0.1:")
+
+
+def test_dialect_and_gateway_knobs_reach_the_simulator(served) -> None:
+    args = ["simulate", "--dialect", "gateway", "--upstream-accounts", "5", "--not-visible-for", "1.5"]
+    args += ["--bill-then-524-rate", "0.2", "--gateway-inner", "task", "--disable-model", "kling-v2-1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    options = served[0]["options"]
+    assert (options.dialect, options.upstream_accounts, options.not_visible_for) == ("gateway", 5, 1.5)
+    assert (options.bill_then_524_rate, options.gateway_inner) == (0.2, "task")
+    assert options.disabled_models == frozenset({"kling-v2-1"})
+    assert "gateway dialect" in result.output and "5 upstream accounts" in result.output
+
+
+def test_dialect_can_come_from_the_environment_and_kling_announces_its_key_pair(served) -> None:
+    result = CliRunner().invoke(cli, ["simulate"], env={"ORCHESTRATOR_SIM_DIALECT": "kling"})
+    assert result.exit_code == 0, result.output
+    options = served[0]["options"]
+    assert options.dialect == "kling"
+    assert options.kling_keys == {LocalSimulator.LOCAL_ACCESS_KEY: LocalSimulator.LOCAL_SECRET_KEY}
+    assert "kling dialect" in result.output
+    assert LocalSimulator.LOCAL_ACCESS_KEY in result.output and LocalSimulator.LOCAL_SECRET_KEY in result.output
+
+
+def test_a_secret_key_of_your_own_is_not_printed(served) -> None:
+    env = {"ORCHESTRATOR_SIM_SECRET_KEY": "my-own-secret-value-of-32-bytes-or-more"}
+    result = CliRunner().invoke(cli, ["simulate", "--dialect", "kling", "--access-key", "ak-1"], env=env)
+    assert result.exit_code == 0, result.output
+    assert served[0]["options"].kling_keys == {"ak-1": "my-own-secret-value-of-32-bytes-or-more"}
+    assert "my-own-secret-value-of-32-bytes-or-more" not in result.output and "ak-1" in result.output
+
+
+def test_unknown_dialect_is_a_usage_error() -> None:
+    assert CliRunner().invoke(cli, ["simulate", "--dialect", "openai"]).exit_code == 2

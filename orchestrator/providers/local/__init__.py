@@ -1,6 +1,8 @@
 """The local provider's server: a Kling-compatible simulator that renders real MP4 animatics, offline.
 
 ``LocalSimulator`` runs it on loopback in a background thread; point any Kling/CometAPI client at its ``base_url``.
+``SimulatorOptions.dialect`` picks what it imitates: ``cometapi`` (default), ``kling`` (Kling direct, JWT) or
+``gateway`` (a new-api gateway over several upstream accounts); see docs/simulator.md.
 ``render_animatic`` is the renderer on its own (boards in, H.264 MP4 out).
 """
 

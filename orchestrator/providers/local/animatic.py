@@ -37,6 +37,7 @@ CHEAP_FPS = 2
 ZOOM = 0.08  # how far a board zooms over its time on screen: slow enough to read, enough to feel alive
 PAN = 0.5  # fraction of the zoom margin a board pans across
 MAX_CROSSFADE = 0.8  # seconds
+MIN_CAPTION_FONT = 12  # px: below this a caption is no longer worth reading
 # Shots and benchmark tasks reuse the same boards: keep a few fitted plates (a full-size one is about 2.7 MB).
 PLATE_CACHE_SIZE = 12
 _PLATES: OrderedDict[tuple[bytes, tuple[int, int]], Image.Image] = OrderedDict()
@@ -114,8 +115,8 @@ def _segments(boards: Sequence[bytes], *, duration: int, size: tuple[int, int], 
         end = min(float(duration), (index + 1) * slot + half_fade)
         band = None
         if caption is not None:
-            label = f"{caption}   board {index + 1}/{count}" if count > 1 else caption
-            band = _caption_band(label, width=size[0], height=size[1])
+            parts = [caption, f"board {index + 1}/{count}"] if count > 1 else [caption]
+            band = _caption_band(parts, width=size[0], height=size[1])
         segments.append(_Segment(start=start, end=end, plate=_plate(data, size=size), caption=band))
     return segments
 
@@ -169,12 +170,62 @@ def _scaled(image: Image.Image, factor: float) -> tuple[int, int]:
     return max(1, round(image.width * factor)), max(1, round(image.height * factor))
 
 
-def _caption_band(text: str, *, width: int, height: int) -> Frame:
-    font_size = max(12, height // 28)
-    font = ImageFont.load_default(size=font_size)
-    band_height = font_size * 2
-    band = Image.new("RGBA", (width, band_height), (0, 0, 0, 150))
-    ImageDraw.Draw(band).text((font_size, font_size // 2), text, font=font, fill=(255, 255, 255, 255))
+def caption_layout(parts: Sequence[str], *, width: int, height: int) -> tuple[int, list[str]]:
+    """Font size and lines of the caption band, so that every line fits the frame's width.
+
+    The caption is the shot's external id and ``board i/n``: on one line when that fits at a readable size,
+    else on two (a portrait frame is narrow and ids are long); whichever layout allows the larger font wins. A
+    line too long even at the smallest size loses its middle to an ellipsis, never its end.
+    """
+    base = max(MIN_CAPTION_FONT, height // 28)
+    room = width - 2 * _caption_margin(width)
+    one = "   ".join(parts)
+    layouts = [[one]] if len(parts) == 1 else [[one], list(parts)]
+    best_size, best_lines = 0, [one]
+    for lines in layouts:
+        size = min(_fitting_size(line, base, room) for line in lines)
+        if size > best_size:
+            best_size, best_lines = size, lines
+    font = ImageFont.load_default(size=best_size)
+    return best_size, [_ellipsized(line, font, room) for line in best_lines]
+
+
+def _caption_margin(width: int) -> int:
+    return max(8, width // 40)
+
+
+def _fitting_size(text: str, base: int, room: int) -> int:
+    """The largest font size up to ``base`` (and at least the minimum) at which ``text`` is at most ``room`` wide."""
+    size = base
+    while size > MIN_CAPTION_FONT and ImageFont.load_default(size=size).getlength(text) > room:
+        # Text width grows about linearly with the size: jump close to the answer, then step down.
+        length = ImageFont.load_default(size=size).getlength(text)
+        size = max(MIN_CAPTION_FONT, min(size - 1, int(size * room / length)))
+    return size
+
+
+def _ellipsized(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, room: int) -> str:
+    if font.getlength(text) <= room:
+        return text
+    keep = len(text)
+    while keep > 2:
+        keep -= 1
+        head, tail = text[: keep - keep // 2], text[len(text) - keep // 2 :]
+        candidate = f"{head}…{tail}"
+        if font.getlength(candidate) <= room:
+            return candidate
+    return "…"
+
+
+def _caption_band(parts: Sequence[str], *, width: int, height: int) -> Frame:
+    size, lines = caption_layout(parts, width=width, height=height)
+    font = ImageFont.load_default(size=size)
+    line_height = round(size * 1.25)
+    padding = size // 2
+    band = Image.new("RGBA", (width, 2 * padding + line_height * len(lines)), (0, 0, 0, 150))
+    draw = ImageDraw.Draw(band)
+    for number, line in enumerate(lines):
+        draw.text((_caption_margin(width), padding + number * line_height), line, font=font, fill=(255, 255, 255, 255))
     return np.asarray(band, dtype=np.uint8)
 
 

@@ -1,6 +1,8 @@
-"""The simulator's HTTP face: a Starlette app speaking the CometAPI/Kling wire contract.
+"""The simulator's HTTP face: a Starlette app speaking the CometAPI/Kling wire contract in one of three dialects.
 
-Routes (each Kling route also answers under the Kling-direct prefix ``/v1/...``):
+``cometapi`` (the default) serves the routes below under ``/kling/v1`` and, as before, also under ``/v1``;
+``kling`` (Kling direct) serves them under ``/v1`` only and checks a JWT (``kling_auth``); ``gateway`` (CometAPI as a
+new-api gateway, ``gateway``) serves create and one-task query under ``/kling/v1`` only, in the gateway's shapes.
 
     POST /kling/v1/videos/multi-image2video                  create a task
     GET  /kling/v1/videos/multi-image2video/{id}             a task by task_id, else by external_task_id;
@@ -11,7 +13,7 @@ Routes (each Kling route also answers under the Kling-direct prefix ``/v1/...``)
     GET  /_sim/stats   POST /_sim/config   POST /_sim/reset  admin: counters, fault knobs, forget everything
 
 Kling routes need ``Authorization: Bearer <key>``; admin and video routes do not (the server is loopback-only).
-Faults (drops, 1302, 5xx) are thrown on the Kling routes only, after authentication.
+Faults (drops, 1302, 5xx) are thrown on the Kling routes only, after authentication, each in the dialect's shape.
 """
 
 from __future__ import annotations
@@ -37,12 +39,29 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from orchestrator.errors import ConfigError
+from orchestrator.providers.local import gateway
 from orchestrator.providers.local.animatic import render_animatic
+from orchestrator.providers.local.kling_auth import AuthFailure, bearer_token, verify_token
 from orchestrator.providers.local.persist import StateStore, TaskRecord, now_ms, sim_task
-from orchestrator.providers.local.state import Refusal, SimTask, SimulatorOptions, SimulatorState, public_options
+from orchestrator.providers.local.state import (
+    LOCAL_ACCESS_KEY,
+    LOCAL_SECRET_KEY,
+    Refusal,
+    SimTask,
+    SimulatorOptions,
+    SimulatorState,
+    format_units,
+    public_options,
+)
 from orchestrator.providers.local.validation import Board, CreateRequest, InvalidRequest, parse_create
+from orchestrator.shot import DEFAULT_MODEL
 
 KLING_PREFIXES = ("/kling/v1", "/v1")
+PREFIXES_BY_DIALECT: dict[str, tuple[str, ...]] = {
+    "cometapi": KLING_PREFIXES,
+    "kling": ("/v1",),
+    "gateway": ("/kling/v1",),
+}
 COLLECTION = "/videos/multi-image2video"
 MAX_BODY_BYTES = 64 * 1024 * 1024  # four 10 MB images in Base64, with room to spare
 SERVER_ERRORS = ((500, 5000, "internal server error"), (503, 5001, "service under maintenance"), (504, 5002, "timeout"))
@@ -73,13 +92,13 @@ class DroppedConnection(Response):
 
 
 def task_json(task: SimTask, *, base_url: str, now: float) -> dict[str, Any]:
-    """The task object of the wire contract, as of ``now``."""
+    """The task object of the wire contract, as of ``now``; a succeeded task says what it cost."""
     status, message, since = task.status_at(now)
     result: dict[str, Any] = {}
     if status == "succeed":
         video = {"id": f"{task.task_id}01", "url": f"{base_url}/_sim/videos/{task.task_id}.mp4"}
         result = {"videos": [{**video, "duration": f"{task.duration}.0"}]}
-    return {
+    data = {
         "task_id": task.task_id,
         "task_status": status,
         "task_status_msg": message,
@@ -88,6 +107,9 @@ def task_json(task: SimTask, *, base_url: str, now: float) -> dict[str, Any]:
         "created_at": task.created_ms,
         "updated_at": task.created_ms + round((since - task.created_mono) * 1000),
     }
+    if status == "succeed":  # failed tasks are not charged
+        data["final_unit_deduction"] = format_units(task.units)
+    return data
 
 
 def placeholder_board(url: str) -> bytes:
@@ -176,18 +198,39 @@ class SimulatorApi:
 
     # -- plumbing -----------------------------------------------------------------------------------------------
 
+    @property
+    def dialect(self) -> str:
+        return self.state.options.dialect
+
     def _authenticate(self, request: Request) -> str | JSONResponse:
+        """The caller's key (the access key under the kling dialect), or the 401 to answer."""
         header = request.headers.get("authorization")
-        if header is None:
-            return error(401, 1001, "Authorization header is missing")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return error(401, 1002, "Authorization header is invalid: expected 'Bearer <key>'")
+        if self.dialect == "kling":
+            options = self.state.options
+            keys = options.kling_keys if options.kling_keys is not None else {LOCAL_ACCESS_KEY: LOCAL_SECRET_KEY}
+            try:
+                return verify_token(bearer_token(header), keys)
+            except AuthFailure as failure:
+                return error(401, failure.code, failure.message)
+        try:
+            token = bearer_token(header, what="key")
+        except AuthFailure as failure:
+            return self._unauthorized(failure.code, failure.message)
         accepted = self.state.options.api_keys
         if accepted is not None and token not in accepted:
-            return error(401, 1000, "authentication failed: unknown API key")
+            return self._unauthorized(1000, "authentication failed: unknown API key")
         return token
+
+    def _unauthorized(self, code: int, message: str) -> JSONResponse:
+        if self.dialect == "gateway":
+            return gateway.api_error(401, "invalid_token", f"invalid token: {message}")
+        return error(401, code, message)
+
+    def _kling_error(self, status: int, code: int, message: str) -> Response:
+        """A Kling-coded error in the dialect's shape (under the gateway: relayed from the upstream account)."""
+        if self.dialect == "gateway":
+            return gateway.upstream_error(status, code, message)
+        return error(status, code, message)
 
     def _fault(self) -> Response | None:
         """Throw the per-request dice: a dropped connection, 1302 or a 5xx, or ``None`` to carry on."""
@@ -195,10 +238,12 @@ class SimulatorApi:
         if self.state.roll("drop", options.drop_rate):
             return DroppedConnection()
         if self.state.roll("1302", options.rate_1302):
-            return error(429, 1302, "requests too fast: rate limit exceeded")
+            return self._kling_error(429, 1302, "requests too fast: rate limit exceeded")
         if self.state.roll("5xx", options.rate_5xx):
             status, code, message = self.state.choose(SERVER_ERRORS)
-            return error(status, code, message)
+            if self.dialect == "gateway" and status == 504:
+                return gateway.html_page(504)  # the gateway's proxy timed out: a page, not JSON
+            return self._kling_error(status, code, message)
         return None
 
     def _enter(self, request: Request, route: str, *, create: bool = False) -> str | Response:
@@ -225,20 +270,41 @@ class SimulatorApi:
         if isinstance(key, Response):
             return key
         try:
-            create = parse_create(await _json_body(request))
+            body = await _json_body(request)
+            refused = self._no_channel(body)
+            if refused is not None:
+                return refused
+            create = parse_create(body)
             task = self.state.create(
-                api_key=key, external_task_id=create.external_task_id, duration=create.duration, request=create
+                api_key=key,
+                external_task_id=create.external_task_id,
+                duration=create.duration,
+                mode=create.mode,
+                request=create,
             )
         except InvalidRequest as exc:
-            return error(400, exc.code, exc.message)
+            return self._kling_error(400, exc.code, exc.message)
         except Refusal as exc:
-            return error(exc.status, exc.code, exc.message)
+            return self._kling_error(exc.status, exc.code, exc.message)
         if not task.fails:
             task.render = self.executor.submit(self._render, task, create, self.state.options)
         if self.state.roll("drop_after_create", self.state.options.drop_after_create_rate):
             return DroppedConnection()
+        if self.dialect == "gateway" and self.state.roll("bill_then_524", self.state.options.bill_then_524_rate):
+            return gateway.html_page(524)  # recorded and billed upstream; the answer timed out in front of it
         data = task_json(task, base_url=self._base_url(request), now=task.created_mono)
         return envelope({k: data[k] for k in ("task_id", "task_status", "task_info", "created_at", "updated_at")})
+
+    def _no_channel(self, body: Any) -> Response | None:
+        """The gateway's 503 for a model it has no channel for (it routes on the model before any upstream)."""
+        disabled = self.state.options.disabled_models
+        if self.dialect != "gateway" or not disabled or not isinstance(body, dict):
+            return None
+        model = body.get("model_name") or DEFAULT_MODEL
+        if model not in disabled:
+            return None
+        self.state.count_fault("model_not_found")
+        return gateway.model_not_found(str(model))
 
     def _render(self, task: SimTask, create: CreateRequest, options: SimulatorOptions) -> None:
         dest = self.storage_dir / f"{task.task_id}.mp4"
@@ -268,6 +334,8 @@ class SimulatorApi:
         if isinstance(key, Response):
             return key
         ident = request.path_params["ident"]
+        if self.dialect == "gateway":
+            return self._gateway_query(request, key, ident)
         by_external = request.query_params.get("external_task_id", "").lower() == "true"
         task = None if by_external else self.state.get(api_key=key, task_id=ident)
         # Clients in the wild also put the external id where the task id goes: fall back to it.
@@ -275,6 +343,19 @@ class SimulatorApi:
         if task is None:
             return error(404, 1203, f"task {ident!r} does not exist")
         return self._answer(request, task)
+
+    def _gateway_query(self, request: Request, key: str, ident: str) -> Response:
+        """The gateway knows task ids only (query flags are ignored), and only once its poller has seen them."""
+        task = self.state.get(api_key=key, task_id=ident)
+        if task is None:
+            return gateway.task_not_exist()
+        now = self.state.now()
+        if now - task.created_mono < self.state.options.not_visible_for:
+            self.state.count_fault("not_visible")
+            return gateway.task_not_exist()
+        kling_task = task_json(task, base_url=self._base_url(request), now=now)
+        inner = self.state.options.gateway_inner
+        return JSONResponse(gateway.wrapped_task(kling_task, task=task, now=now, inner=inner))
 
     async def collection(self, request: Request) -> Response:
         key = self._enter(request, f"{_prefix(request)}{COLLECTION}")
@@ -359,12 +440,18 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return error(404 if status in (404, 405) else status, code, message)
 
 
+async def _gateway_not_found(request: Request, exc: Exception) -> Response:
+    # new-api answers every route it does not relay (the list, /v1/videos/...) with its own 404.
+    return gateway.invalid_url(request.method, request.url.path)
+
+
 def create_app(
     *, state: SimulatorState, storage_dir: Path, executor: Executor, stopping: threading.Event | None = None
 ) -> Starlette:
     """The ASGI app. ``storage_dir`` must exist; ``executor`` runs renders (keep it small: rendering is CPU-bound).
 
-    Setting ``stopping`` makes renders in progress give up (the simulator is shutting down).
+    Setting ``stopping`` makes renders in progress give up (the simulator is shutting down). The dialect (fixed for
+    the app's life) decides which Kling routes exist.
     """
     api = SimulatorApi(state=state, storage_dir=storage_dir, executor=executor, stopping=stopping)
     routes = [Route("/_sim/videos/{name}", api.video, methods=["GET"])]
@@ -373,11 +460,12 @@ def create_app(
         Route("/_sim/config", api.config, methods=["POST"]),
         Route("/_sim/reset", api.reset, methods=["POST"]),
     ]
-    for prefix in KLING_PREFIXES:
-        routes += [
-            Route(prefix + COLLECTION, api.create, methods=["POST"]),
-            Route(prefix + COLLECTION, api.collection, methods=["GET"]),
-            Route(prefix + COLLECTION + "/{ident}", api.query, methods=["GET"]),
-        ]
-    handlers: dict[Any, Callable[[Request, Exception], Any]] = {404: _not_found, 405: _not_found}
+    dialect = state.options.dialect
+    for prefix in PREFIXES_BY_DIALECT[dialect]:
+        routes.append(Route(prefix + COLLECTION, api.create, methods=["POST"]))
+        if dialect != "gateway":  # the gateway has no list and no lookup by external id
+            routes.append(Route(prefix + COLLECTION, api.collection, methods=["GET"]))
+        routes.append(Route(prefix + COLLECTION + "/{ident}", api.query, methods=["GET"]))
+    not_found = _gateway_not_found if dialect == "gateway" else _not_found
+    handlers: dict[Any, Callable[[Request, Exception], Any]] = {404: not_found, 405: not_found}
     return Starlette(routes=routes, exception_handlers=handlers)

@@ -11,7 +11,8 @@ A state folder holds::
 Each create and each finished render appends one line with a single ``write`` straight to the OS: cheap (about a
 microsecond) and it survives the process being killed. Lines are not fsynced one by one (that would cost a disk
 flush per request); the journal is fsynced when the simulator stops. Times are wall-clock epoch milliseconds, so
-a task's status keeps progressing while no simulator runs. API keys are never stored, only their ``key_id`` label.
+a task's status keeps progressing while no simulator runs. API keys are never stored, only their ``key_id`` label
+(and, under the gateway dialect, the label of the upstream account that billed the task).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class TaskRecord:
     aspect_ratio: str
     boards: tuple[BoardRef, ...]
     rendered_at: int | None = None
+    mode: str = "std"  # journals written before modes were recorded charge their tasks as std
+    account: str = ""  # the account that holds and bills the task ("": the key's own)
 
 
 def now_ms() -> int:
@@ -182,6 +185,8 @@ class StateStore:
             "fails": task.fails,
             "failure_message": task.failure_message,
             "duration": task.duration,
+            "mode": task.mode,
+            "account": task.account,
             "aspect_ratio": create.aspect_ratio,
             "boards": [self._save_board(board).to_json() for board in create.boards],
         }
@@ -225,7 +230,7 @@ class StateStore:
         return CreateRequest(
             boards=boards,
             prompt="",
-            mode="std",
+            mode=record.mode,
             duration=record.duration,
             aspect_ratio=record.aspect_ratio,
             external_task_id=record.external_task_id,
@@ -265,6 +270,8 @@ def sim_task(record: TaskRecord, *, now_mono: float, wall_ms: int, video: Path) 
         fails=record.fails,
         failure_message=record.failure_message,
         duration=record.duration,
+        mode=record.mode,
+        account=record.account,
     )
     if record.rendered_at is not None and video.is_file():
         done: Future[None] = Future()
@@ -302,6 +309,8 @@ def _apply(tasks: dict[str, TaskRecord], entry: Any) -> int:
         duration=_int(entry["duration"]),
         aspect_ratio=_str(entry["aspect_ratio"]),
         boards=tuple(_board(item) for item in entry["boards"]),
+        mode=_str(entry.get("mode", "std")),
+        account=_str(entry.get("account", "")),
     )
     return int(task_id)
 

@@ -29,7 +29,13 @@ import uvicorn
 from orchestrator.errors import ConfigError
 from orchestrator.providers.local.app import create_app
 from orchestrator.providers.local.persist import StateStore
-from orchestrator.providers.local.state import SimulatorOptions, SimulatorState, SimulatorStats
+from orchestrator.providers.local.state import (
+    LOCAL_ACCESS_KEY,
+    LOCAL_SECRET_KEY,
+    SimulatorOptions,
+    SimulatorState,
+    SimulatorStats,
+)
 
 RENDER_WORKERS = 2
 STARTUP_TIMEOUT = 10.0
@@ -132,13 +138,14 @@ class LocalSimulator:
     """The Kling-compatible simulator, serving on loopback from a background thread.
 
     Use it as a context manager (``with LocalSimulator(options) as sim: ...``); point a client at ``sim.base_url``
-    with any key (``LOCAL_API_KEY`` by convention). ``stats()`` and ``configure()`` act on the live server.
+    with any key (``LOCAL_API_KEY`` by convention), or under the kling dialect with JWTs signed by
+    ``LOCAL_SECRET_KEY`` and issued by ``LOCAL_ACCESS_KEY``. ``stats()`` and ``configure()`` act on the live server.
     """
 
     LOCAL_API_KEY: ClassVar[str] = "local-simulator-key"
     # The kling dialect's key pair: the simulator checks JWTs signed with this secret and issued by this access key.
-    LOCAL_ACCESS_KEY: ClassVar[str] = "local-access-key"
-    LOCAL_SECRET_KEY: ClassVar[str] = "local-secret-key-for-hs256-signing"
+    LOCAL_ACCESS_KEY: ClassVar[str] = LOCAL_ACCESS_KEY
+    LOCAL_SECRET_KEY: ClassVar[str] = LOCAL_SECRET_KEY
 
     def __init__(self, options: SimulatorOptions = DEFAULT_OPTIONS, *, host: str = "127.0.0.1", port: int = 0):
         check_host(host)

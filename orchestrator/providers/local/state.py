@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,25 @@ if TYPE_CHECKING:
 
 DEFAULT_FAILURE_MESSAGE = "Failure to pass the risk control system"
 DIALECTS: tuple[str, ...] = ("cometapi", "kling", "gateway")
+GATEWAY_INNER_FORMS: tuple[str, ...] = ("envelope", "task")
+# The kling dialect's default key pair (``LocalSimulator.LOCAL_ACCESS_KEY`` / ``LOCAL_SECRET_KEY`` repeat them).
+LOCAL_ACCESS_KEY = "local-access-key"
+LOCAL_SECRET_KEY = "local-secret-key-for-hs256-signing"
+MIN_SECRET_BYTES = 32
+# Units charged per finished task, by (mode, duration): Kling's card for kling-v1-6 on this route (docs/wire.md,
+# "Limits"). The simulator charges every model by it.
+RATE_CARD: dict[tuple[str, int], float] = {("std", 5): 2.0, ("std", 10): 4.0, ("pro", 5): 3.5, ("pro", 10): 7.0}
+
+
+def units_for(mode: str, duration: int) -> float:
+    """Units a successful task of this mode and duration costs (longer durations scale from the 5 s price)."""
+    five = RATE_CARD.get((mode, 5), RATE_CARD[("std", 5)])
+    return RATE_CARD.get((mode, duration), five * duration / 5)
+
+
+def format_units(units: float) -> str:
+    """Units as the wire writes ``final_unit_deduction``: a string, no trailing zeros ("2", "3.5")."""
+    return f"{units:g}"
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,10 @@ class SimulatorOptions:
     upstream_accounts: int = 3  # gateway: creates spread over this many upstream accounts
     not_visible_for: float = 0.5  # gateway: seconds after a create during which a query answers task_not_exist
     bill_then_524_rate: float = 0.0  # gateway: creates that are billed but answered 524 with an HTML page
+    gateway_inner: str = "envelope"  # gateway: a query's data.data is the whole Kling envelope, or "task" only
+    disabled_models: frozenset[str] = frozenset()  # gateway: models with no channel (create answers 503)
+    # kling: accepted key pairs, access key -> secret key (None: LOCAL_ACCESS_KEY -> LOCAL_SECRET_KEY)
+    kling_keys: Mapping[str, str] | None = None
 
     RATES: ClassVar[tuple[str, ...]] = (
         "failure_rate",
@@ -81,6 +104,11 @@ class SimulatorOptions:
             raise ConfigError("simulator render_time must be >= 0 and render_jitter between 0 and 1")
         if self.dialect not in DIALECTS:
             raise ConfigError(f"simulator dialect {self.dialect!r} is unknown: use one of {', '.join(DIALECTS)}")
+        if self.gateway_inner not in GATEWAY_INNER_FORMS:
+            raise ConfigError(f"simulator gateway_inner must be one of {', '.join(GATEWAY_INNER_FORMS)}")
+        # HS256 wants a key of at least 32 bytes (PyJWT warns below that; Kling's own secrets are 32 characters).
+        if self.kling_keys is not None and any(len(s.encode()) < MIN_SECRET_BYTES for s in self.kling_keys.values()):
+            raise ConfigError(f"simulator kling secret keys must be at least {MIN_SECRET_BYTES} bytes long")
         if self.upstream_accounts < 1 or self.not_visible_for < 0:
             raise ConfigError("simulator upstream_accounts must be >= 1 and not_visible_for >= 0")
         if self.fps < 1:
@@ -111,6 +139,9 @@ _TUNABLE: dict[str, tuple[type, ...]] = {
     "cheap_video": (bool,),
     "caption": (bool,),
     "fps": (int,),
+    "not_visible_for": (int, float),
+    "bill_then_524_rate": (int, float),
+    "gateway_inner": (str,),
 }
 _FLOATS = {name for name, kinds in _TUNABLE.items() if float in kinds}
 
@@ -152,6 +183,15 @@ class SimulatorStats:
     tasks: dict[str, int]  # by current status
     renders_completed: int
 
+    # Billing, per account (an upstream account under the gateway dialect, else the key's label): creates billed,
+    # units charged for tasks that succeeded, and creates billed again for an external id already billed elsewhere.
+    billed: dict[str, int] = field(default_factory=dict)
+    units_charged: dict[str, float] = field(default_factory=dict)
+    duplicate_bills: int = 0
+    billed_twice: list[str] = field(default_factory=list)  # external ids billed on more than one account
+    in_flight_by_account: dict[str, int] = field(default_factory=dict)
+    dialect: str = "cometapi"
+
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -170,8 +210,17 @@ class SimTask:
     fails: bool
     failure_message: str
     duration: int
+    mode: str = "std"
+    account: str = ""  # the account that holds (and bills) the task; "" means the key's own (key_id)
     render: Future[None] | None = None
     rendered_mono: float | None = None  # set by the render worker when the file is in place
+
+    def __post_init__(self) -> None:
+        self.account = self.account or self.key_id
+
+    @property
+    def units(self) -> float:
+        return units_for(self.mode, self.duration)
 
     def status_at(self, now: float) -> tuple[str, str, float]:
         """(status, status message, monotonic time the status began) at ``now``.
@@ -245,6 +294,9 @@ class SimulatorState:
         self._requests: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
         self._renders = 0
+        self._billed: Counter[str] = Counter()
+        self._billed_on: dict[str, set[str]] = {}  # external id -> accounts that billed it
+        self._duplicate_bills = 0
 
     def reset(self) -> None:
         """Forget every task and counter (files already written stay on disk)."""
@@ -254,21 +306,31 @@ class SimulatorState:
             self.store.record_reset()
 
     def restore(self, tasks: list[SimTask]) -> None:
-        """Take back tasks remembered by an earlier run: ids, external ids, submissions and in-flight slots."""
+        """Take back tasks remembered by an earlier run: ids, external ids, submissions, bills and in-flight slots."""
         with self._lock:
             for task in tasks:
-                account = self._accounts.setdefault(task.key_id, _KeyAccount())
+                account = self._accounts.setdefault(task.account, _KeyAccount())
                 account.tasks[task.task_id] = task
                 account.active.add(task.task_id)
-                if task.external_task_id is not None:
-                    account.by_external[task.external_task_id] = task
-                    self._submissions[task.external_task_id] += 1
-                account.accepted += 1
-                self._accepted += 1
+                self._record_locked(account, task)
             now = self._clock()
             for account in self._accounts.values():
                 self._prune_locked(account, now)
                 account.max_in_flight = max(account.max_in_flight, len(account.active))
+
+    def _record_locked(self, account: _KeyAccount, task: SimTask) -> None:
+        """Count an accepted (so billed) task on its account."""
+        external = task.external_task_id
+        if external is not None:
+            account.by_external[external] = task
+            self._submissions[external] += 1
+            billed_on = self._billed_on.setdefault(external, set())
+            if billed_on:
+                self._duplicate_bills += 1  # the same external id, billed again on another account
+            billed_on.add(task.account)
+        account.accepted += 1
+        self._accepted += 1
+        self._billed[task.account] += 1
 
     def configure(self, changes: dict[str, Any]) -> SimulatorOptions:
         with self._lock:
@@ -289,6 +351,10 @@ class SimulatorState:
     def count_create_attempt(self) -> None:
         with self._lock:
             self._attempted += 1
+
+    def count_fault(self, kind: str) -> None:
+        with self._lock:
+            self._faults[kind] += 1
 
     def roll(self, kind: str, rate: float) -> bool:
         """One throw of the seeded dice; counts the fault when it lands. Rates of 0 never consume randomness."""
@@ -313,36 +379,72 @@ class SimulatorState:
         finished = {tid for tid in account.active if account.tasks[tid].status_at(now)[0] in ("succeed", "failed")}
         account.active -= finished
 
+    def upstream_accounts(self) -> tuple[str, ...]:
+        """The gateway's upstream account labels (``upstream-1`` ...)."""
+        return tuple(f"upstream-{n}" for n in range(1, self.options.upstream_accounts + 1))
+
     def create(
-        self, *, api_key: str, external_task_id: str | None, duration: int, request: CreateRequest | None = None
+        self,
+        *,
+        api_key: str,
+        external_task_id: str | None,
+        duration: int,
+        mode: str = "std",
+        request: CreateRequest | None = None,
     ) -> SimTask:
         """Record a new task, or raise ``Refusal`` (duplicate external id, account used up, over the cap).
 
+        Under the gateway dialect the task goes to one of the upstream accounts (see ``_create_on_gateway_locked``).
         With a state store and the ``request``, the task is also journaled before this returns (so before the
         client can learn its id).
         """
-        task = self._create(api_key=api_key, external_task_id=external_task_id, duration=duration)
+        with self._lock:
+            if self.options.dialect == "gateway":
+                task = self._create_on_gateway_locked(api_key, external_task_id, duration, mode)
+            else:
+                task = self._create_locked(key_id(api_key), api_key, external_task_id, duration, mode)
         if self.store is not None and request is not None:
             self.store.record_create(task, request)
         return task
 
-    def _create(self, *, api_key: str, external_task_id: str | None, duration: int) -> SimTask:
-        with self._lock:
-            account = self._account(api_key)
-            if external_task_id is not None and external_task_id in account.by_external:
-                self._duplicates += 1
-                raise Refusal(400, 1201, f"external_task_id {external_task_id!r} is already used by another task")
-            self._check_capacity_locked(account)
-            task = self._new_task_locked(api_key, external_task_id, duration)
-            account.tasks[task.task_id] = task
-            account.active.add(task.task_id)
-            if external_task_id is not None:
-                account.by_external[external_task_id] = task
-                self._submissions[external_task_id] += 1
-            account.accepted += 1
-            self._accepted += 1
-            account.max_in_flight = max(account.max_in_flight, len(account.active))
-            return task
+    def _create_locked(
+        self, label: str, api_key: str, external_task_id: str | None, duration: int, mode: str
+    ) -> SimTask:
+        account = self._accounts.setdefault(label, _KeyAccount())
+        if external_task_id is not None and external_task_id in account.by_external:
+            self._duplicates += 1
+            raise Refusal(400, 1201, f"external_task_id {external_task_id!r} is already used by another task")
+        self._check_capacity_locked(account)
+        task = self._new_task_locked(api_key, external_task_id, duration, mode, label)
+        account.tasks[task.task_id] = task
+        account.active.add(task.task_id)
+        self._record_locked(account, task)
+        account.max_in_flight = max(account.max_in_flight, len(account.active))
+        return task
+
+    def _create_on_gateway_locked(
+        self, api_key: str, external_task_id: str | None, duration: int, mode: str
+    ) -> SimTask:
+        """Try the upstream accounts as a new-api gateway does: a seeded random first pick, then the others in turn.
+
+        A 429 refusal (cap, 1303, 1102) moves on to the next account; any other refusal (a duplicate external id on
+        the account tried) is final. When every account answered 429, the last refusal is raised: the gateway
+        answers it as a saturated pool. ``external_task_id`` is unique per upstream account only, so a resend that
+        lands on another account is created, and billed, again.
+        """
+        labels = self.upstream_accounts()
+        first = self._rng.randrange(len(labels))
+        last: Refusal | None = None
+        for label in labels[first:] + labels[:first]:
+            try:
+                return self._create_locked(label, api_key, external_task_id, duration, mode)
+            except Refusal as refusal:
+                if refusal.status != 429:
+                    raise
+                last = refusal
+        assert last is not None
+        self._faults["saturated"] += 1
+        raise last
 
     def _check_capacity_locked(self, account: _KeyAccount) -> None:
         options = self.options
@@ -357,7 +459,9 @@ class SimulatorState:
             self._faults["1303"] += 1
             raise Refusal(429, 1303, "parallel task over resource pack limit")
 
-    def _new_task_locked(self, api_key: str, external_task_id: str | None, duration: int) -> SimTask:
+    def _new_task_locked(
+        self, api_key: str, external_task_id: str | None, duration: int, mode: str, account: str
+    ) -> SimTask:
         options = self.options
         jitter = self._rng.uniform(-options.render_jitter, options.render_jitter) if options.render_jitter else 0.0
         fails = options.failure_rate > 0 and self._rng.random() < options.failure_rate
@@ -376,6 +480,8 @@ class SimulatorState:
             fails=fails,
             failure_message=options.failure_message,
             duration=duration,
+            mode=mode,
+            account=account,
         )
 
     def mark_rendered(self, task: SimTask) -> None:
@@ -386,8 +492,14 @@ class SimulatorState:
             self._renders += 1
 
     def get(self, *, api_key: str, task_id: str) -> SimTask | None:
+        """The key's task with this id, whichever account holds it (a gateway key's tasks span its upstreams)."""
+        owner = key_id(api_key)
         with self._lock:
-            return self._account(api_key).tasks.get(task_id)
+            for account in self._accounts.values():
+                task = account.tasks.get(task_id)
+                if task is not None and task.key_id == owner:
+                    return task
+            return None
 
     def find(self, *, api_key: str, external_task_id: str) -> SimTask | None:
         with self._lock:
@@ -404,9 +516,14 @@ class SimulatorState:
         with self._lock:
             now = self._clock()
             statuses: Counter[str] = Counter()
-            for account in self._accounts.values():
+            units: dict[str, float] = {}
+            for label, account in self._accounts.items():
                 self._prune_locked(account, now)
-                statuses.update(task.status_at(now)[0] for task in account.tasks.values())
+                for task in account.tasks.values():
+                    status = task.status_at(now)[0]
+                    statuses[status] += 1
+                    if status == "succeed":
+                        units[label] = units.get(label, 0.0) + task.units
             return SimulatorStats(
                 creates_attempted=self._attempted,
                 creates_accepted=self._accepted,
@@ -418,6 +535,12 @@ class SimulatorState:
                 faults=dict(self._faults),
                 tasks=dict(statuses),
                 renders_completed=self._renders,
+                billed=dict(self._billed),
+                units_charged=dict(units),
+                duplicate_bills=self._duplicate_bills,
+                billed_twice=sorted(e for e, accounts in self._billed_on.items() if len(accounts) > 1),
+                in_flight_by_account={label: len(a.active) for label, a in self._accounts.items()},
+                dialect=self.options.dialect,
             )
 
     def all_tasks(self) -> Iterator[SimTask]:

@@ -1,4 +1,4 @@
-"""Checking a create request the way the real service does (see ``/work/shared/kling-api.md``).
+"""Checking a create request the way the real service does (the request table of ``docs/wire.md``).
 
 Every rule of the contract's request table is enforced; a broken rule becomes ``InvalidRequest`` (HTTP 400 with
 business code 1201, or 1200 when the body is not a JSON object at all) whose message names the field, as Kling's do.
@@ -21,6 +21,9 @@ from PIL import Image
 
 from orchestrator.shot import ASPECT_RATIOS, KNOWN_MODELS, MODES
 
+# The models the simulator accepts: the one Kling documents on this route, and those clients send through gateways
+# (docs/wire.md); all are charged by the same card.
+SIMULATED_MODELS: tuple[str, ...] = (*KNOWN_MODELS, "kling-v2-1", "kling-v2-5-turbo")
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MIN_IMAGE_SIDE = 300
 MAX_ASPECT = 2.5
@@ -96,8 +99,8 @@ def parse_create(body: Any) -> CreateRequest:
 
 
 def _check_model(value: Any) -> None:
-    if value is not None and value not in KNOWN_MODELS:
-        raise InvalidRequest(f"model_name {value!r} is not supported; use {', '.join(KNOWN_MODELS)}")
+    if value is not None and value not in SIMULATED_MODELS:
+        raise InvalidRequest(f"model_name {value!r} is not supported; use {', '.join(SIMULATED_MODELS)}")
 
 
 def _check_image_list(value: Any) -> tuple[Board, ...]:

@@ -7,9 +7,15 @@ import io
 import av
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
-from orchestrator.providers.local.animatic import AnimaticError, frame_size, render_animatic
+from orchestrator.providers.local.animatic import (
+    AnimaticError,
+    _caption_band,
+    caption_layout,
+    frame_size,
+    render_animatic,
+)
 
 
 def _board(color, size=(640, 360), fmt="PNG"):
@@ -98,3 +104,31 @@ def test_bad_input_is_an_animatic_error_and_leaves_no_file(tmp_path, boards, opt
     with pytest.raises(AnimaticError):
         render_animatic(boards, dest=dest, **arguments)
     assert list(tmp_path.iterdir()) == []
+
+
+LONG_ID = "harbor-trailer-s05-lighthouse-a7b9c3d2e1f04a5b6c7d8e9f0a1b"
+
+
+@pytest.mark.parametrize("aspect_ratio", ["9:16", "16:9", "1:1"])
+def test_caption_fits_the_frame_width_and_keeps_the_board_label(aspect_ratio) -> None:
+    width, height = frame_size(aspect_ratio)
+    size, lines = caption_layout([LONG_ID, "board 1/2"], width=width, height=height)
+    font = ImageFont.load_default(size=size)
+    margin = max(8, width // 40)
+    assert all(font.getlength(line) <= width - 2 * margin for line in lines)
+    assert any(line.endswith("board 1/2") for line in lines)
+    assert size >= 12
+
+
+def test_portrait_caption_band_leaves_the_right_margin_clear(tmp_path) -> None:
+    # The bug: at 720 px wide the text ran off the right edge and "board 1/2" was never drawn.
+    band = _caption_band([LONG_ID, "board 1/2"], width=720, height=1280)
+    margin = max(8, 720 // 40)
+    assert band.shape[1] == 720
+    assert band[:, -margin:, :3].max() < 30  # only the translucent band colour, no text pixels
+    assert band[:, : 720 // 2, :3].max() > 200  # text is drawn
+
+
+def test_caption_too_long_even_when_small_loses_its_middle() -> None:
+    size, lines = caption_layout(["x" * 400, "board 2/3"], width=720, height=1280)
+    assert size == 12 and "…" in lines[0] and lines[-1].endswith("board 2/3")

@@ -299,3 +299,18 @@ def test_full_videos_are_rendered_for_every_task(make_sim, make_client, make_bod
         for _ in range(2):
             _wait_for(client, client.post(CREATE, json=make_body()).json()["data"]["task_id"])
     assert len(calls) == 2  # each full-size animatic carries its own caption: no memo
+
+
+@pytest.mark.parametrize(
+    ("mode", "duration", "units"), [("std", "5", "2"), ("std", "10", "4"), ("pro", "5", "3.5"), ("pro", "10", "7")]
+)
+def test_a_succeeded_task_carries_final_unit_deduction_by_the_rate_card(client, make_body, mode, duration, units):
+    task_id = client.post(CREATE, json=make_body(mode=mode, duration=duration)).json()["data"]["task_id"]
+    running = client.get(f"{CREATE}/{task_id}").json()["data"]
+    assert "final_unit_deduction" not in running  # only once it has finished
+    assert _wait_for(client, task_id)["final_unit_deduction"] == units
+
+
+def test_models_sent_through_gateways_are_accepted_and_charged_by_the_same_card(client, make_body) -> None:
+    task_id = client.post(CREATE, json=make_body(model_name="kling-v2-5-turbo")).json()["data"]["task_id"]
+    assert _wait_for(client, task_id)["final_unit_deduction"] == "2"
