@@ -52,7 +52,7 @@ Secrets = str | Iterable[str] | None
 _MAX_PROVIDER_MESSAGE = 300
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 _SK_TOKEN = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
-_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*)?")
 _RATE_LIMIT_WORDS = ("rate_limit", "rate limit", "too_many", "too many requests")
 _DUPLICATE_HINTS = ("external_task_id", "external task id", "duplicate", "already exist")
 
@@ -361,8 +361,8 @@ def _provider_message(answer: Answer, content: bytes, *, secret: Secrets) -> str
         text = content[:_MAX_PROVIDER_MESSAGE].decode("utf-8", errors="replace")
     else:
         text = ""
-    text = " ".join(text.split())[:_MAX_PROVIDER_MESSAGE]
-    return redact(text, secret=secret)
+    # Scrub before cutting: a secret cut in half would no longer be recognised.
+    return redact(" ".join(text.split()), secret=secret)[:_MAX_PROVIDER_MESSAGE]
 
 
 def _mentions_duplicate(message: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from typing import Any, Self
 
@@ -59,7 +60,10 @@ class KlingJWT(SecretAuth):
         if fresh or not self._token or now >= self._expires - REFRESH_BEFORE:
             self._expires = now + TOKEN_LIFETIME
             claims = {"iss": self._access_key, "exp": int(self._expires), "nbf": int(now) - NOT_BEFORE_SLACK}
-            self._token = jwt.encode(claims, self._secret_key, algorithm="HS256", headers={"typ": "JWT"})
+            with warnings.catch_warnings():
+                # Newer PyJWT warns about HMAC keys under 32 bytes; the key is Kling's to issue, not ours to choose.
+                warnings.filterwarnings("ignore", message=".*HMAC key.*")
+                self._token = jwt.encode(claims, self._secret_key, algorithm="HS256", headers={"typ": "JWT"})
         return self._token
 
     def secrets(self) -> Sequence[str]:

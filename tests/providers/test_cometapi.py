@@ -823,3 +823,18 @@ def test_a_task_started_when_the_provider_says_if_our_clocks_agree() -> None:
     assert task.started_on(sent=100.0, received=101.0) == 100.5
     assert task.started_on(sent=500.0, received=501.0) == 500.0  # a clock far off: when we sent it
     assert Task("2", TaskStatus.SUBMITTED).started_on(sent=7.0, received=8.0) == 7.0
+
+
+def test_advice_names_the_providers_own_settings() -> None:
+    from orchestrator.providers.classify import Hints
+
+    hints = Hints(key="KLING_ACCESS_KEY and KLING_SECRET_KEY", base_url="KLING_BASE_URL")
+    auth = classify_error(http_status=401, content=kling(1000), hints=hints)
+    assert "check KLING_ACCESS_KEY and KLING_SECRET_KEY" in str(auth) and "COMETAPI" not in str(auth)
+    moved = classify_error(http_status=404, content=HTML, hints=hints)
+    assert "is KLING_BASE_URL right?" in str(moved)
+
+
+def test_a_long_message_is_scrubbed_before_it_is_cut() -> None:
+    error = classify_error(http_status=400, content=kling(1200, "x" * 280 + KEY), secret=KEY)
+    assert "sk-test-SECR" not in str(error) and len(error.provider_message or "") <= 300
