@@ -13,6 +13,7 @@ them ever reaches a user as a traceback.
     │   ├── TransientError          worth retrying later (``.retry_after`` seconds, if the provider said)
     │   │   ├── RateLimitedError    1302, or HTTP 429 without a business code
     │   │   ├── ConcurrencyLimitError  1303: too many tasks in flight for the account
+    │   │   │   └── UpstreamSaturatedError  a gateway's HTTP 429 without a Kling code: its upstream pool is full
     │   │   ├── ServerError         5000-5002, HTTP 5xx, non-JSON gateway pages
     │   │   └── NetworkError        timeouts, refused or dropped connections (``.ambiguous`` if sent)
     │   ├── ShotRejectedError       this request will never succeed (1200-1203, 1300, 1301): fail the shot only
@@ -143,6 +144,11 @@ class RateLimitedError(TransientError):
 
 class ConcurrencyLimitError(TransientError):
     """Too many tasks in flight for the account (1303). Lower concurrency and retry."""
+
+
+class UpstreamSaturatedError(ConcurrencyLimitError):
+    """A gateway answered HTTP 429 with no Kling code: every upstream account behind it is at its limit (the gateway
+    already tried the others). Back off like 1303, only longer (``retry_after`` is at least 5 s)."""
 
 
 class ServerError(TransientError):

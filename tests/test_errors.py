@@ -6,6 +6,7 @@ from orchestrator.errors import (
     AccountError,
     ConcurrencyLimitError,
     DuplicateExternalIdError,
+    ModelNotEnabledError,
     NetworkError,
     OrchestratorError,
     Problem,
@@ -15,6 +16,7 @@ from orchestrator.errors import (
     ShotRejectedError,
     SpecError,
     TransientError,
+    UpstreamSaturatedError,
 )
 
 
@@ -46,6 +48,8 @@ def test_spec_error_summarises_first_error_and_counts_the_rest() -> None:
         (NetworkError("dropped"), TransientError),
         (DuplicateExternalIdError("dup", code=1201), ShotRejectedError),
         (AccountError("arrears", code=1101), ProviderError),
+        (UpstreamSaturatedError("saturated", retry_after=5.0), ConcurrencyLimitError),
+        (ModelNotEnabledError("no channel", http_status=503), AccountError),
     ],
 )
 def test_error_tree(error: OrchestratorError, family: type[OrchestratorError]) -> None:
@@ -69,3 +73,7 @@ def test_only_server_errors_and_connections_lost_after_sending_may_have_reached_
     assert not NetworkError("connection refused", ambiguous=False).may_have_reached_provider
     assert not RateLimitedError("1302").may_have_reached_provider
     assert not ConcurrencyLimitError("1303").may_have_reached_provider
+
+
+def test_a_saturated_gateway_was_refused_before_anything_reached_upstream() -> None:
+    assert not UpstreamSaturatedError("busy", retry_after=5.0).may_have_reached_provider

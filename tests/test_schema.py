@@ -174,7 +174,7 @@ def test_top_level_problems() -> None:
     found = problems("version: 1\nproject: 'has space'\nprovider: aws\nlimits: {concurrency: 0}\nshots: []\n")
     messages = [p.message for p in found]
     assert messages[0].startswith("`project` 'has space' is not valid: Project slug")
-    assert messages[1] == "`provider` must be one of local, cometapi, not 'aws'"
+    assert messages[1] == "`provider` must be one of local, cometapi, kling, not 'aws'"
     assert messages[2] == "`limits.concurrency` is 0; it must be between 1 and 100"
     assert messages[3] == "`shots` has 0 item(s); it needs at least 1"
     assert problems("version: 1\nshots: [{id: a}]\n")[0].message == "missing required key `project`"

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -25,11 +26,14 @@ from PIL import Image
 from orchestrator import yamlsource
 from orchestrator.cli import cli
 from orchestrator.cli._app import DEBUG_VARIABLE
-from orchestrator.errors import DownloadError, ManifestError
+from orchestrator.config import kling_credentials_from_env
+from orchestrator.errors import DownloadError, ManifestError, ProviderError
 from orchestrator.fingerprint import request_record
 from orchestrator.manifest import SUCCEEDED, Manifest, Output, Render, ShotRecord, load_manifest, save_manifest
 from orchestrator.plan import output_file
+from orchestrator.providers.classify import redact
 from orchestrator.providers.cometapi import CometAPIProvider
+from orchestrator.providers.kling import KlingProvider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 from orchestrator.report import _Thumbnailer
 from orchestrator.spec import load_project
@@ -446,6 +450,134 @@ def test_an_unreachable_endpoint_ends_the_run_with_a_message(tmp_path: Path) -> 
         raise AssertionError("the run against a closed port was still retrying after 6 s") from None
     assert done.returncode == 1 and "127.0.0.1:9" in done.stderr
     assert_no_secret(done.stdout, done.stderr, out=tmp_path)
+
+
+# --- Kling's key pair and its JWT -------------------------------------------------------------------------------------
+
+KLING_ACCESS = "AK-kling-access-xyz789"
+KLING_SECRET = "SK-kling-secret-for-hs256-signing-xyz789"
+KLING_BASE = "https://api-singapore.klingai.test"
+
+
+def kling_client(handler: Callable[[httpx.Request], httpx.Response]) -> KlingProvider:
+    return KlingProvider(
+        base_url=KLING_BASE, access_key=KLING_ACCESS, secret_key=KLING_SECRET, transport=httpx.MockTransport(handler)
+    )
+
+
+def kling_echo(status: int, code: int | None, *, shape: str = "kling") -> Callable[[httpx.Request], httpx.Response]:
+    """A provider that echoes every secret it was sent (the JWT from the header, and both keys) in its error."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        token = request.headers.get("authorization", "")
+        said = f"{token} iss={KLING_ACCESS} key={KLING_SECRET} raw={token.removeprefix('Bearer ')}"
+        if shape == "html":
+            return httpx.Response(status, content=f"<html>{said}</html>".encode())
+        if shape == "gateway":
+            return httpx.Response(status, json={"error": {"message": said, "code": "invalid_api_key"}})
+        if shape == "nested":
+            inner = json.dumps({"code": code, "message": said})
+            return httpx.Response(status, json={"code": "task_failed", "message": inner, "data": None})
+        return httpx.Response(status, json={"code": code, "message": said, "request_id": "r"})
+
+    return handler
+
+
+def _kling_raise(exc: Exception) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return handler
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "handler",
+    [
+        kling_echo(401, 1000),
+        kling_echo(401, 1004),  # signed afresh, sent again, echoed again
+        kling_echo(429, 1303),
+        kling_echo(400, 1201),
+        kling_echo(404, 1203),
+        kling_echo(500, 5000),
+        kling_echo(401, None, shape="gateway"),
+        kling_echo(502, None, shape="html"),
+        kling_echo(429, 1102, shape="nested"),
+        _kling_raise(httpx.RemoteProtocolError(f"dropped {KLING_SECRET}")),
+    ],
+)
+async def test_neither_kling_key_nor_a_jwt_reaches_errors_reprs_or_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, handler: Callable[[httpx.Request], httpx.Response]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    spec = fleet_spec(tmp_path, shots=1)
+    shot = load_project(spec).shots[0]
+    tokens: list[str] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        tokens.append(request.headers.get("authorization", "").removeprefix("Bearer "))
+        return handler(request)
+
+    provider = kling_client(recording)
+    texts = [repr(provider), repr(provider._auth), str(vars(provider))]
+    async with provider:
+        calls = (
+            lambda: provider.create_task(shot),
+            lambda: provider.get_task("1"),
+            lambda: provider.find_task("x"),  # may answer None: "not found" is no error
+            lambda: provider.list_tasks(page_size=2),
+        )
+        for call in calls:
+            try:
+                await call()
+            except ProviderError as exc:
+                texts += [str(exc), repr(exc), str(vars(exc)), *map(str, exc.args)]
+    assert len(texts) > 3  # the calls failed, and their errors were looked at
+    assert tokens and all(token.startswith("eyJ") for token in tokens)
+    for text in [*texts, caplog.text]:
+        assert KLING_ACCESS not in text and KLING_SECRET not in text
+        assert not any(token in text for token in tokens)
+        assert "eyJ" not in text  # no JWT at all, not even a part of one
+
+
+def test_redact_removes_both_kling_keys_and_any_jwt() -> None:
+    token = jwt.encode({"iss": KLING_ACCESS}, KLING_SECRET, algorithm="HS256")
+    text = redact(f"{KLING_ACCESS} {KLING_SECRET} token={token} Bearer {token}", secret=(KLING_ACCESS, KLING_SECRET))
+    assert KLING_ACCESS not in text and KLING_SECRET not in text and token not in text
+    assert token.split(".")[1] not in text
+    assert redact(f"a stray {token}!", secret=None) == "a stray <redacted-jwt>!"
+
+
+def test_kling_credentials_never_show_the_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KLING_ACCESS_KEY", KLING_ACCESS)
+    monkeypatch.setenv("KLING_SECRET_KEY", KLING_SECRET)
+    credentials = kling_credentials_from_env()
+    assert (credentials.access_key, credentials.secret_key) == (KLING_ACCESS, KLING_SECRET)
+    assert KLING_ACCESS not in repr(credentials) and KLING_SECRET not in repr(credentials)
+
+
+def test_a_kling_run_leaks_neither_key_nor_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A whole run with --provider kling, against a loopback server that answers with the Kling contract's errors:
+    # nothing the run writes or prints (stdout, stderr, manifest, events, report, logs) names a key or a JWT.
+    caplog.set_level(logging.DEBUG)
+    spec = fleet_spec(tmp_path, shots=2)
+    out = tmp_path / "out"
+    with LocalSimulator(SimulatorOptions(**FAST)) as sim:  # type: ignore[arg-type]
+        monkeypatch.setenv("KLING_ACCESS_KEY", KLING_ACCESS)
+        monkeypatch.setenv("KLING_SECRET_KEY", KLING_SECRET)
+        monkeypatch.setenv("KLING_BASE_URL", sim.base_url)
+        result = CliRunner().invoke(cli, ["run", str(spec), "--provider", "kling", "--json", "--out", str(out)])
+        report = CliRunner().invoke(cli, ["report", str(out)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    texts = [result.stdout, result.stderr, report.output, caplog.text]
+    for path in out.rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("utf-8", errors="replace"))
+    for text in texts:
+        assert KLING_ACCESS not in text and KLING_SECRET not in text and "xyz789" not in text
+        assert "eyJhbGciOiJIUzI1NiIs" not in text  # the start of every HS256 JWT header we sign
 
 
 # --- Downloads -----------------------------------------------------------------------------------------------------

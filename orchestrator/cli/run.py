@@ -22,7 +22,7 @@ from orchestrator.polling import PollPolicy
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--provider",
-    type=click.Choice(["local", "cometapi"]),
+    type=click.Choice(["local", "cometapi", "kling"]),
     help="Where to render (default: the spec's provider:, else cometapi).",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir).")

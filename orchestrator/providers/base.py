@@ -129,7 +129,7 @@ class Provider(Protocol):
         ...
 
 
-MAX_LIST_PAGE = 500  # the list's largest page (kling-api.md)
+MAX_LIST_PAGE = 500  # the list route's largest page (docs/wire.md)
 
 
 @runtime_checkable

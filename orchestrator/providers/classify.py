@@ -1,10 +1,12 @@
 """Turning a provider's answer into one of our errors: business code first, HTTP status second.
 
 HTTP 429 carries both retryable codes (1302, 1303) and final ones (1100-1102), so the business code decides whenever
-there is one. Two body shapes exist: Kling's envelope ``{"code", "message", "request_id"}`` and CometAPI's gateway
-shape ``{"error": {"message", "type", "param", "code"}}``. HTML or other non-JSON answers come from proxies, gateways
-or a wrong base URL. Every message is scrubbed of the API key (and anything that looks like a bearer token) before it
-goes into an exception.
+there is one. The error shapes are those of docs/wire.md ("Errors"): Kling's envelope ``{"code", "message",
+"request_id"}``, the gateway's ``{"error": {"message", "type", "param", "code"}}`` and its task errors
+``{"code": "task_not_exist", "message", "data"}`` (a string code; an upstream Kling error comes as JSON text inside
+``message``, and is classified on the Kling code inside). HTML or other non-JSON answers come from proxies, gateways
+or a wrong base URL. Every message is scrubbed of the provider's secrets (and anything that looks like a bearer token,
+an ``sk-`` key or a JWT) before it goes into an exception.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal
@@ -25,6 +27,7 @@ from orchestrator.errors import (
     AccountError,
     ConcurrencyLimitError,
     DuplicateExternalIdError,
+    ModelNotEnabledError,
     NetworkError,
     ProviderError,
     RateLimitedError,
@@ -32,6 +35,7 @@ from orchestrator.errors import (
     ShotRejectedError,
     TaskNotFoundError,
     TransientError,
+    UpstreamSaturatedError,
 )
 
 Operation = Literal["create", "get", "find", "list"]
@@ -39,14 +43,34 @@ Operation = Literal["create", "get", "find", "list"]
 MIN_CONCURRENCY_RETRY_AFTER = 1.0
 """1303 means a slot frees only when some task ends: never retry sooner than this."""
 
+MIN_SATURATED_RETRY_AFTER = 5.0
+"""A gateway's 429 without a Kling code comes after it already tried its other upstream accounts: wait longer."""
+
+Secrets = str | Iterable[str] | None
+"""What to scrub from messages: one secret, several (an access key, a secret key, a signed token), or none."""
+
 _MAX_PROVIDER_MESSAGE = 300
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 _SK_TOKEN = re.compile(r"sk-[A-Za-z0-9_\-]{6,}")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*)?")
+_RATE_LIMIT_WORDS = ("rate_limit", "rate limit", "too_many", "too many requests")
 _DUPLICATE_HINTS = ("external_task_id", "external task id", "duplicate", "already exist")
 
-_KEY_ADVICE = "check COMETAPI_KEY"
+# ``{key}`` and ``{url}`` name the provider's own settings (``Hints``); they are filled in when a message is composed.
+_KEY_ADVICE = "check {key}"
 _ACCOUNT_ADVICE = "top up or fix the account"
-_URL_ADVICE = "is COMETAPI_BASE_URL right?"
+_URL_ADVICE = "is {url} right?"
+
+
+@dataclass(frozen=True)
+class Hints:
+    """Which settings an error message tells the user to check: the provider's own environment variables."""
+
+    key: str = "COMETAPI_KEY"
+    base_url: str = "COMETAPI_BASE_URL"
+
+
+COMETAPI_HINTS = Hints()
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,18 @@ _NOT_FOUND = _Rule(TaskNotFoundError, "no such task at the provider")
 _DUPLICATE = _Rule(
     DuplicateExternalIdError, "the provider already has a task with this external_task_id: it was submitted before"
 )
+_MODEL_NOT_ENABLED = _Rule(
+    ModelNotEnabledError,
+    "the model is not enabled for your key's group at the gateway: enable it for the group, or use another model",
+)
+_SATURATED = _Rule(UpstreamSaturatedError, "the gateway's upstream accounts are all busy (saturated): backing off")
+_UPSTREAM_FETCH = _Rule(ServerError, "the gateway could not fetch the task from its upstream provider")
+
+# The gateway's own string codes (docs/wire.md, "Through the CometAPI gateway"), for any operation.
+_STRING_RULES: Mapping[str, _Rule] = {
+    "model_not_found": _MODEL_NOT_ENABLED,
+    "fail_to_fetch_task": _UPSTREAM_FETCH,
+}
 
 
 @dataclass(frozen=True)
@@ -98,13 +134,15 @@ class Answer:
     code: int | None = None
     message: str | None = None
     request_id: str | None = None
-    error_code: str | None = None  # CometAPI's string code when it is not a number
-    error_shape: bool = False  # CometAPI's {"error": {...}}: an error whatever the HTTP status
+    error_code: str | None = None  # the gateway's string code ("success", "task_not_exist", ...) when not a number
+    error_shape: bool = False  # the gateway's {"error": {...}}: an error whatever the HTTP status
 
     @property
     def succeeded(self) -> bool:
-        """A JSON object that reports no error: code 0 (or no code at all, as some gateways answer)."""
-        return isinstance(self.body, dict) and not self.error_shape and self.code in (None, 0)
+        """A JSON object that reports no error: code 0, the gateway's ``"success"``, or no code at all."""
+        if not isinstance(self.body, dict) or self.error_shape or self.code not in (None, 0):
+            return False
+        return self.error_code is None or self.error_code.lower() == "success"
 
 
 def read_answer(content: bytes) -> Answer:
@@ -120,6 +158,12 @@ def read_answer(content: bytes) -> Answer:
     code, error_code = _parse_code(source.get("code"))
     message = source.get("message")
     request_id = body.get("request_id") or source.get("request_id")
+    inner = _kling_error_inside(message) if code is None else None
+    if inner is not None:
+        # A gateway passing on an upstream Kling error: the Kling code inside decides.
+        code, _ = _parse_code(inner.get("code"))
+        message = inner.get("message") or message
+        request_id = request_id or inner.get("request_id")
     return Answer(
         is_json=True,
         body=body,
@@ -129,6 +173,19 @@ def read_answer(content: bytes) -> Answer:
         error_code=error_code,
         error_shape=error_shape,
     )
+
+
+def _kling_error_inside(message: object) -> Mapping[str, Any] | None:
+    """The Kling envelope a gateway wrote as JSON text into its own ``message``, if that is what it holds."""
+    if not isinstance(message, str) or not message.lstrip().startswith("{"):
+        return None
+    try:
+        inner = json.loads(message)
+    except ValueError:
+        return None
+    if isinstance(inner, dict) and _parse_code(inner.get("code"))[0] is not None:
+        return inner
+    return None
 
 
 def _parse_code(raw: object) -> tuple[int | None, str | None]:
@@ -142,12 +199,19 @@ def _parse_code(raw: object) -> tuple[int | None, str | None]:
     return None, text or None
 
 
-def redact(text: str, *, secret: str | None) -> str:
-    """``text`` with the key, bearer tokens and ``sk-`` style tokens replaced: safe for messages and logs."""
-    if secret:
-        text = text.replace(secret, "<redacted>")
+def redact(text: str, *, secret: Secrets) -> str:
+    """``text`` with the secrets, bearer tokens, ``sk-`` style tokens and JWTs replaced: safe for messages and logs."""
+    for value in _secret_values(secret):
+        text = text.replace(value, "<redacted>")
     text = _BEARER.sub(r"\1<redacted>", text)
+    text = _JWT.sub("<redacted-jwt>", text)
     return _SK_TOKEN.sub("sk-<redacted>", text)
+
+
+def _secret_values(secret: Secrets) -> list[str]:
+    values = [secret] if isinstance(secret, str) else list(secret or ())
+    # Longest first: a secret that contains another must go whole.
+    return sorted((value for value in values if value), key=len, reverse=True)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -177,13 +241,15 @@ def classify_error(
     headers: Mapping[str, str] | None = None,
     operation: Operation = "create",
     task_id: str | None = None,
-    secret: str | None = None,
+    secret: Secrets = None,
+    hints: Hints = COMETAPI_HINTS,
 ) -> ProviderError:
     """The error for a failed answer (or a 2xx answer that is not a success envelope).
 
-    The business code decides first, the HTTP status second. ``operation`` matters for one case: a 404 or 1203 to
-    a lookup (``get``/``find``) means the task is unknown (``TaskNotFoundError``), while to a create it means a
-    missing model or route. ``secret`` is scrubbed from every message.
+    The business code decides first, the gateway's string code second, the HTTP status last. ``operation`` matters
+    for lookups: a 404, 1203 or ``task_not_exist`` to a ``get``/``find`` means the task is unknown
+    (``TaskNotFoundError``), while to a create a 404 means a missing model or route. ``secret`` (one or several) is
+    scrubbed from every message; ``hints`` names the settings the advice points at.
     """
     headers = headers or {}
     answer = read_answer(content)
@@ -193,7 +259,8 @@ def classify_error(
     if rule.kind is ShotRejectedError and answer.code == 1201 and _mentions_duplicate(provider_message):
         rule = _DUPLICATE
     kind = rule.kind
-    message = _compose(rule.summary, code=answer.code, http_status=http_status, provider_message=provider_message)
+    summary = rule.summary.replace("{key}", hints.key).replace("{url}", hints.base_url)
+    message = _compose(summary, code=answer.code, http_status=http_status, provider_message=provider_message)
     context: dict[str, Any] = {
         "code": answer.code,
         "http_status": http_status,
@@ -220,6 +287,13 @@ def _pick_rule(
         return _NOT_FOUND
     if known is not None:
         return known
+    word = (answer.error_code or "").lower()
+    if lookup and word == "task_not_exist":
+        return _NOT_FOUND
+    if word in _STRING_RULES:
+        return _STRING_RULES[word]
+    if http_status == 429 and answer.is_json and answer.code is None and not _is_rate_limit(word):
+        return _SATURATED
     if answer.code:
         return _unknown_code_rule(answer.code, http_status)
     if 300 <= http_status < 400:
@@ -238,6 +312,10 @@ def _unknown_code_rule(code: int, http_status: int) -> _Rule:
     if 5000 <= code < 6000:
         return _Rule(ServerError, "the provider had a server error")
     return _Rule(ShotRejectedError, "the provider rejected the request")
+
+
+def _is_rate_limit(word: str) -> bool:
+    return any(hint in word for hint in _RATE_LIMIT_WORDS)
 
 
 def _redirect_rule(headers: Mapping[str, str]) -> _Rule:
@@ -274,7 +352,7 @@ def _looks_like_html(content: bytes, headers: Mapping[str, str]) -> bool:
     return content.lstrip()[:1] == b"<"
 
 
-def _provider_message(answer: Answer, content: bytes, *, secret: str | None) -> str:
+def _provider_message(answer: Answer, content: bytes, *, secret: Secrets) -> str:
     if answer.message:
         text = answer.message
     elif answer.error_code:
@@ -283,8 +361,8 @@ def _provider_message(answer: Answer, content: bytes, *, secret: str | None) -> 
         text = content[:_MAX_PROVIDER_MESSAGE].decode("utf-8", errors="replace")
     else:
         text = ""
-    text = " ".join(text.split())[:_MAX_PROVIDER_MESSAGE]
-    return redact(text, secret=secret)
+    # Scrub before cutting: a secret cut in half would no longer be recognised.
+    return redact(" ".join(text.split()), secret=secret)[:_MAX_PROVIDER_MESSAGE]
 
 
 def _mentions_duplicate(message: str) -> bool:
@@ -300,7 +378,9 @@ def _compose(summary: str, *, code: int | None, http_status: int, provider_messa
 
 def _retry_after(kind: type[ProviderError], headers: Mapping[str, str]) -> float | None:
     hinted = parse_retry_after(headers.get("retry-after"))
-    if kind is ConcurrencyLimitError:
+    if issubclass(kind, UpstreamSaturatedError):
+        return max(MIN_SATURATED_RETRY_AFTER, hinted or 0.0)
+    if issubclass(kind, ConcurrencyLimitError):
         return max(MIN_CONCURRENCY_RETRY_AFTER, hinted or 0.0)
     return hinted
 

@@ -517,18 +517,18 @@ async def test_download_writes_verified_file_and_creates_the_folder(tmp_path: Pa
 async def test_a_large_download_spills_to_disk_as_it_comes_and_breaks_off_cleanly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import orchestrator.providers.cometapi as cometapi
+    import orchestrator.providers.http as transport
 
-    monkeypatch.setattr(cometapi, "_SPILL_BYTES", 3000)  # VIDEO is about 10 kB: several spills
-    monkeypatch.setattr(cometapi, "_DOWNLOAD_CHUNK", 1000)
+    monkeypatch.setattr(transport, "SPILL_BYTES", 3000)  # VIDEO is about 10 kB: several spills
+    monkeypatch.setattr(transport, "DOWNLOAD_CHUNK", 1000)
     spilled: list[int] = []
-    original = cometapi._Spool.spill
+    original = transport._Spool.spill
 
     def counting_spill(self: Any) -> None:
         spilled.append(self._buffered)
         original(self)
 
-    monkeypatch.setattr(cometapi._Spool, "spill", counting_spill)
+    monkeypatch.setattr(transport._Spool, "spill", counting_spill)
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=chunks(VIDEO))
@@ -708,8 +708,8 @@ def test_a_bad_base_url_is_a_config_error(url: str) -> None:
 
 
 def test_open_provider_lists_known_providers() -> None:
-    with pytest.raises(ConfigError, match="cometapi, local"):
-        open_provider("kling")
+    with pytest.raises(ConfigError, match="cometapi, kling, local"):
+        open_provider("runway")
 
 
 def test_open_provider_cometapi_without_key_is_a_config_error() -> None:
@@ -758,7 +758,7 @@ def test_the_client_implements_the_provider_protocol() -> None:
 def test_idle_socket_check_sees_the_server_hang_up() -> None:
     import socket
 
-    from orchestrator.providers.cometapi import _socket_readable
+    from orchestrator.providers.http import socket_readable as _socket_readable
 
     ours, theirs = socket.socketpair()
     try:
@@ -772,7 +772,7 @@ def test_idle_socket_check_sees_the_server_hang_up() -> None:
 
 @pytest.mark.anyio
 async def test_the_default_pool_checks_idle_sockets_cheaply() -> None:
-    from orchestrator.providers.cometapi import _SocketOnceBackend
+    from orchestrator.providers.http import SocketOnceBackend as _SocketOnceBackend
 
     async with CometAPIProvider(base_url="https://api.test", api_key="k") as p:
         pool = p._client._transport._pool  # type: ignore[attr-defined]
@@ -823,3 +823,18 @@ def test_a_task_started_when_the_provider_says_if_our_clocks_agree() -> None:
     assert task.started_on(sent=100.0, received=101.0) == 100.5
     assert task.started_on(sent=500.0, received=501.0) == 500.0  # a clock far off: when we sent it
     assert Task("2", TaskStatus.SUBMITTED).started_on(sent=7.0, received=8.0) == 7.0
+
+
+def test_advice_names_the_providers_own_settings() -> None:
+    from orchestrator.providers.classify import Hints
+
+    hints = Hints(key="KLING_ACCESS_KEY and KLING_SECRET_KEY", base_url="KLING_BASE_URL")
+    auth = classify_error(http_status=401, content=kling(1000), hints=hints)
+    assert "check KLING_ACCESS_KEY and KLING_SECRET_KEY" in str(auth) and "COMETAPI" not in str(auth)
+    moved = classify_error(http_status=404, content=HTML, hints=hints)
+    assert "is KLING_BASE_URL right?" in str(moved)
+
+
+def test_a_long_message_is_scrubbed_before_it_is_cut() -> None:
+    error = classify_error(http_status=400, content=kling(1200, "x" * 280 + KEY), secret=KEY)
+    assert "sk-test-SECR" not in str(error) and len(error.provider_message or "") <= 300
