@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.errors import ConcurrencyLimitError, ProviderError, UpstreamSaturatedError
 from orchestrator.polling import DEFAULT_POLL_POLICY, PollPolicy
 
 
@@ -17,12 +18,23 @@ class RetryPolicy:
     base: float = 1.0
     cap: float = 60.0
     concurrency_floor: float = 1.0  # 1303: the first delay is at least a second (docs/wire.md)
+    # A gateway whose upstream accounts are all busy (HTTP 429 without a Kling code) has already tried every one of
+    # them: wait at least this long (docs/wire.md).
+    saturation_floor: float = 5.0
     lookup_attempts: int = 6
     download_attempts: int = 5
     not_found_attempts: int = 3
     # Seconds after a create during which "no such task" means "not visible yet": a gateway's own table of tasks
     # lags behind its creates (CometAPI answers task_not_exist). Polled again, never a reason to create again.
     not_visible_grace: float = 120.0
+
+    def floor_for(self, exc: ProviderError) -> float:
+        """The least delay before retrying after ``exc``, whatever the backoff says (the provider's hint aside)."""
+        if isinstance(exc, UpstreamSaturatedError):
+            return max(self.saturation_floor, self.concurrency_floor)
+        if isinstance(exc, ConcurrencyLimitError):
+            return self.concurrency_floor
+        return 0.0
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()

