@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import click
 
@@ -38,17 +38,25 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-# Which module defines each command. They are imported on first use, so `orchestrator validate` does not pay for
-# the simulator's video stack (PyAV, numpy, Starlette) or the HTTP client: start-up time counts on 10,000-shot specs.
-COMMAND_MODULES: dict[str, str] = {
-    "validate": "orchestrator.cli.validate",
-    "schema": "orchestrator.cli.validate",
-    "run": "orchestrator.cli.run",
-    "plan": "orchestrator.cli.plan",
-    "diff": "orchestrator.cli.plan",
-    "report": "orchestrator.cli.plan",
-    "status": "orchestrator.cli.plan",
-    "simulate": "orchestrator.cli.simulate",
+class Lazy(NamedTuple):
+    """Where a command is defined, and its one-line help for ``orchestrator --help``."""
+
+    module: str
+    summary: str
+
+
+# Each command, imported on first use, so `orchestrator validate` does not pay for the simulator's video stack (PyAV,
+# numpy, Starlette) or the HTTP client: start-up time counts on 10,000-shot specs. The one-line help lives here, not
+# only in the command's docstring, so `orchestrator --help` lists every command without importing any of them.
+COMMAND_MODULES: dict[str, Lazy] = {
+    "validate": Lazy("orchestrator.cli.validate", "Check specs: schema, images, templates, provider rules."),
+    "schema": Lazy("orchestrator.cli.validate", "Print the JSON Schema of project specs."),
+    "plan": Lazy("orchestrator.cli.plan", "Show what a run would render, why, and what it costs."),
+    "run": Lazy("orchestrator.cli.run", "Render a spec's new, changed and unfinished shots."),
+    "diff": Lazy("orchestrator.cli.plan", "Compare two specs, manifests or git revisions of a spec."),
+    "report": Lazy("orchestrator.cli.plan", "Write an HTML contact sheet of a manifest."),
+    "status": Lazy("orchestrator.cli.plan", "Shots per status, failures and units spent."),
+    "simulate": Lazy("orchestrator.cli.simulate", "Run the Kling-compatible simulator on loopback."),
 }
 
 
@@ -56,12 +64,26 @@ class LazyGroup(click.Group):
     """A group whose commands register themselves when their module is first imported."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+        # The table's order (the order of a day's work), then any command registered some other way.
+        return [*COMMAND_MODULES, *sorted(set(super().list_commands(ctx)) - set(COMMAND_MODULES))]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
-            importlib.import_module(COMMAND_MODULES[cmd_name])
+            importlib.import_module(COMMAND_MODULES[cmd_name].module)
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table, importing no command module (click's own asks each command)."""
+        rows: list[tuple[str, str]] = []
+        for name in self.list_commands(ctx):
+            lazy = COMMAND_MODULES.get(name)
+            if lazy is not None:
+                rows.append((name, lazy.summary))
+            elif (command := self.commands.get(name)) is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

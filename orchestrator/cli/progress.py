@@ -9,7 +9,7 @@ import json
 import time
 from collections import Counter
 from datetime import datetime
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -17,10 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.api import RunResult
 from orchestrator.cli._app import printable
 from orchestrator.events import NOTICE, RUN_FINISHED, RUN_STARTED, SHOT, Event
 from orchestrator.manifest import FAILED, PENDING, STATUSES, SUCCEEDED
+
+if TYPE_CHECKING:
+    from orchestrator.api import RunResult
 
 RESTING = (SUCCEEDED, FAILED)
 STATE_STYLE = {

@@ -6,23 +6,31 @@ import json
 import sys
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
 import click
-from rich.console import Console
 
-from orchestrator.api import Prepared, arun_project, prepare
 from orchestrator.cli._app import EXIT_INTERRUPTED, FiniteFloatRange, cli, handle_errors
-from orchestrator.cli.progress import JsonView, LiveView, PlainView, View, print_summary
 from orchestrator.errors import ConfigError
-from orchestrator.polling import PollPolicy
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from orchestrator.api import Prepared
+
+# The names --provider accepts. Spelled out here rather than read from orchestrator.providers, which imports the
+# HTTP client: `orchestrator run --help` must stay instant.
+PROVIDER_NAMES = (
+    "local",
+    "cometapi",
+)
 
 
 @cli.command("run")
-@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("spec", type=click.Path(path_type=Path))
 @click.option(
     "--provider",
-    type=click.Choice(["local", "cometapi"]),
+    type=click.Choice(PROVIDER_NAMES),
     help="Where to render (default: the spec's provider:, else cometapi).",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir).")
@@ -59,6 +67,14 @@ def run_command(
     Safe to stop at any moment (Ctrl-C, a crash, kill -9): run the same command again to resume. No task is ever
     submitted twice and no finished render is lost. Exit status: 0 all rendered, 1 some failed, 130 interrupted.
     """
+    # Imported here, not at the top: they bring the scheduler and the HTTP client, which `run --help` does not need.
+    import anyio
+    from rich.console import Console
+
+    from orchestrator.api import arun_project
+    from orchestrator.cli.progress import JsonView, LiveView, PlainView, View, print_summary
+    from orchestrator.polling import PollPolicy
+
     if dry_run:
         _dry_run(spec, out=out, only=only, force=force, max_cost=max_cost, as_json=as_json)
         return
@@ -101,6 +117,10 @@ def _dry_run(
     max_cost: float | None,
     as_json: bool,
 ) -> None:
+    from rich.console import Console
+
+    from orchestrator.api import prepare
+
     prepared = prepare(spec, out=out, only=only or None, force=force or None)
     over = max_cost is not None and prepared.cost > max_cost
     if as_json:
