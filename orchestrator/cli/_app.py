@@ -32,6 +32,11 @@ def printable(text: str, *, newlines: bool = True) -> str:
     return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 shot``, ``0 shots``, ``3 shots``: the noun in the singular only for one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2

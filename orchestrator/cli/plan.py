@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli._app import EXIT_OK, cli, exit_on_errors, handle_errors, printable
+from orchestrator.cli._app import EXIT_OK, cli, counted, exit_on_errors, handle_errors, printable
 from orchestrator.diff import (
     ADDED,
     CHANGED,
@@ -99,7 +99,8 @@ def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Text:
 
 def _plan_detail(entry: PlanEntry) -> str:
     if entry.category == CHANGED:
-        return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else "changed"
+        # No field changes to name: a new fingerprint version, or a shot forced with --force (the reason says which).
+        return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else entry.reason
     if entry.category == FAILED_BEFORE:
         return f"failed before, will retry: {entry.reason}"
     if entry.category == REMOVED:
@@ -263,7 +264,7 @@ def status_to_json(summary: StatusSummary) -> dict[str, Any]:
 
 def render_status(summary: StatusSummary, console: Console) -> None:
     # Text, not str: a str title is rich markup, and a project named "[/bold]" would crash the table.
-    title = Text(printable(f"{summary.project}: {summary.total} shots", newlines=False))
+    title = Text(printable(f"{summary.project}: {counted(summary.total, 'shot')}", newlines=False))
     table = Table(title=title, title_justify="left")
     table.add_column("status")
     table.add_column("shots", justify="right")

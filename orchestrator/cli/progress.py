@@ -17,9 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli._app import printable
+from orchestrator.cli._app import counted, printable
 from orchestrator.events import NOTICE, RUN_FINISHED, RUN_STARTED, SHOT, Event
 from orchestrator.manifest import FAILED, PENDING, STATUSES, SUCCEEDED
+from orchestrator.plan import units_label
 
 if TYPE_CHECKING:
     from orchestrator.api import RunResult
@@ -50,8 +51,8 @@ def settings_lines(data: dict[str, Any]) -> list[str]:
         f"limits: {data.get('concurrency')} tasks in flight, "
         + (f"{rps:g} requests/s" if rps else "no request-rate cap"),
         f"output: {data.get('out')}",
-        f"{data.get('to_render')} shot(s) to render, {data.get('skipped')} unchanged, "
-        f"cost {data.get('cost', 0):g} units",
+        f"{counted(int(data.get('to_render') or 0), 'shot')} to render, {data.get('skipped')} unchanged, "
+        f"cost {units_label(float(data.get('cost') or 0))}",
     ]
 
 
@@ -171,7 +172,8 @@ def print_summary(result: RunResult, console: Console) -> None:
     succeeded = counts.get(SUCCEEDED, 0)
     elapsed = f" in {result.elapsed:.1f} s" if result.elapsed else ""
     console.print(
-        f"{succeeded} of {len(result.statuses)} shot(s) rendered{elapsed}; {len(result.skipped)} unchanged skipped",
+        f"{succeeded} of {counted(len(result.statuses), 'shot')} rendered{elapsed}; "
+        f"{len(result.skipped)} unchanged skipped",
         highlight=False,
     )
     if result.failures:

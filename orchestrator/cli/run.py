@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from orchestrator.cli._app import EXIT_INTERRUPTED, FiniteFloatRange, cli, handle_errors
+from orchestrator.cli._app import EXIT_INTERRUPTED, FiniteFloatRange, cli, counted, handle_errors
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ def _dry_run(
     from rich.console import Console
 
     from orchestrator.api import prepare
+    from orchestrator.plan import units_label
 
     prepared = prepare(spec, out=out, only=only or None, force=force or None)
     over = max_cost is not None and prepared.cost > max_cost
@@ -128,16 +129,18 @@ def _dry_run(
             "dry_run": True,
             "to_render": [shot.id for shot in prepared.shots],
             "skipped": list(prepared.skipped),
+            "not_selected": prepared.not_selected,
             "cost": prepared.cost,
             "max_cost": max_cost,
         }
         click.echo(json.dumps(payload))
     else:
-        console = Console()
+        console = Console(highlight=False, soft_wrap=True)
         _render_plan(prepared, console)
+        left_out = f", {prepared.not_selected} not selected by --only" if prepared.not_selected else ""
         console.print(
-            f"would render {len(prepared.shots)} shot(s) for {prepared.cost:g} units; "
-            f"{len(prepared.skipped)} unchanged skipped; nothing was sent",
+            f"would render {counted(len(prepared.shots), 'shot')} for {units_label(prepared.cost)}; "
+            f"{len(prepared.skipped)} unchanged skipped{left_out}; nothing was sent",
             highlight=False,
         )
     if over:
@@ -145,10 +148,7 @@ def _dry_run(
 
 
 def _render_plan(prepared: Prepared, console: Console) -> None:
-    try:
-        from orchestrator.cli.plan import render_plan
-    except ImportError:  # the plan view is another module's; fall back to a list
-        for shot in prepared.shots:
-            console.print(f"  render {shot.id}", highlight=False, markup=False)
-        return
-    render_plan(prepared.plan, prepared.pricing, console)
+    """The dry run's table: only the shots this run selects (``--only``), so its totals are this run's."""
+    from orchestrator.cli.plan import render_plan
+
+    render_plan(prepared.selection, prepared.pricing, console)

@@ -96,6 +96,6 @@ def test_summary_lists_each_failure_with_its_reason() -> None:
     )
     print_summary(result, screen)
     text = buffer.getvalue()
-    assert "1 of 2 shot(s) rendered in 3.2 s; 1 unchanged skipped" in text
+    assert "1 of 2 shots rendered in 3.2 s; 1 unchanged skipped" in text
     assert "content moderation" in text and "manifest: /tmp/out/manifest.json" in text
     assert result.exit_code == 1
