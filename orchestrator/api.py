@@ -37,7 +37,7 @@ from orchestrator.manifest import (
     read_or_new,
 )
 from orchestrator.options import RetryPolicy, RunOptions
-from orchestrator.plan import CHANGED, Plan, PlanEntry, make_plan
+from orchestrator.plan import CHANGED, Plan, PlanEntry, make_plan, running_run
 from orchestrator.polling import PollPolicy
 from orchestrator.pricing import Pricing
 from orchestrator.providers.base import Provider
@@ -261,7 +261,8 @@ def prepare(
     manifest_path = out_dir / MANIFEST_NAME
     pricing = Pricing.from_overrides(project.pricing)
     existing = read_or_new(manifest_path, project=project.project) if manifest_path.exists() else None
-    plan = make_plan(project.shots, existing, manifest_dir=out_dir)
+    running_in = running_run(out_dir) if existing is not None else None  # a dry run beside a live run says so
+    plan = make_plan(project.shots, existing, manifest_dir=out_dir, running_in=running_in)
     shots, skipped, fresh = select(plan, only=only, force=force)
     cost = _cost(shots, existing, fresh=fresh, pricing=pricing)
     selection = selection_plan(plan, only=only, force=force)

@@ -102,7 +102,7 @@ def _plan_detail(entry: PlanEntry) -> str:
         # No field changes to name: a new fingerprint version, or a shot forced with --force (the reason says which).
         return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else entry.reason
     if entry.category == FAILED_BEFORE:
-        return f"failed before, will retry: {entry.reason}"
+        return entry.reason if entry.running_in else f"failed before, will retry: {entry.reason}"
     if entry.category == REMOVED:
         return "removed from the spec (outputs kept)"
     return entry.category

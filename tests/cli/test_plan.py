@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -14,7 +16,17 @@ from PIL import Image
 
 from orchestrator.cli import cli
 from orchestrator.fingerprint import request_record
-from orchestrator.manifest import FAILED, SUCCEEDED, Manifest, Output, ShotRecord, load_manifest, save_manifest
+from orchestrator.manifest import (
+    FAILED,
+    LOCK_NAME,
+    SUBMITTED,
+    SUCCEEDED,
+    Manifest,
+    Output,
+    ShotRecord,
+    load_manifest,
+    save_manifest,
+)
 from orchestrator.spec import load_project
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -116,6 +128,18 @@ def test_plan_of_removed_and_failed_shots(spec: Path) -> None:
     assert "! s2  failed before, will retry: content moderation  1 unit" in result.output
     assert "- s3  removed from the spec (outputs kept)" in result.output
     assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 1 unit"
+
+
+def test_plan_beside_a_live_run_says_which_process_has_the_shot_in_flight(spec: Path) -> None:
+    manifest_path = fake_run(spec)
+    manifest = load_manifest(manifest_path)
+    manifest.shots["s2"].status, manifest.shots["s2"].outputs = SUBMITTED, []
+    save_manifest(manifest, manifest_path)
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00Z"}
+    (manifest_path.parent / LOCK_NAME).write_text(json.dumps(lock))
+    result = invoke("plan", str(spec))
+    assert f"! s2  in flight in the run of process {os.getpid()} (on {socket.gethostname()}" in result.output
+    assert "failed before, will retry: " not in result.output
 
 
 def test_plan_nothing_to_do_exits_zero_with_detailed_exitcode(spec: Path) -> None:
