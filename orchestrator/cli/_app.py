@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import re
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import click
 
 from orchestrator import __version__
-from orchestrator.errors import OrchestratorError, SpecError
+from orchestrator.errors import OrchestratorError, Problem, SpecError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -107,25 +109,55 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-def exit_on_errors(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A decorator: our errors become one line per problem on stderr and exit ``code``; never a traceback."""
+def exit_on_errors(code: int, *, json_flag: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator: our errors become one line per problem on stderr and exit ``code``; never a traceback.
+
+    ``json_flag`` names the command's ``--json`` parameter: when it is set, the problems are one JSON document on
+    stdout instead (``{"ok": false, "problems": [...]}``, each problem as ``validate --json`` gives it), same exit.
+    """
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         @wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return func(*args, **kwargs)
-            except SpecError as exc:
-                for problem in exc.problems:
-                    click.echo(printable(problem.format(), newlines=False), err=True)
-                sys.exit(code)
             except OrchestratorError as exc:
-                click.echo(f"error: {printable(exc.message)}", err=True)
+                if json_flag is not None and kwargs.get(json_flag):
+                    click.echo(json.dumps({"ok": False, "problems": problems_json(exc)}, indent=2))
+                else:
+                    for line in problem_lines(exc):
+                        click.echo(line, err=True)
                 sys.exit(code)
 
         return wrapper
 
     return decorate
+
+
+def problem_lines(exc: OrchestratorError) -> list[str]:
+    """One terminal-safe line per problem: ``FILE:LINE:COL: ...`` for a spec, ``error: ...`` for anything else."""
+    if isinstance(exc, SpecError):
+        return [printable(problem.format(), newlines=False) for problem in exc.problems]
+    return [f"error: {printable(exc.message)}"]
+
+
+def problems_json(exc: OrchestratorError) -> list[dict[str, object]]:
+    """The problems as ``validate --json`` lists them; an error that is not at a spec line has no line or column."""
+    if isinstance(exc, SpecError):
+        return [problem.to_json() for problem in exc.problems]
+    path = getattr(exc, "path", None)
+    return [{"file": path, "line": None, "column": None, "shot": None, "severity": "error", "message": exc.message}]
+
+
+def refuse_missing(*targets: str | Path | None) -> None:
+    """Each input that does not exist is one problem, worded as ``validate`` words it: ``FILE:1:1: no such file``.
+
+    For commands whose argument is not always a spec (a manifest, a folder, ``SPEC@REV``); the others get the same
+    line from loading the spec.
+    """
+    missing = [str(target) for target in targets if target is not None and not Path(target).exists()]
+    if missing:
+        raise SpecError([Problem(name, 1, 1, "no such file") for name in missing])
 
 
 handle_errors = exit_on_errors(EXIT_FAILED)

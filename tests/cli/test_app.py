@@ -79,3 +79,24 @@ def test_every_table_entry_is_a_command_of_its_module() -> None:
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0, (name, result.output)
         assert result.output.startswith(f"Usage: cli {name}") or f" {name} " in result.output.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [("validate", 1), ("run", 1), ("plan", 1), ("report", 1), ("status", 1), ("diff", 2)],  # diff: 1 is "different"
+)
+def test_a_missing_spec_is_the_same_one_line_in_every_command(tmp_path: Path, command: str, code: int) -> None:
+    missing = tmp_path / "missing.yaml"
+    args = [command, str(missing)] + ([str(ROOT / "specs" / "demo" / "project.yaml")] if command == "diff" else [])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == code
+    assert result.stderr.splitlines()[0] == f"{missing}:1:1: no such file"
+    if command != "validate":  # validate adds its summary line
+        assert result.stderr.splitlines() == [f"{missing}:1:1: no such file"]
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "plan"])
+def test_a_folder_given_as_spec_is_one_line_too(tmp_path: Path, command: str) -> None:
+    result = CliRunner().invoke(cli, [command, str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"{tmp_path}:1:1: is a directory, not a spec file"
