@@ -38,7 +38,7 @@ from orchestrator.manifest import (
     read_or_new,
 )
 from orchestrator.options import RetryPolicy, RunOptions
-from orchestrator.plan import Plan, make_plan
+from orchestrator.plan import CHANGED, Plan, PlanEntry, make_plan, running_run
 from orchestrator.polling import PollPolicy
 from orchestrator.pricing import Pricing
 from orchestrator.providers.base import Provider
@@ -236,7 +236,11 @@ def run_project(
 
 @dataclass(frozen=True)
 class Prepared:
-    """A run decided but not started: the project, its plan against the manifest, and what to render."""
+    """A run decided but not started: the project, its plan against the manifest, and what to render.
+
+    ``plan`` covers every shot of the spec and the manifest; ``selection`` only those ``only`` selects (all, without
+    it), with shots that ``force`` makes render again shown as changed: it is what a dry run shows.
+    """
 
     project: ResolvedProject
     out_dir: Path
@@ -247,8 +251,14 @@ class Prepared:
     fresh: frozenset[str]
     pricing: Pricing
     cost: float
+    selection: Plan = field(default_factory=Plan)
     # The selected shots left ``unconfirmed``, with the units each may cost a second time if it is sent again.
     unconfirmed: tuple[tuple[ResolvedShot, float], ...] = ()
+
+    @property
+    def not_selected(self) -> int:
+        """Shots of the spec that ``only`` leaves out."""
+        return sum(1 for entry in self.plan.entries if entry.shot is not None) - len(self.shots) - len(self.skipped)
 
 
 def prepare(
@@ -261,6 +271,7 @@ def prepare(
 ) -> Prepared:
     """Load the spec, read the manifest (without locking it) and decide what a run would render and cost.
 
+    Raises ``ConfigError`` when an ``only`` or ``force`` pattern matches no shot: before anything is started or written.
     Unconfirmed shots count in the cost only with ``resend_unconfirmed``: otherwise nothing is sent for them.
     """
     project = load_spec(spec)
@@ -268,12 +279,14 @@ def prepare(
     manifest_path = out_dir / MANIFEST_NAME
     pricing = Pricing.from_overrides(project.pricing)
     existing = read_or_new(manifest_path, project=project.project) if manifest_path.exists() else None
-    plan = make_plan(project.shots, existing, manifest_dir=out_dir)
+    running_in = running_run(out_dir) if existing is not None else None  # a dry run beside a live run says so
+    plan = make_plan(project.shots, existing, manifest_dir=out_dir, running_in=running_in)
     shots, skipped, fresh = select(plan, only=only, force=force)
     unconfirmed = _unconfirmed(shots, existing, pricing=pricing)
     held = frozenset() if resend_unconfirmed else frozenset(shot.id for shot, _ in unconfirmed)
     cost = _cost([shot for shot in shots if shot.id not in held], existing, fresh=fresh, pricing=pricing)
-    return Prepared(project, out_dir, manifest_path, plan, shots, skipped, fresh, pricing, cost, unconfirmed)
+    selection = selection_plan(plan, only=only, force=force)
+    return Prepared(project, out_dir, manifest_path, plan, shots, skipped, fresh, pricing, cost, selection, unconfirmed)
 
 
 def _unconfirmed(
@@ -292,21 +305,73 @@ def _unconfirmed(
 def select(
     plan: Plan, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None
 ) -> tuple[list[ResolvedShot], tuple[str, ...], frozenset[str]]:
-    """(shots to render, unchanged shot ids skipped, shot ids forced to render anew) for ``only``/``force`` globs."""
+    """(shots to render, unchanged shot ids skipped, shot ids forced to render anew) for ``only``/``force`` globs.
+
+    Raises ``ConfigError`` naming each pattern that matches no shot (``force``: no shot that ``only`` selects).
+    """
     shots: list[ResolvedShot] = []
     skipped: list[str] = []
     fresh: set[str] = set()
-    for entry in plan.entries:
-        if entry.shot is None or not _matches(entry.shot_id, only, default=True):
-            continue
-        forced = _matches(entry.shot_id, force, default=False)
+    for entry, shot, forced in _selected(plan, only=only, force=force):
         if entry.needs_render or forced:
-            shots.append(entry.shot)
+            shots.append(shot)
             if forced:
                 fresh.add(entry.shot_id)
         else:
             skipped.append(entry.shot_id)
     return shots, tuple(skipped), frozenset(fresh)
+
+
+def selection_plan(plan: Plan, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None) -> Plan:
+    """The part of ``plan`` a run with these globs works on; a forced shot that needed nothing shows as changed."""
+    entries = [
+        replace(entry, category=CHANGED, reason="forced with --force") if forced and not entry.needs_render else entry
+        for entry, _, forced in _selected(plan, only=only, force=force)
+    ]
+    if not _patterns(only):  # nothing left out: the shots removed from the spec are still worth a line
+        entries += [entry for entry in plan.entries if entry.shot is None]
+    return Plan(tuple(entries))
+
+
+def _selected(
+    plan: Plan, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None
+) -> list[tuple[PlanEntry, ResolvedShot, bool]]:
+    """(entry, its shot, forced) for each shot of the spec that ``only`` selects, once every pattern matched one."""
+    in_spec = [(entry, entry.shot) for entry in plan.entries if entry.shot is not None]  # not the removed ones
+    chosen = [(entry, shot) for entry, shot in in_spec if _matches(shot.id, only, default=True)]
+    _refuse_unmatched([shot.id for _, shot in in_spec], [shot.id for _, shot in chosen], only=only, force=force)
+    return [(entry, shot, _matches(shot.id, force, default=False)) for entry, shot in chosen]
+
+
+def _refuse_unmatched(
+    all_ids: list[str], chosen_ids: list[str], *, only: str | Sequence[str] | None, force: str | Sequence[str] | None
+) -> None:
+    # A typo in a glob would otherwise render nothing (or everything but the shot meant) and exit 0.
+    where = f"in the spec ({_shots(all_ids)}: {_examples(all_ids)})"
+    problems = [f"--only {p!r} matches no shot {where}" for p in _patterns(only) if not _any_match(all_ids, p)]
+    if _patterns(only):
+        where = f"that --only selects ({_shots(chosen_ids)}: {_examples(chosen_ids)})"
+    problems += [f"--force {p!r} matches no shot {where}" for p in _patterns(force) if not _any_match(chosen_ids, p)]
+    if problems:
+        raise ConfigError("; ".join(problems) + "; nothing was sent")
+
+
+def _shots(shot_ids: list[str]) -> str:
+    return f"{len(shot_ids)} shot{'' if len(shot_ids) == 1 else 's'}"
+
+
+def _examples(shot_ids: list[str], *, limit: int = 3) -> str:
+    return ", ".join(shot_ids[:limit]) + (", ..." if len(shot_ids) > limit else "")
+
+
+def _patterns(patterns: str | Sequence[str] | None) -> list[str]:
+    if not patterns:
+        return []
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
+def _any_match(shot_ids: Iterable[str], pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(shot_id, pattern) for shot_id in shot_ids)
 
 
 async def _run(
@@ -480,9 +545,16 @@ def open_run_provider(
 def _matches(shot_id: str, patterns: str | Sequence[str] | None, *, default: bool) -> bool:
     if not patterns:
         return default
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    return any(fnmatch.fnmatchcase(shot_id, pattern) for pattern in patterns)
+    return any(fnmatch.fnmatchcase(shot_id, pattern) for pattern in _patterns(patterns))
 
 
-__all__ = ["Prepared", "RunResult", "RunSettings", "arun_project", "prepare", "run_project", "select"]
+__all__ = [
+    "Prepared",
+    "RunResult",
+    "RunSettings",
+    "arun_project",
+    "prepare",
+    "run_project",
+    "select",
+    "selection_plan",
+]

@@ -20,7 +20,18 @@ from typing import Any
 
 from orchestrator.errors import ManifestError
 from orchestrator.fingerprint import FieldChange, field_changes, request_record
-from orchestrator.manifest import MANIFEST_NAME, SUCCEEDED, Manifest, ShotRecord, load_manifest
+from orchestrator.manifest import (
+    FAILED,
+    LOCK_NAME,
+    MANIFEST_NAME,
+    SUCCEEDED,
+    LockInfo,
+    Manifest,
+    ManifestLock,
+    ShotRecord,
+    load_manifest,
+)
+from orchestrator.manifest import _alive as _lock_holder_alive
 from orchestrator.pricing import Pricing
 from orchestrator.shot import ResolvedProject, ResolvedShot
 
@@ -59,6 +70,7 @@ class PlanEntry:
     fields: tuple[str, ...] = ()  # for changed shots: which render fields changed
     reason: str = ""
     changes: tuple[FieldChange, ...] = ()  # for changed shots: the same fields, with old and new values
+    running_in: LockInfo | None = None  # for a shot left unfinished: the live run working on it now, if any
 
     @property
     def needs_render(self) -> bool:
@@ -140,7 +152,10 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def classify(shot: ResolvedShot, record: ShotRecord | None, base: Path) -> PlanEntry:
+def classify(
+    shot: ResolvedShot, record: ShotRecord | None, base: Path, *, running_in: LockInfo | None = None
+) -> PlanEntry:
+    """The shot's category. ``running_in``: the live run holding the output folder's lock, if any."""
     if record is None:
         return PlanEntry(shot.id, NEW, shot=shot, reason="not rendered before")
     if record.fingerprint != shot.fingerprint:
@@ -152,8 +167,30 @@ def classify(shot: ResolvedShot, record: ShotRecord | None, base: Path) -> PlanE
         if outputs_intact(record, base):
             return PlanEntry(shot.id, UNCHANGED, shot, record)
         return PlanEntry(shot.id, FAILED_BEFORE, shot, record, reason="output missing or modified")
+    if running_in is not None and record.status != FAILED:
+        # Not a run that stopped half-way: one that is working on it now (its lock says which process).
+        return PlanEntry(
+            shot.id, FAILED_BEFORE, shot, record, reason=in_flight_reason(running_in), running_in=running_in
+        )
     reason = record.error or f"last run left it {record.status}"
     return PlanEntry(shot.id, FAILED_BEFORE, shot, record, reason=reason)
+
+
+def in_flight_reason(holder: LockInfo) -> str:
+    return (
+        f"in flight in the run of process {holder.pid} (on {holder.host}, started {holder.started_at}); "
+        "plan again when it ends"
+    )
+
+
+def running_run(folder: Path) -> LockInfo | None:
+    """The live run holding ``folder``'s lock, if one does; ``None`` when free or left by a dead process.
+
+    Only reads the lock: a plan never takes it.
+    """
+    # The lock's own reader and liveness check, so the plan agrees with the run that would be refused.
+    holder = ManifestLock(folder / LOCK_NAME)._read()
+    return holder if holder is not None and _lock_holder_alive(holder) else None
 
 
 def _changes(record: ShotRecord, shot: ResolvedShot) -> tuple[FieldChange, ...]:
@@ -164,11 +201,17 @@ def _changes(record: ShotRecord, shot: ResolvedShot) -> tuple[FieldChange, ...]:
     return tuple(field_changes(record.request, request_record(shot)))
 
 
-def make_plan(shots: Iterable[ResolvedShot], manifest: Manifest | None, *, manifest_dir: Path) -> Plan:
-    """Compare shots with the manifest (``None`` when there is none yet); removed shots come last."""
+def make_plan(
+    shots: Iterable[ResolvedShot], manifest: Manifest | None, *, manifest_dir: Path, running_in: LockInfo | None = None
+) -> Plan:
+    """Compare shots with the manifest (``None`` when there is none yet); removed shots come last.
+
+    ``running_in`` is the live run holding the folder's lock (see ``running_run``): its unfinished shots are in flight
+    there, not failed.
+    """
     records = manifest.shots if manifest else {}
     shots = list(shots)
-    entries = [classify(shot, records.get(shot.id), manifest_dir) for shot in shots]
+    entries = [classify(shot, records.get(shot.id), manifest_dir, running_in=running_in) for shot in shots]
     present = {shot.id for shot in shots}
     entries += [
         PlanEntry(shot_id, REMOVED, record=record, reason="no longer in the spec")
@@ -200,7 +243,9 @@ def read_manifest_for(project: ResolvedProject, path: Path) -> Manifest | None:
 def plan_project(project: ResolvedProject, *, out: Path | None = None) -> Plan:
     """The plan for a resolved project against its manifest (none yet: every shot is new)."""
     path = manifest_path_for(project, out=out)
-    return make_plan(project.shots, read_manifest_for(project, path), manifest_dir=path.parent)
+    manifest = read_manifest_for(project, path)
+    running_in = running_run(path.parent) if manifest is not None else None
+    return make_plan(project.shots, manifest, manifest_dir=path.parent, running_in=running_in)
 
 
 def format_units(units: float) -> str:

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from orchestrator.api import arun_project, run_project
+from orchestrator.api import arun_project, prepare, run_project
 from orchestrator.errors import ConfigError
 from orchestrator.events import RUN_FINISHED, RUN_STARTED, Event
 from orchestrator.manifest import FAILED, PENDING, SUCCEEDED, load_manifest
+from orchestrator.plan import CHANGED, UNCHANGED
 from orchestrator.polling import PollPolicy
 from orchestrator.providers.local import SimulatorOptions
 from orchestrator.scheduler import RetryPolicy
@@ -208,3 +209,33 @@ def test_demo_spec_renders_with_cheap_video(tmp_path: Path) -> None:
     )
     assert result.ok, result.failures
     assert len(result.statuses) >= 6
+
+
+@pytest.mark.anyio
+async def test_patterns_matching_no_shot_refuse_the_run_before_anything_is_written(tmp_path: Path) -> None:
+    project = make_project(tmp_path, n=3)
+    with pytest.raises(ConfigError, match=r"--only 'zz\*' matches no shot in the spec \(3 shots: s00, s01, s02\)"):
+        await arun_project(project, provider="local", only=["s00", "zz*"])
+    with pytest.raises(ConfigError, match="--force 's02' matches no shot that --only selects"):
+        await arun_project(project, provider="local", only="s0[01]", force="s02")
+    assert not project.output_dir.exists()  # no manifest, no lock, no simulator state
+
+
+def test_the_selection_is_what_the_run_renders(tmp_path: Path) -> None:
+    project = make_project(tmp_path, n=4)
+    prepared = prepare(project, only="s0[12]")
+    assert [entry.shot_id for entry in prepared.selection.entries] == ["s01", "s02"]
+    assert prepared.selection.total_units(prepared.pricing) == prepared.cost == 2
+    assert prepared.not_selected == 2
+    everything = prepare(project)
+    assert len(everything.selection.entries) == 4 and everything.not_selected == 0
+
+
+def test_a_forced_shot_shows_as_changed_in_the_selection(tmp_path: Path) -> None:
+    project = make_project(tmp_path, n=2)
+    run_project(project, simulator_options=sim(), **FAST)
+    prepared = prepare(project, force="s01")
+    categories = {entry.shot_id: (entry.category, entry.reason) for entry in prepared.selection.entries}
+    assert categories == {"s00": (UNCHANGED, ""), "s01": (CHANGED, "forced with --force")}
+    assert [shot.id for shot in prepared.shots] == ["s01"] and prepared.skipped == ("s00",)
+    assert prepared.selection.total_units(prepared.pricing) == prepared.cost == 1

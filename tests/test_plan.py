@@ -1,6 +1,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +13,16 @@ import pytest
 
 from orchestrator.errors import ConfigError, ManifestError
 from orchestrator.fingerprint import request_record
-from orchestrator.manifest import FAILED, SUBMITTED, SUCCEEDED, Manifest, Output, ShotRecord, save_manifest
+from orchestrator.manifest import (
+    FAILED,
+    LOCK_NAME,
+    SUBMITTED,
+    SUCCEEDED,
+    Manifest,
+    Output,
+    ShotRecord,
+    save_manifest,
+)
 from orchestrator.plan import (
     CHANGED,
     FAILED_BEFORE,
@@ -19,6 +33,7 @@ from orchestrator.plan import (
     make_plan,
     plan_project,
     plan_to_json,
+    running_run,
     summary_line,
 )
 from orchestrator.pricing import DEFAULT_PRICING, Pricing, parse_price_options, project_pricing
@@ -254,3 +269,36 @@ async def test_changing_one_prompt_rerenders_exactly_one_shot(tmp_path: Path) ->
     assert (tmp_path / "renders" / old_video).is_file()
     assert old_video in [o.path for render in after.shots["s4"].history for o in render.outputs]
     assert not plan_project(load_project(spec)).has_work
+
+
+def test_unfinished_shots_of_a_live_run_are_in_flight_there_not_failed(tmp_path: Path) -> None:
+    busy, done, broken = shot("busy"), shot("done"), shot("broken")
+    manifest = Manifest(project="demo")
+    manifest.shots = {
+        "busy": rendered(busy, tmp_path, status=SUBMITTED),
+        "done": rendered(done, tmp_path),
+        "broken": rendered(broken, tmp_path, status=FAILED, error="content moderation"),
+    }
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00Z"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
+    running_in = running_run(tmp_path)
+    assert running_in is not None and running_in.pid == os.getpid()
+    plan = make_plan([busy, done, broken], manifest, manifest_dir=tmp_path, running_in=running_in)
+    reasons = {entry.shot_id: entry.reason for entry in plan.entries}
+    assert reasons["busy"] == (
+        f"in flight in the run of process {os.getpid()} (on {socket.gethostname()}, started 2026-01-01T00:00:00Z); "
+        "plan again when it ends"
+    )
+    assert reasons["broken"] == "content moderation"  # a failure is still a failure
+
+    (tmp_path / LOCK_NAME).write_text(json.dumps({**holder, "pid": dead_pid()}))
+    assert running_run(tmp_path) is None  # a stale lock: the last run stopped half-way
+    plan = make_plan([busy], manifest, manifest_dir=tmp_path, running_in=running_run(tmp_path))
+    assert plan.entries[0].reason == "last run left it submitted"
+
+
+def dead_pid() -> int:
+    """A pid that was alive a moment ago and is gone now."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

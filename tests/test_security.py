@@ -882,7 +882,7 @@ def test_a_project_name_that_is_rich_markup_does_not_crash_status(tmp_path: Path
     (out / "manifest.json").write_text(json.dumps(data))
     result = CliRunner().invoke(cli, ["status", str(out)])
     assert result.exit_code == 0, result.output
-    assert "[/bold]: 1 shots" in result.output
+    assert "[/bold]: 1 shot\n" in result.output
 
 
 def test_spec_problems_cannot_drive_the_terminal(tmp_path: Path) -> None:

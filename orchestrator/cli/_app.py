@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import re
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import click
 
 from orchestrator import __version__
-from orchestrator.errors import OrchestratorError, SpecError
+from orchestrator.errors import OrchestratorError, Problem, SpecError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,24 +34,37 @@ def printable(text: str, *, newlines: bool = True) -> str:
     return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 shot``, ``0 shots``, ``3 shots``: the noun in the singular only for one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-# Which module defines each command. They are imported on first use, so `orchestrator validate` does not pay for
-# the simulator's video stack (PyAV, numpy, Starlette) or the HTTP client: start-up time counts on 10,000-shot specs.
-COMMAND_MODULES: dict[str, str] = {
-    "validate": "orchestrator.cli.validate",
-    "schema": "orchestrator.cli.validate",
-    "run": "orchestrator.cli.run",
-    "plan": "orchestrator.cli.plan",
-    "diff": "orchestrator.cli.plan",
-    "report": "orchestrator.cli.plan",
-    "status": "orchestrator.cli.plan",
-    "simulate": "orchestrator.cli.simulate",
-    "adopt": "orchestrator.cli.unconfirmed",
+class Lazy(NamedTuple):
+    """Where a command is defined, and its one-line help for ``orchestrator --help``."""
+
+    module: str
+    summary: str
+
+
+# Each command, imported on first use, so `orchestrator validate` does not pay for the simulator's video stack (PyAV,
+# numpy, Starlette) or the HTTP client: start-up time counts on 10,000-shot specs. The one-line help lives here, not
+# only in the command's docstring, so `orchestrator --help` lists every command without importing any of them.
+COMMAND_MODULES: dict[str, Lazy] = {
+    "validate": Lazy("orchestrator.cli.validate", "Check specs: schema, images, templates, provider rules."),
+    "schema": Lazy("orchestrator.cli.validate", "Print the JSON Schema of project specs."),
+    "plan": Lazy("orchestrator.cli.plan", "Show what a run would render, why, and what it costs."),
+    "run": Lazy("orchestrator.cli.run", "Render a spec's new, changed and unfinished shots."),
+    "diff": Lazy("orchestrator.cli.plan", "Compare two specs, manifests or git revisions of a spec."),
+    "report": Lazy("orchestrator.cli.plan", "Write an HTML contact sheet of a manifest."),
+    "status": Lazy("orchestrator.cli.plan", "Shots per status, failures and units spent."),
+    "simulate": Lazy("orchestrator.cli.simulate", "Run the Kling-compatible simulator on loopback."),
+    "adopt": Lazy("orchestrator.cli.unconfirmed", "Attach a task found at the provider to an unconfirmed shot."),
 }
 
 
@@ -57,12 +72,26 @@ class LazyGroup(click.Group):
     """A group whose commands register themselves when their module is first imported."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+        # The table's order (the order of a day's work), then any command registered some other way.
+        return [*COMMAND_MODULES, *sorted(set(super().list_commands(ctx)) - set(COMMAND_MODULES))]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
-            importlib.import_module(COMMAND_MODULES[cmd_name])
+            importlib.import_module(COMMAND_MODULES[cmd_name].module)
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table, importing no command module (click's own asks each command)."""
+        rows: list[tuple[str, str]] = []
+        for name in self.list_commands(ctx):
+            lazy = COMMAND_MODULES.get(name)
+            if lazy is not None:
+                rows.append((name, lazy.summary))
+            elif (command := self.commands.get(name)) is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,25 +110,55 @@ class FiniteFloatRange(click.FloatRange):
         return number
 
 
-def exit_on_errors(code: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A decorator: our errors become one line per problem on stderr and exit ``code``; never a traceback."""
+def exit_on_errors(code: int, *, json_flag: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator: our errors become one line per problem on stderr and exit ``code``; never a traceback.
+
+    ``json_flag`` names the command's ``--json`` parameter: when it is set, the problems are one JSON document on
+    stdout instead (``{"ok": false, "problems": [...]}``, each problem as ``validate --json`` gives it), same exit.
+    """
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         @wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 return func(*args, **kwargs)
-            except SpecError as exc:
-                for problem in exc.problems:
-                    click.echo(printable(problem.format(), newlines=False), err=True)
-                sys.exit(code)
             except OrchestratorError as exc:
-                click.echo(f"error: {printable(exc.message)}", err=True)
+                if json_flag is not None and kwargs.get(json_flag):
+                    click.echo(json.dumps({"ok": False, "problems": problems_json(exc)}, indent=2))
+                else:
+                    for line in problem_lines(exc):
+                        click.echo(line, err=True)
                 sys.exit(code)
 
         return wrapper
 
     return decorate
+
+
+def problem_lines(exc: OrchestratorError) -> list[str]:
+    """One terminal-safe line per problem: ``FILE:LINE:COL: ...`` for a spec, ``error: ...`` for anything else."""
+    if isinstance(exc, SpecError):
+        return [printable(problem.format(), newlines=False) for problem in exc.problems]
+    return [f"error: {printable(exc.message)}"]
+
+
+def problems_json(exc: OrchestratorError) -> list[dict[str, object]]:
+    """The problems as ``validate --json`` lists them; an error that is not at a spec line has no line or column."""
+    if isinstance(exc, SpecError):
+        return [problem.to_json() for problem in exc.problems]
+    path = getattr(exc, "path", None)
+    return [{"file": path, "line": None, "column": None, "shot": None, "severity": "error", "message": exc.message}]
+
+
+def refuse_missing(*targets: str | Path | None) -> None:
+    """Each input that does not exist is one problem, worded as ``validate`` words it: ``FILE:1:1: no such file``.
+
+    For commands whose argument is not always a spec (a manifest, a folder, ``SPEC@REV``); the others get the same
+    line from loading the spec.
+    """
+    missing = [str(target) for target in targets if target is not None and not Path(target).exists()]
+    if missing:
+        raise SpecError([Problem(name, 1, 1, "no such file") for name in missing])
 
 
 handle_errors = exit_on_errors(EXIT_FAILED)

@@ -15,7 +15,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cli._app import EXIT_OK, cli, exit_on_errors, handle_errors, printable
+from orchestrator.cli._app import (
+    EXIT_FAILED,
+    EXIT_OK,
+    cli,
+    counted,
+    exit_on_errors,
+    handle_errors,
+    printable,
+    refuse_missing,
+)
 from orchestrator.diff import (
     ADDED,
     CHANGED,
@@ -28,6 +37,7 @@ from orchestrator.diff import (
     default_spec_loader,
     diff_paths,
     diff_to_json,
+    split_revision,
 )
 from orchestrator.plan import (
     FAILED_BEFORE,
@@ -99,9 +109,10 @@ def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Text:
 
 def _plan_detail(entry: PlanEntry) -> str:
     if entry.category == CHANGED:
-        return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else "changed"
+        # No field changes to name: a new fingerprint version, or a shot forced with --force (the reason says which).
+        return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else entry.reason
     if entry.category == FAILED_BEFORE:
-        return f"failed before, will retry: {entry.reason}"
+        return entry.reason if entry.running_in else f"failed before, will retry: {entry.reason}"
     if entry.category == REMOVED:
         return "removed from the spec (outputs kept)"
     return entry.category
@@ -123,14 +134,14 @@ class _PlanCommand(click.Command):
 
 
 @cli.command("plan", cls=_PlanCommand)
-@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("spec", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: the spec's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 0 when there is nothing to do, 2 when there is work, 1 on error."
 )
 @click.option("--price", "prices", multiple=True, metavar="KEY=VALUE", help="Override a pricing number (repeatable).")
-@handle_errors
+@exit_on_errors(EXIT_FAILED, json_flag="as_json")
 def plan_command(spec: Path, out: Path | None, as_json: bool, detailed_exitcode: bool, prices: tuple[str, ...]) -> None:
     """Show what a run would render, why, and what it would cost. Sends nothing."""
     project = default_spec_loader()(spec)
@@ -153,7 +164,7 @@ def plan_command(spec: Path, out: Path | None, as_json: bool, detailed_exitcode:
 
 
 # Like ``handle_errors``, but exit 2 on trouble: for ``diff``, 1 already means "different".
-_diff_errors = exit_on_errors(EXIT_DIFF_TROUBLE)
+_diff_errors = exit_on_errors(EXIT_DIFF_TROUBLE, json_flag="as_json")
 
 
 def render_diff(result: DiffResult, console: Console) -> None:
@@ -207,6 +218,7 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
 
     Exit 0 when they are the same, 1 when they differ, 2 on error (like diff).
     """
+    refuse_missing(*(side for side in (a, b) if split_revision(side) is None))
     result = diff_paths(a, b)
     if as_json:
         click.echo(json.dumps(diff_to_json(result), indent=2, ensure_ascii=False))
@@ -229,6 +241,7 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
 @handle_errors
 def report_command(target: str | None, output: Path | None) -> None:
     """Write a self-contained HTML contact sheet of a manifest (TARGET: a manifest, its folder, or a spec)."""
+    refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
     destination = output or located.path.parent / "report.html"
     data = write_report(
@@ -240,9 +253,10 @@ def report_command(target: str | None, output: Path | None) -> None:
 @cli.command("status")
 @click.argument("target", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@handle_errors
+@exit_on_errors(EXIT_FAILED, json_flag="as_json")
 def status_command(target: str | None, as_json: bool) -> None:
     """Shots per status, failed shots with their reasons, and units spent (TARGET: a manifest, folder or spec)."""
+    refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
     summary = summarize(located.manifest)
     if as_json:
@@ -263,7 +277,7 @@ def status_to_json(summary: StatusSummary) -> dict[str, Any]:
 
 def render_status(summary: StatusSummary, console: Console) -> None:
     # Text, not str: a str title is rich markup, and a project named "[/bold]" would crash the table.
-    title = Text(printable(f"{summary.project}: {summary.total} shots", newlines=False))
+    title = Text(printable(f"{summary.project}: {counted(summary.total, 'shot')}", newlines=False))
     table = Table(title=title, title_justify="left")
     table.add_column("status")
     table.add_column("shots", justify="right")

@@ -6,23 +6,32 @@ import json
 import sys
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anyio
 import click
-from rich.console import Console
 
-from orchestrator.api import Prepared, arun_project, prepare
-from orchestrator.cli._app import EXIT_INTERRUPTED, FiniteFloatRange, cli, handle_errors
-from orchestrator.cli.progress import JsonView, LiveView, PlainView, View, print_summary
+from orchestrator.cli._app import EXIT_INTERRUPTED, FiniteFloatRange, cli, counted, handle_errors
 from orchestrator.errors import ConfigError
-from orchestrator.polling import PollPolicy
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from orchestrator.api import Prepared
+
+# The names --provider accepts. Spelled out here rather than read from orchestrator.providers, which imports the
+# HTTP client: `orchestrator run --help` must stay instant.
+PROVIDER_NAMES = (
+    "local",
+    "cometapi",
+    "kling",
+)
 
 
 @cli.command("run")
-@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("spec", type=click.Path(path_type=Path))
 @click.option(
     "--provider",
-    type=click.Choice(["local", "cometapi", "kling"]),
+    type=click.Choice(PROVIDER_NAMES),
     help="Where to render (default: the spec's provider:, else cometapi).",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir).")
@@ -67,6 +76,14 @@ def run_command(
     Safe to stop at any moment (Ctrl-C, a crash, kill -9): run the same command again to resume. No task is ever
     submitted twice and no finished render is lost. Exit status: 0 all rendered, 1 some failed, 130 interrupted.
     """
+    # Imported here, not at the top: they bring the scheduler and the HTTP client, which `run --help` does not need.
+    import anyio
+    from rich.console import Console
+
+    from orchestrator.api import arun_project
+    from orchestrator.cli.progress import JsonView, LiveView, PlainView, View, print_summary
+    from orchestrator.polling import PollPolicy
+
     if dry_run:
         _dry_run(spec, out=out, only=only, force=force, max_cost=max_cost, as_json=as_json)
         return
@@ -101,7 +118,7 @@ def run_command(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         view.close()
-    print_summary(result, Console(stderr=True) if as_json else console)
+    print_summary(result, Console(stderr=True) if as_json else console, spec=str(spec))
     sys.exit(result.exit_code)
 
 
@@ -114,6 +131,11 @@ def _dry_run(
     max_cost: float | None,
     as_json: bool,
 ) -> None:
+    from rich.console import Console
+
+    from orchestrator.api import prepare
+    from orchestrator.plan import units_label
+
     prepared = prepare(spec, out=out, only=only or None, force=force or None)
     over = max_cost is not None and prepared.cost > max_cost
     if as_json:
@@ -121,16 +143,18 @@ def _dry_run(
             "dry_run": True,
             "to_render": [shot.id for shot in prepared.shots],
             "skipped": list(prepared.skipped),
+            "not_selected": prepared.not_selected,
             "cost": prepared.cost,
             "max_cost": max_cost,
         }
         click.echo(json.dumps(payload))
     else:
-        console = Console()
+        console = Console(highlight=False, soft_wrap=True)
         _render_plan(prepared, console)
+        left_out = f", {prepared.not_selected} not selected by --only" if prepared.not_selected else ""
         console.print(
-            f"would render {len(prepared.shots)} shot(s) for {prepared.cost:g} units; "
-            f"{len(prepared.skipped)} unchanged skipped; nothing was sent",
+            f"would render {counted(len(prepared.shots), 'shot')} for {units_label(prepared.cost)}; "
+            f"{len(prepared.skipped)} unchanged skipped{left_out}; nothing was sent",
             highlight=False,
         )
     if over:
@@ -138,10 +162,7 @@ def _dry_run(
 
 
 def _render_plan(prepared: Prepared, console: Console) -> None:
-    try:
-        from orchestrator.cli.plan import render_plan
-    except ImportError:  # the plan view is another module's; fall back to a list
-        for shot in prepared.shots:
-            console.print(f"  render {shot.id}", highlight=False, markup=False)
-        return
-    render_plan(prepared.plan, prepared.pricing, console)
+    """The dry run's table: only the shots this run selects (``--only``), so its totals are this run's."""
+    from orchestrator.cli.plan import render_plan
+
+    render_plan(prepared.selection, prepared.pricing, console)

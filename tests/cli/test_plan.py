@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -14,7 +16,17 @@ from PIL import Image
 
 from orchestrator.cli import cli
 from orchestrator.fingerprint import request_record
-from orchestrator.manifest import FAILED, SUCCEEDED, Manifest, Output, ShotRecord, load_manifest, save_manifest
+from orchestrator.manifest import (
+    FAILED,
+    LOCK_NAME,
+    SUBMITTED,
+    SUCCEEDED,
+    Manifest,
+    Output,
+    ShotRecord,
+    load_manifest,
+    save_manifest,
+)
 from orchestrator.spec import load_project
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -116,6 +128,18 @@ def test_plan_of_removed_and_failed_shots(spec: Path) -> None:
     assert "! s2  failed before, will retry: content moderation  1 unit" in result.output
     assert "- s3  removed from the spec (outputs kept)" in result.output
     assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 1 unit"
+
+
+def test_plan_beside_a_live_run_says_which_process_has_the_shot_in_flight(spec: Path) -> None:
+    manifest_path = fake_run(spec)
+    manifest = load_manifest(manifest_path)
+    manifest.shots["s2"].status, manifest.shots["s2"].outputs = SUBMITTED, []
+    save_manifest(manifest, manifest_path)
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00Z"}
+    (manifest_path.parent / LOCK_NAME).write_text(json.dumps(lock))
+    result = invoke("plan", str(spec))
+    assert f"! s2  in flight in the run of process {os.getpid()} (on {socket.gethostname()}" in result.output
+    assert "failed before, will retry: " not in result.output
 
 
 def test_plan_nothing_to_do_exits_zero_with_detailed_exitcode(spec: Path) -> None:
@@ -243,15 +267,37 @@ def test_diff_spec_at_previous_git_revision(spec: Path, monkeypatch: pytest.Monk
 def test_diff_errors_exit_two_with_one_line(spec: Path) -> None:
     result = CliRunner().invoke(cli, ["diff", str(spec), "missing.yaml"])
     assert result.exit_code == 2
-    assert (
-        result.output.strip()
-        == "error: missing.yaml: no such file (give a spec, a manifest, or SPEC@REV for a git revision)"
-    )
+    assert result.output == "missing.yaml:1:1: no such file\n"  # as validate says it
     spec.with_name("bad.yaml").write_text("version: 1\nproject: demo\nshots: 3\n")
     result = CliRunner().invoke(cli, ["diff", str(spec), str(spec.with_name("bad.yaml"))])
     assert result.exit_code == 2
     assert "bad.yaml:" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["plan", "diff"])
+def test_json_problems_come_out_as_json_on_stdout_with_the_same_exit(spec: Path, command: str) -> None:
+    bad = spec.with_name("bad.yaml")
+    bad.write_text(spec_text(SHOTS.replace("mode: pro", "mode: ultra")))
+    args = [command, str(bad)] if command == "plan" else [command, str(spec), str(bad)]
+    text, as_json = CliRunner().invoke(cli, args), CliRunner().invoke(cli, [*args, "--json"])
+    assert as_json.exit_code == text.exit_code == (1 if command == "plan" else 2)
+    assert as_json.stderr == ""
+    document = json.loads(as_json.stdout)
+    assert document["ok"] is False
+    [problem] = document["problems"]
+    assert problem["file"] == str(bad) and problem["line"] == 16 and "ultra" in problem["message"]
+    assert (
+        problem
+        == json.loads(CliRunner().invoke(cli, ["validate", str(bad), "--json"]).stdout)["specs"][0]["problems"][0]
+    )
+
+
+def test_plan_json_error_that_is_not_at_a_spec_line(spec: Path) -> None:
+    result = CliRunner().invoke(cli, ["plan", str(spec), "--json", "--price", "bogus=1"])
+    assert result.exit_code == 1
+    [problem] = json.loads(result.stdout)["problems"]
+    assert problem["line"] is None and problem["message"].startswith("unknown pricing key(s) bogus")
 
 
 # --- report and status ------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from orchestrator.api import RunResult
-from orchestrator.cli.progress import JsonView, LiveView, PlainView, print_summary
+from orchestrator.cli.progress import JsonView, LiveView, PlainView, estimate_remaining, print_summary
 from orchestrator.events import NOTICE, RUN_FINISHED, RUN_STARTED, SHOT, Event
 from orchestrator.plan import Plan
 
@@ -96,6 +96,117 @@ def test_summary_lists_each_failure_with_its_reason() -> None:
     )
     print_summary(result, screen)
     text = buffer.getvalue()
-    assert "1 of 2 shot(s) rendered in 3.2 s; 1 unchanged skipped" in text
+    assert "1 of 2 shots rendered in 3.2 s; 1 unchanged skipped" in text
     assert "content moderation" in text and "manifest: /tmp/out/manifest.json" in text
     assert result.exit_code == 1
+
+
+# --- the ETA, the provider's progress, and the queued and unconfirmed states ---------------------------------------
+
+
+def test_no_eta_before_any_render_has_finished() -> None:
+    assert estimate_remaining(durations=[], ages=[3.0], waiting=4, slots=2) is None
+
+
+def test_eta_from_render_times_and_slots() -> None:
+    # One slot frees in 6 s (10 s renders, 4 s in), the other is free: the two waiting shots end at 10 s and 16 s.
+    assert estimate_remaining(durations=[10.0], ages=[4.0], waiting=2, slots=2) == 16.0
+    assert estimate_remaining(durations=[10.0], ages=[], waiting=3, slots=1) == 30.0
+    assert estimate_remaining(durations=[10.0, 20.0], ages=[15.0], waiting=0, slots=4) == 5.0  # only 20 s ran longer
+    # More in flight than slots (the target was lowered): waiting shots start as the in-flight count drops below it.
+    assert estimate_remaining(durations=[10.0], ages=[9.0, 8.0, 0.0], waiting=1, slots=2) == 12.0
+
+
+def test_no_eta_for_a_shot_that_outlived_every_render_seen() -> None:
+    assert estimate_remaining(durations=[10.0, 12.0], ages=[13.0], waiting=0, slots=2) is None
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def shot_event(shot_id: str, old: str, new: str, at: float, **data: object) -> Event:
+    return Event(SHOT, shot_id=shot_id, old=old, new=new, at=at, data=dict(data))
+
+
+def test_live_eta_counts_down_instead_of_sticking() -> None:
+    screen, _ = console(terminal=True)
+    t0 = 1_700_000_000.0
+    clock = Clock(t0)
+    view = LiveView(screen, clock=clock)
+    view(Event(RUN_STARTED, at=t0, data={**START.data, "concurrency": 1, "shots": ["a", "b", "c"]}))
+    assert view.eta() is None  # nothing finished yet: no figure
+    view(shot_event("a", "queued", "submitting", t0 - 30))  # waited for its create: not render time
+    view(shot_event("a", "submitting", "submitted", t0))
+    view(shot_event("a", "processing", "succeeded", t0 + 10))
+    view(shot_event("b", "submitting", "submitted", t0 + 10))
+    view(shot_event("c", "pending", "submitting", t0 + 10))
+    clock.now = t0 + 12
+    first = view.eta()
+    clock.now = t0 + 17
+    later = view.eta()
+    view(shot_event("b", "processing", "succeeded", t0 + 20))
+    view(shot_event("c", "processing", "succeeded", t0 + 30))
+    clock.now = t0 + 30
+    assert view.eta() is None  # nothing left: no figure either
+    view.close()
+    assert first == 18.0 and later == 13.0  # b: 8 s then 3 s left, c: 10 s after it
+
+
+def test_live_view_shows_progress_queued_and_unconfirmed() -> None:
+    screen, buffer = console(terminal=True)
+    t0 = 1_700_000_000.0
+    view = LiveView(screen, clock=Clock(t0 + 5))
+    view(Event(RUN_STARTED, at=t0, data={**START.data, "shots": ["a", "b", "c"]}))
+    view(shot_event("a", "submitted", "processing", t0 + 1, progress="40%"))
+    view(shot_event("b", "pending", "queued", t0 + 1))
+    view(shot_event("c", "submitting", "unconfirmed", t0 + 2))
+    view(Event(RUN_FINISHED))
+    text = buffer.getvalue()
+    assert "processing 1" in text and "queued 1" in text and "unconfirmed 1" in text
+    active = [line for line in text.splitlines() if line.startswith(("a ", "b "))]
+    assert active and all(line.startswith("a ") for line in active)  # a queued shot is not in flight
+    assert "40%" in active[-1]
+    assert "unconfirmed (outcome of the create unknown): c" in text
+    assert "1/3" in text  # an unconfirmed shot is done for this run, like a failed one
+
+
+def test_plain_lines_carry_progress_and_the_new_states() -> None:
+    screen, buffer = console(terminal=False)
+    view = PlainView(screen)
+    view(shot_event("a", "pending", "queued", 1_700_000_000.0))
+    view(shot_event("a", "queued", "submitting", 1_700_000_001.0))
+    view(shot_event("a", "submitted", "processing", 1_700_000_002.0, progress="40%"))
+    view(shot_event("a", "processing", "processing", 1_700_000_003.0, progress="60%"))
+    view(Event(SHOT, shot_id="b", old="submitting", new="unconfirmed", detail="no answer to the create"))
+    lines = [line.split(" ", 1)[1] for line in buffer.getvalue().splitlines()]
+    assert lines == [
+        "a: pending -> queued",
+        "a: queued -> submitting",
+        "a: submitted -> processing 40%",
+        "a: processing 60%",
+        "b: submitting -> unconfirmed (no answer to the create)",
+    ]
+
+
+def test_json_lines_carry_the_progress() -> None:
+    stream = io.StringIO()
+    JsonView(stream)(shot_event("a", "submitted", "processing", 1_700_000_002.0, progress="40%"))
+    assert json.loads(stream.getvalue())["progress"] == "40%"
+
+
+def test_unconfirmed_shots_are_listed_with_their_state_in_the_summary() -> None:
+    screen, buffer = console(terminal=False)
+    result = RunResult(
+        manifest_path=Path("/tmp/out/manifest.json"),
+        plan=Plan(),
+        statuses={"a": "unconfirmed"},
+        failures=(("a", "the create got no answer; it may have been billed"),),
+    )
+    print_summary(result, screen)
+    text = buffer.getvalue()
+    assert "0 of 1 shot rendered" in text and "unconfirmed" in text and "may have been billed" in text
