@@ -79,10 +79,10 @@ def test_plan_of_a_new_spec(spec: Path) -> None:
     result = invoke("plan", str(spec))
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].split() == ["+", "s1", "new", "1", "unit"]
+    assert lines[0].split() == ["+", "s1", "new", "2", "units"]
     assert lines[2].split() == ["+", "s3", "new", "3.5", "units"]
     assert "legend: + new, will render" in result.output
-    assert lines[-1] == "3 new - est. 5.5 units"
+    assert lines[-1] == "3 new - est. 7.5 units"
 
 
 def test_plan_after_a_run_and_edits(spec: Path) -> None:
@@ -101,21 +101,21 @@ def test_plan_after_a_run_and_edits(spec: Path) -> None:
     assert result.exit_code == 0
     lines = [line.split(None, 2) for line in result.output.splitlines()[:4]]
     assert lines == [
-        ["+", "s0", "new  1 unit"],
+        ["+", "s0", "new  2 units"],
         ["=", "s1", "unchanged"],
-        ["~", "s2", "changed: prompt  1 unit"],
-        ["~", "s3", "changed: mode: pro -> std  1 unit"],
+        ["~", "s2", "changed: prompt  2 units"],
+        ["~", "s3", "changed: mode: pro -> std  2 units"],
     ]
-    assert result.output.splitlines()[-1] == "1 new, 2 changed, 1 unchanged - est. 3 units"
+    assert result.output.splitlines()[-1] == "1 new, 2 changed, 1 unchanged - est. 6 units"
 
 
 def test_plan_of_removed_and_failed_shots(spec: Path) -> None:
     fake_run(spec, failed=("s2",))
     spec.write_text(spec_text(SHOTS.split("  - id: s3")[0]))
     result = invoke("plan", str(spec))
-    assert "! s2  failed before, will retry: content moderation  1 unit" in result.output
+    assert "! s2  failed before, will retry: content moderation  2 units" in result.output
     assert "- s3  removed from the spec (outputs kept)" in result.output
-    assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 1 unit"
+    assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 2 units"
 
 
 def test_plan_nothing_to_do_exits_zero_with_detailed_exitcode(spec: Path) -> None:
