@@ -284,7 +284,7 @@ def test_status_table_and_json(spec: Path) -> None:
     assert result.exit_code == 0
     assert "demo: 3 shots" in result.output
     assert "succeeded" in result.output and "content moderation" in result.output
-    assert result.output.splitlines()[-1] == "2 units spent"
+    assert result.output.splitlines()[-1] == "est. 2 units, charged 0 units (no charged figure yet for 2 shots: s1, s2)"
     data = json.loads(invoke("status", str(spec), "--json").output)
     assert data["counts"]["failed"] == 1
     assert data["problems"] == [{"id": "s3", "status": "failed", "reason": "content moderation"}]
