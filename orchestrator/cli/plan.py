@@ -226,15 +226,27 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the HTML (default: report.html beside the manifest).",
 )
+@click.option(
+    "--embed",
+    is_flag=True,
+    help="Inline the videos in the page (one file to send; large), instead of linking the files beside it.",
+)
 @handle_errors
-def report_command(target: str | None, output: Path | None) -> None:
-    """Write a self-contained HTML contact sheet of a manifest (TARGET: a manifest, its folder, or a spec)."""
+def report_command(target: str | None, output: Path | None, embed: bool) -> None:
+    """Write an HTML contact sheet of a manifest, a page beside the renders (TARGET: a manifest, folder or spec).
+
+    The page links the videos relative to itself: it plays them where it is written, beside the shot folders.
+    With --embed the videos are inside the page, which can then be sent alone.
+    """
     located = locate_manifest(target, load_spec=default_spec_loader)
     destination = output or located.path.parent / "report.html"
     data = write_report(
-        located.manifest, manifest_dir=located.path.parent, output=destination, spec_dir=located.spec_dir
+        located.manifest, manifest_dir=located.path.parent, output=destination, spec_dir=located.spec_dir, embed=embed
     )
-    click.echo(f"wrote {destination} ({len(data.shots)} shots)")
+    warning = data.embed_warning()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote {destination} ({len(data.shots)} shots{', videos embedded' if embed else ''})")
 
 
 @cli.command("status")
