@@ -74,9 +74,16 @@ def test_the_older_keys_are_read_as_before() -> None:
     assert Pricing(std_5s=1.0, pro_multiplier=3.5) == project_pricing(spec={"std_5s": 1.0, "pro_multiplier": 3.5})
 
 
-def test_older_keys_and_a_default_model_table_together_are_an_error() -> None:
-    with pytest.raises(ConfigError, match="both price kling-v1-6"):
-        project_pricing(spec={"std_5s": 1.0, "kling-v1-6": {"pro_5s": 3.0}})
+def test_a_flag_changes_one_number_of_the_card_the_older_keys_built() -> None:
+    pricing = project_pricing(spec={"std_5s": 1.0}, flags=["kling-v1-6.pro_10s=6"])
+    assert pricing.card("kling-v1-6") == RateCard(1, 2, 3.5, 6)
+
+
+def test_a_spec_may_not_give_both_forms_for_the_default_model(tmp_path: Path) -> None:
+    result = check_project(write_spec(tmp_path, "pricing: {std_5s: 1, kling-v1-6: {pro_5s: 3}}"))
+    assert [(p.line, p.message) for p in result.errors] == [
+        (4, "pricing: both std_5s and this `kling-v1-6` table price kling-v1-6; keep the table")
+    ]
 
 
 def test_pricing_is_a_frozen_hashable_value() -> None:

@@ -104,7 +104,7 @@ def test_tasks_are_followed_through_the_list_unless_told_to_poll_each(
 def test_dry_run_sends_nothing(tmp_path: Path, simulator: LocalSimulator, remote_env: dict[str, str]) -> None:
     spec = write_spec(tmp_path, 3)
     code, out, _ = invoke(str(spec), "--provider", "cometapi", "--dry-run")
-    assert code == 0 and "would render 3 shot(s) for 3 units" in out
+    assert code == 0 and "would render 3 shot(s) for 6 units" in out  # kling-v1-6: std 5 s = 2
     assert simulator.stats().creates_attempted == 0
     assert not (tmp_path / "out").exists()
     code, out, err = invoke(str(spec), "--dry-run", "--max-cost", "1")
