@@ -260,17 +260,31 @@ def units_label(units: float) -> str:
 
 
 def summary_line(plan: Plan, pricing: Pricing) -> str:
-    """One line, e.g. ``3 new, 2 changed, 10 unchanged, 1 removed - est. 14.5 units`` (empty categories left out)."""
+    """One line, e.g. ``3 new, 2 changed, 10 unchanged, 1 removed - est. 14.5 units`` (empty categories left out).
+
+    When a shot to render has a model without a rate card, the line says whose rates its cost was estimated at:
+    ``2 new - est. 4 units (kling-v2-1 estimated at kling-v1-6's rates)``.
+    """
     parts = [f"{count} {SUMMARY_WORDS[category]}" for category, count in plan.counts().items() if count]
-    return f"{', '.join(parts) or 'no shots'} - est. {units_label(plan.total_units(pricing))}"
+    line = f"{', '.join(parts) or 'no shots'} - est. {units_label(plan.total_units(pricing))}"
+    note = pricing.estimate_note(plan.to_render)
+    return f"{line} ({note})" if note else line
 
 
 def plan_to_json(plan: Plan, pricing: Pricing) -> dict[str, Any]:
-    """The plan as plain JSON: per shot category, changed fields (old and new values), reason and units."""
-    return {
-        "summary": {**plan.counts(), "units": plan.total_units(pricing), "has_work": plan.has_work},
-        "shots": [_entry_json(entry, pricing) for entry in plan.entries],
+    """The plan as plain JSON: per shot category, changed fields (old and new values), reason and units.
+
+    ``summary.unpriced_models`` lists the models of shots to render that have no rate card (costed at
+    ``summary.estimated_at``'s rates).
+    """
+    summary = {
+        **plan.counts(),
+        "units": plan.total_units(pricing),
+        "has_work": plan.has_work,
+        "unpriced_models": list(pricing.unpriced(plan.to_render)),
+        "estimated_at": pricing.fallback_model,
     }
+    return {"summary": summary, "shots": [_entry_json(entry, pricing) for entry in plan.entries]}
 
 
 def _entry_json(entry: PlanEntry, pricing: Pricing) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""Report: one self-contained HTML contact sheet of a manifest.
+"""Report: an HTML contact sheet of a manifest, a page that lives beside the renders.
 
-Inline CSS and JS, thumbnails as small JPEG ``data:`` URIs, no network at all, so the file works opened from disk and
-can be mailed around with the videos. Links to videos are relative to the report's own folder. Every piece of user
-text goes through Jinja's autoescape: a ``<script>`` in a prompt shows as text.
+Inline CSS and JS, thumbnails as small JPEG ``data:`` URIs, no network at all: the page works opened from disk. The
+videos are links relative to the report's folder, so the page plays them only where those files are (beside it, as
+``report`` writes it); moved elsewhere alone, each player says so in its place instead of spinning. ``embed=True``
+(``report --embed``) inlines the videos as ``data:`` URIs instead, for sending one file, at the cost of its size.
+Every piece of user text goes through Jinja's autoescape: a ``<script>`` in a prompt shows as text.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from orchestrator.diff import WordOp, word_diff
 from orchestrator.errors import ConfigError
 from orchestrator.fingerprint import SCALAR_FIELDS, FieldChange, field_changes
 from orchestrator.manifest import STATUSES, Manifest, Output, Render, ShotRecord, write_atomic
-from orchestrator.plan import output_file, units_label
-from orchestrator.status import StatusSummary, summarize
+from orchestrator.plan import format_units, output_file, units_label
+from orchestrator.status import StatusSummary, charged_units, summarize
 
+# Above this many bytes of embedded video, ``report --embed`` warns: too large for most mail, slow to open.
+EMBED_WARNING_BYTES = 100_000_000
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
 THUMB_SIZE = (240, 240)
 THUMB_QUALITY = 70
 TEMPLATE = "report.html.j2"
@@ -45,7 +50,8 @@ class Thumb:
 @dataclass(frozen=True)
 class VideoLink:
     path: str  # as recorded, relative to the manifest
-    href: str | None  # relative to the report, URL-quoted; None when the file is not on disk
+    href: str | None  # relative to the report, URL-quoted, or a ``data:`` URI when embedded; None when not on disk
+    embedded: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class ShotCard:
     attempts: int
     timings: tuple[tuple[str, str], ...]
     cost: str
+    charged: str  # "" when the provider has given no figure (yet)
     error: str
     current: RenderView
     previous: RenderView | None = None
@@ -90,19 +97,40 @@ class ReportData:
     tool_version: str
     summary: StatusSummary
     statuses: tuple[tuple[str, int], ...]  # statuses present, with counts, for the filter
-    total_cost: str
+    total_cost: str  # estimated
+    total_charged: str
+    uncharged: tuple[str, ...]  # shots whose render was sent but has no charged figure yet
     shots: tuple[ShotCard, ...]
+    embedded: bool = False  # videos inlined as data: URIs
+    embedded_bytes: int = 0  # of video, before base64
+
+    @property
+    def media_src(self) -> str:
+        """The CSP ``media-src``: the files beside the page, or ``data:`` only when the videos are inlined."""
+        return "data:" if self.embedded else "'self'"
+
+    def embed_warning(self) -> str | None:
+        """What to tell the user when the embedded videos make the file heavy, else ``None``."""
+        if self.embedded_bytes <= EMBED_WARNING_BYTES:
+            return None
+        return (
+            f"the embedded videos total {format_units(self.embedded_bytes / 1e6)} MB (the page is about a third "
+            f"larger); over {EMBED_WARNING_BYTES // 1_000_000} MB it is too large for most mail and slow to open"
+        )
 
 
 # --- gathering --------------------------------------------------------------------------------------------------
 
 
 def build_report(
-    manifest: Manifest, *, manifest_dir: Path, report_path: Path, spec_dir: Path | None = None
+    manifest: Manifest, *, manifest_dir: Path, report_path: Path, spec_dir: Path | None = None, embed: bool = False
 ) -> ReportData:
-    """Everything the template shows, computed here so the template stays dumb (and every string gets escaped)."""
+    """Everything the template shows, computed here so the template stays dumb (and every string gets escaped).
+
+    ``embed``: the videos become ``data:`` URIs (read whole into memory), so the page needs no other file.
+    """
     images_dir = spec_dir or guess_spec_dir(manifest, manifest_dir=manifest_dir)
-    links = _Linker(manifest_dir=manifest_dir, report_dir=report_path.parent)
+    links = _Linker(manifest_dir=manifest_dir, report_dir=report_path.parent, embed=embed)
     thumbs = _Thumbnailer(images_dir)
     shots = tuple(_shot_view(shot_id, record, links=links, thumbs=thumbs) for shot_id, record in manifest.shots.items())
     summary = summarize(manifest)
@@ -117,7 +145,11 @@ def build_report(
         summary=summary,
         statuses=tuple((status, n) for status, n in summary.counts.items() if n),
         total_cost=units_label(summary.units),
+        total_charged=units_label(summary.charged),
+        uncharged=summary.uncharged,
         shots=shots,
+        embedded=embed,
+        embedded_bytes=links.embedded_bytes,
     )
 
 
@@ -150,6 +182,7 @@ def _shot_view(shot_id: str, record: ShotRecord, *, links: _Linker, thumbs: _Thu
         attempts=record.attempts,
         timings=_timings(record),
         cost=_cost(record.cost),
+        charged=_cost(charged_units(record)) if record.charged is not None else "",
         error=record.error or "",
         current=RenderView(
             record.fingerprint, record.task_id, record.finished_at, _cost(record.cost), links.videos(record.outputs)
@@ -218,11 +251,17 @@ def _cost(units: float | None) -> str:
 
 
 class _Linker:
-    """Turns output paths (relative to the manifest) into links relative to the report, for files that exist."""
+    """Turns output paths (relative to the manifest) into links relative to the report, for files that exist.
 
-    def __init__(self, *, manifest_dir: Path, report_dir: Path) -> None:
+    With ``embed``, into ``data:`` URIs of the files' bytes instead (each file read once), counting the bytes.
+    """
+
+    def __init__(self, *, manifest_dir: Path, report_dir: Path, embed: bool = False) -> None:
         self.manifest_dir = manifest_dir
         self.report_dir = report_dir
+        self.embed = embed
+        self.embedded_bytes = 0
+        self._inlined: dict[Path, str | None] = {}
 
     def videos(self, outputs: list[Output]) -> tuple[VideoLink, ...]:
         return tuple(self.video(output) for output in outputs)
@@ -231,8 +270,22 @@ class _Linker:
         target = output_file(self.manifest_dir, output.path)  # never a link out of the output folder
         if target is None:
             return VideoLink(output.path, None)
+        if self.embed:
+            return VideoLink(output.path, self._data_uri(target), embedded=True)
         relative = os.path.relpath(target, self.report_dir.resolve())
         return VideoLink(output.path, quote(Path(relative).as_posix()))
+
+    def _data_uri(self, target: Path) -> str | None:
+        if target not in self._inlined:
+            try:
+                data = target.read_bytes()
+            except OSError:
+                self._inlined[target] = None  # vanished or unreadable since it was found: shown as missing
+            else:
+                self.embedded_bytes += len(data)
+                kind = VIDEO_TYPES.get(target.suffix.lower(), "video/mp4")
+                self._inlined[target] = f"data:{kind};base64," + base64.b64encode(data).decode("ascii")
+        return self._inlined[target]
 
 
 class _Thumbnailer:
@@ -295,9 +348,11 @@ def render_report(data: ReportData) -> str:
     return _environment().get_template(TEMPLATE).render(report=data, statuses=STATUSES)
 
 
-def write_report(manifest: Manifest, *, manifest_dir: Path, output: Path, spec_dir: Path | None = None) -> ReportData:
-    """Build the report and write it to ``output`` (folders created as needed)."""
-    data = build_report(manifest, manifest_dir=manifest_dir, report_path=output, spec_dir=spec_dir)
+def write_report(
+    manifest: Manifest, *, manifest_dir: Path, output: Path, spec_dir: Path | None = None, embed: bool = False
+) -> ReportData:
+    """Build the report and write it to ``output`` (folders created as needed); ``embed`` inlines the videos."""
+    data = build_report(manifest, manifest_dir=manifest_dir, report_path=output, spec_dir=spec_dir, embed=embed)
     html = render_report(data)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

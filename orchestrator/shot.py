@@ -132,7 +132,8 @@ class ResolvedProject:
     shots: tuple[ResolvedShot, ...]
     limits: Limits = DEFAULT_LIMITS
     provider: str | None = None  # the spec's preferred provider, if it names one
-    pricing: dict[str, float] = field(default_factory=dict)  # overrides of orchestrator.pricing's table
+    # ``pricing:`` as given: the older keys to numbers, model names to (partial) rate cards (orchestrator.pricing)
+    pricing: dict[str, float | dict[str, float]] = field(default_factory=dict)
     vars: dict[str, object] = field(default_factory=dict)
 
     def shot(self, shot_id: str) -> ResolvedShot:

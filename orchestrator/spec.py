@@ -25,7 +25,7 @@ from typing import Any
 from orchestrator import images as imagelib
 from orchestrator.errors import Problem, SpecError
 from orchestrator.fingerprint import fingerprint
-from orchestrator.pricing import Pricing
+from orchestrator.pricing import CARD_KEYS, LEGACY_KEYS, Pricing
 from orchestrator.schema import check_version, validate
 from orchestrator.shot import (
     ASPECT_RATIOS,
@@ -179,6 +179,7 @@ class _Resolver:
         self._bad_defaults = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "defaults"}
         self._bad_sets = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "image_sets"}
         self._schema_failed = bool(invalid)
+        self._invalid = invalid
         self._bad_shot_keys: dict[int, set[str]] = {}
         self._bad_shots: set[int] = set()
         for p in invalid:
@@ -196,6 +197,7 @@ class _Resolver:
         shots = self.data["shots"]
         self._check_ids(shots)
         resolved = [self._shot(index, shot) for index, shot in enumerate(shots) if index not in self._bad_shots]
+        self._check_pricing([shot for shot in resolved if shot is not None and isinstance(shot.model, str)])
         if self._schema_failed:
             return None  # any value may be of the wrong type: only check, never build
         if any(p.severity == "error" for p in self.problems):
@@ -214,7 +216,7 @@ class _Resolver:
                 requests_per_second=float(limits.get("requests_per_second", Limits.requests_per_second)),
             ),
             provider=self.data.get("provider"),
-            pricing={key: float(value) for key, value in (self.data.get("pricing") or {}).items()},
+            pricing=_pricing_numbers(self.data.get("pricing") or {}),
             vars=dict(self.project_vars),
         )
 
@@ -251,6 +253,57 @@ class _Resolver:
                 )
             self.problems.append(self.source.problem(("shots", index, "id"), message, shot=shot_id))
 
+    # ---- pricing --------------------------------------------------------------------------------------------
+
+    def _check_pricing(self, shots: list[ResolvedShot]) -> None:
+        """The rate cards: the older form warned about, incomplete cards and cards no shot uses, unpriced models."""
+        if any(where[:1] == ("pricing",) for where in self._invalid):
+            return  # the schema said what is wrong with ``pricing:``; its numbers cannot be trusted here
+        given: dict[str, Any] = self.data.get("pricing") or {}
+        legacy = [key for key in LEGACY_KEYS if key in given]
+        if legacy:
+            self._warn(("pricing", legacy[0]), _LEGACY_PRICING_WARNING, None)
+        builtin = Pricing()
+        used = {shot.model for shot in shots}
+        for model, table in given.items():
+            if model in LEGACY_KEYS:
+                continue
+            if legacy and model == DEFAULT_MODEL:
+                message = f"pricing: both {', '.join(legacy)} and this `{model}` table price {model}; keep the table"
+                self._error(("pricing", model), message, None)
+            missing = [key for key in CARD_KEYS if key not in table]
+            if missing and not builtin.has_card(model):
+                message = (
+                    f"pricing `{model}` has no built-in rate card to start from: give all four of "
+                    f"{', '.join(CARD_KEYS)} (missing {', '.join(missing)})"
+                )
+                self._error(("pricing", model), message, None)
+            if model not in used:
+                close = difflib.get_close_matches(model, sorted(used), n=1)
+                hint = f"; did you mean `{close[0]}`?" if close else ""
+                self._warn(("pricing", model), f"pricing `{model}`: no shot uses this model{hint}", None)
+        for shot in shots:
+            # An unknown model's warning (see ``_shot``) already says how it is costed.
+            if shot.model in KNOWN_MODELS and self._unpriced_clause(shot.model):
+                self._warn(self._model_path(shot.index), _unpriced_warning(shot.model), shot.id)
+
+    def _unpriced_clause(self, model: object) -> str:
+        """For a model with no rate card, how its cost is estimated (to end a warning with); else ``""``."""
+        given = self.data.get("pricing")
+        if not isinstance(model, str):
+            return ""  # the schema says what is wrong with it
+        tables = {key for key in given if key not in LEGACY_KEYS} if isinstance(given, dict) else set()
+        if Pricing().has_card(model) or model in tables:
+            return ""
+        return f"; it has no rate card, so its cost is estimated at {DEFAULT_MODEL}'s rates (add one under `pricing:`)"
+
+    def _model_path(self, index: int) -> PathKey:
+        """Where a shot's model was set: on the shot, in ``defaults``, or at the top of the spec."""
+        raw = self.data["shots"][index]
+        if isinstance(raw, dict) and "model" in raw:
+            return ("shots", index, "model")
+        return ("defaults", "model") if "model" in self.defaults else ("model",)
+
     # ---- one shot -------------------------------------------------------------------------------------------
 
     def _shot(self, index: int, raw: dict[str, Any]) -> ResolvedShot | None:
@@ -272,7 +325,8 @@ class _Resolver:
         if model not in KNOWN_MODELS:
             where = view.path("model") if view.has("model") else ("model",)
             known = ", ".join(KNOWN_MODELS)
-            self._warn(where, f"model `{model}` is not one this tool knows ({known}); sending it as written", shot_id)
+            message = f"model `{model}` is not one this tool knows ({known}); sending it as written"
+            self._warn(where, message + self._unpriced_clause(model), shot_id)
         self._check_enums(view, shot_id)
         static_mask, dynamic_masks = self._masks(view, shot_id, images)
         callback = view.get("callback_url")
@@ -572,6 +626,29 @@ def _image_item(item: Any) -> tuple[str, str]:
     if imagelib.looks_like_url(text):
         return "url", text
     return "path", text
+
+
+_LEGACY_PRICING_WARNING = (
+    "pricing: std_5s, pro_multiplier and ten_second_multiplier are the older form, still read as before (a missing "
+    f"key is 1, 3.5 or 2; the card prices {DEFAULT_MODEL} and every model without its own); write a table per model "
+    "instead, e.g. "
+    f"`pricing: {{{DEFAULT_MODEL}: {{std_5s: 2, std_10s: 4, pro_5s: 3.5, pro_10s: 7}}}}`"
+)
+
+
+def _unpriced_warning(model: str) -> str:
+    return (
+        f"model `{model}` has no rate card: its cost is estimated at {DEFAULT_MODEL}'s rates; give its own with "
+        f"`pricing: {{{model}: {{std_5s: ..., std_10s: ..., pro_5s: ..., pro_10s: ...}}}}`"
+    )
+
+
+def _pricing_numbers(given: Mapping[str, Any]) -> dict[str, float | dict[str, float]]:
+    """``pricing:`` (already checked) with every number a float: old keys to numbers, models to their tables."""
+    numbers: dict[str, float | dict[str, float]] = {}
+    for key, value in given.items():
+        numbers[key] = {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
+    return numbers
 
 
 __all__ = ["Summary", "Validation", "check_project", "load_project", "summarize"]

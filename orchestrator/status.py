@@ -1,4 +1,10 @@
-"""Status: a manifest summed up (shots per status, failures with their reasons, units spent)."""
+"""Status: a manifest summed up (shots per status, shots needing attention with their reasons, units).
+
+Units come two ways: the estimate (``cost``, from the rate card, recorded when a render succeeded) and the charge
+(``charged``, what the provider said it took: ``final_unit_deduction``, 0 for a failed task). A shot whose render
+was sent but has no charged figure yet (still running, an older manifest, a provider that does not say, or an
+unconfirmed create) is listed, so that the charged sum is never mistaken for the whole bill.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
-from orchestrator.manifest import FAILED, MANIFEST_NAME, PENDING_REMOTE, STATUSES, Manifest, ShotRecord, load_manifest
+from orchestrator.manifest import (
+    FAILED,
+    MANIFEST_NAME,
+    PENDING_REMOTE,
+    STATUSES,
+    UNCONFIRMED,
+    Manifest,
+    Render,
+    ShotRecord,
+    load_manifest,
+)
 from orchestrator.shot import ResolvedProject
 
 # Where ``report`` and ``status`` look when given no target: the current folder, then the usual output folder.
 DEFAULT_LOCATIONS = (Path(MANIFEST_NAME), Path("renders") / MANIFEST_NAME)
 
 # States that need the user's attention, with the reason shown beside them.
-ATTENTION = (FAILED, PENDING_REMOTE)
+ATTENTION = (FAILED, PENDING_REMOTE, UNCONFIRMED)
+
+# Shown for an unconfirmed shot whose record carries no error text (the scheduler normally writes one).
+UNCONFIRMED_REASON = (
+    "the create's outcome is unknown and it may have been billed, so it is not sent again on its own: find the task "
+    "in the provider's console and attach its id, or ask for a resend explicitly (see docs/run.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -31,22 +53,50 @@ class StatusSummary:
     total: int
     counts: dict[str, int]  # every known status (zero included), then any unknown ones found
     problems: tuple[ShotProblem, ...]
-    units: float  # spent on the current renders and every earlier one kept in history
+    units: float  # estimated: the current renders and every earlier one kept in history
+    charged: float = 0.0  # what the provider says it charged, over the same renders
+    uncharged: tuple[str, ...] = ()  # shots whose current render was sent but has no charged figure yet
+
+    @property
+    def estimated(self) -> float:
+        return self.units
 
 
 def spent_units(record: ShotRecord) -> float:
-    """Units a shot has cost so far: its current render plus earlier renders in its history (each counted once)."""
+    """Estimated units a shot has cost so far: its current render plus earlier renders in its history."""
+    return _per_render(record, current=record.cost, of=lambda render: render.cost)
+
+
+def charged_units(record: ShotRecord) -> float:
+    """Units the provider says a shot has been charged: its current render plus earlier ones in its history."""
+    return _per_render(record, current=record.charged, of=lambda render: render.charged)
+
+
+def _per_render(record: ShotRecord, *, current: float | None, of: Callable[[Render], float | None]) -> float:
+    # Each render counted once: a history that also lists the current render must not bill it twice.
     seen: set[str | None] = set()
     total = 0.0
-    if record.cost is not None:
-        total += record.cost
+    if current is not None:
+        total += current
         seen.add(record.task_id)
     for render in record.history:
-        # A history that also lists the current render must not bill it twice.
-        if render.cost is not None and (render.task_id is None or render.task_id not in seen):
-            total += render.cost
+        value = of(render)
+        if value is not None and (render.task_id is None or render.task_id not in seen):
+            total += value
             seen.add(render.task_id)
     return total
+
+
+def awaits_charge(record: ShotRecord) -> bool:
+    """True when the current render reached the provider (or may have) but no charged figure is recorded."""
+    sent = record.task_id is not None or record.cost is not None or record.status == UNCONFIRMED
+    return sent and record.charged is None
+
+
+def attention_reason(record: ShotRecord) -> str:
+    if record.error:
+        return record.error
+    return UNCONFIRMED_REASON if record.status == UNCONFIRMED else "no reason recorded"
 
 
 def summarize(manifest: Manifest) -> StatusSummary:
@@ -54,12 +104,20 @@ def summarize(manifest: Manifest) -> StatusSummary:
     for record in manifest.shots.values():
         counts[record.status] = counts.get(record.status, 0) + 1
     problems = tuple(
-        ShotProblem(shot_id, record.status, record.error or "no reason recorded")
+        ShotProblem(shot_id, record.status, attention_reason(record))
         for shot_id, record in manifest.shots.items()
         if record.status in ATTENTION
     )
-    units = sum(spent_units(record) for record in manifest.shots.values())
-    return StatusSummary(manifest.project, len(manifest.shots), counts, problems, units)
+    records = manifest.shots.values()
+    return StatusSummary(
+        project=manifest.project,
+        total=len(manifest.shots),
+        counts=counts,
+        problems=problems,
+        units=sum(spent_units(record) for record in records),
+        charged=sum(charged_units(record) for record in records),
+        uncharged=tuple(shot_id for shot_id, record in manifest.shots.items() if awaits_charge(record)),
+    )
 
 
 @dataclass(frozen=True)

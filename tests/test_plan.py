@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import ConfigError, ManifestError
+from orchestrator.errors import ManifestError
 from orchestrator.fingerprint import request_record
 from orchestrator.manifest import (
     FAILED,
@@ -36,7 +36,7 @@ from orchestrator.plan import (
     running_run,
     summary_line,
 )
-from orchestrator.pricing import DEFAULT_PRICING, Pricing, parse_price_options, project_pricing
+from orchestrator.pricing import DEFAULT_PRICING, Pricing, project_pricing
 from orchestrator.shot import ImageRef, ResolvedProject, ResolvedShot
 from tests.helpers import hand_shot
 
@@ -141,10 +141,24 @@ def test_cost_counts_only_shots_that_render(tmp_path: Path) -> None:
 
     plan = make_plan(shots, manifest, manifest_dir=tmp_path)
 
-    assert [e.units(DEFAULT_PRICING) for e in plan.entries] == [0, 1, 3.5, 2, 7, 0]
-    assert plan.total_units(DEFAULT_PRICING) == 13.5
-    assert summary_line(plan, DEFAULT_PRICING) == "4 new, 1 unchanged, 1 removed - est. 13.5 units"
-    assert plan.total_units(Pricing(std_5s=2)) == 27
+    # kling-v1-6's card (docs/wire.md): std 5 s 2, pro 5 s 3.5, std 10 s 4, pro 10 s 7.
+    assert [e.units(DEFAULT_PRICING) for e in plan.entries] == [0, 2, 3.5, 4, 7, 0]
+    assert plan.total_units(DEFAULT_PRICING) == 16.5
+    assert summary_line(plan, DEFAULT_PRICING) == "4 new, 1 unchanged, 1 removed - est. 16.5 units"
+    assert plan.total_units(Pricing(std_5s=2)) == 2 * (1 + 3.5 + 2 + 7)  # the older form, read as before
+
+
+def test_cost_line_says_when_a_model_has_no_rate_card(tmp_path: Path) -> None:
+    shots = [shot("a"), shot("b", model="kling-v2-1", mode="pro")]
+    plan = make_plan(shots, None, manifest_dir=tmp_path)
+    line = "2 new - est. 5.5 units (kling-v2-1 estimated at kling-v1-6's rates)"
+    assert summary_line(plan, DEFAULT_PRICING) == line
+    data = plan_to_json(plan, DEFAULT_PRICING)["summary"]
+    assert (data["unpriced_models"], data["estimated_at"]) == (["kling-v2-1"], "kling-v1-6")
+
+    priced = project_pricing(spec={"kling-v2-1": {"std_5s": 3, "std_10s": 6, "pro_5s": 5, "pro_10s": 10}})
+    assert summary_line(plan, priced) == "2 new - est. 7 units"
+    assert plan_to_json(plan, priced)["summary"]["unpriced_models"] == []
 
 
 def test_summary_of_nothing_to_do(tmp_path: Path) -> None:
@@ -191,25 +205,6 @@ def test_manifest_of_another_project_is_refused(tmp_path: Path) -> None:
     save_manifest(Manifest(project="other"), tmp_path / "renders" / "manifest.json")
     with pytest.raises(ManifestError, match="belongs to project 'other'"):
         plan_project(project(tmp_path, (shot("s1"),)))
-
-
-def test_pricing_flags_override_the_spec() -> None:
-    pricing = project_pricing(spec={"std_5s": 2.0, "pro_multiplier": 3.0}, flags=["pro_multiplier=4"])
-    assert (pricing.std_5s, pricing.pro_multiplier) == (2.0, 4.0)
-    assert parse_price_options(["std_5s = 0.5"]) == {"std_5s": 0.5}
-
-
-@pytest.mark.parametrize("flag", ["std_5s", "std_5s=", "=1", "std_5s=abc", "std_5s=nan"])
-def test_bad_price_flags_are_config_errors(flag: str) -> None:
-    with pytest.raises(ConfigError, match="KEY=NUMBER"):
-        parse_price_options([flag])
-
-
-def test_unknown_or_negative_pricing_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown pricing key"):
-        project_pricing(flags=["pro=2"])
-    with pytest.raises(ConfigError, match="at least 0"):
-        project_pricing(spec={"std_5s": -1.0})
 
 
 # --- the whole loop: plan, run, edit one prompt, plan and run again ---------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator import schema
 from orchestrator.errors import Problem
-from orchestrator.pricing import Pricing
+from orchestrator.pricing import CARD_KEYS, LEGACY_KEYS
 from orchestrator.shot import ASPECT_RATIOS, DURATIONS, MODES, Limits
 from orchestrator.yamlsource import parse_source
 
@@ -69,7 +69,8 @@ def test_schema_enums_and_tables_match_the_code() -> None:
     assert tuple(shot["duration"]["enum"]) == DURATIONS
     assert tuple(shot["aspect_ratio"]["enum"]) == ASPECT_RATIOS
     top = schema.load_schema()["properties"]
-    assert set(top["pricing"]["properties"]) == {f.name for f in dataclasses.fields(Pricing)}
+    assert tuple(top["pricing"]["properties"]) == LEGACY_KEYS
+    assert tuple(schema.load_schema()["$defs"]["rateCard"]["properties"]) == CARD_KEYS
     assert set(top["limits"]["properties"]) == {f.name for f in dataclasses.fields(Limits)}
     # Anything a shot can have can be in defaults, except its id.
     assert set(top["defaults"]["properties"]) == set(shot) - {"id"}

@@ -238,16 +238,28 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the HTML (default: report.html beside the manifest).",
 )
+@click.option(
+    "--embed",
+    is_flag=True,
+    help="Inline the videos in the page (one file to send; large), instead of linking the files beside it.",
+)
 @handle_errors
-def report_command(target: str | None, output: Path | None) -> None:
-    """Write a self-contained HTML contact sheet of a manifest (TARGET: a manifest, its folder, or a spec)."""
+def report_command(target: str | None, output: Path | None, embed: bool) -> None:
+    """Write an HTML contact sheet of a manifest, a page beside the renders (TARGET: a manifest, folder or spec).
+
+    The page links the videos relative to itself: it plays them where it is written, beside the shot folders.
+    With --embed the videos are inside the page, which can then be sent alone.
+    """
     refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
     destination = output or located.path.parent / "report.html"
     data = write_report(
-        located.manifest, manifest_dir=located.path.parent, output=destination, spec_dir=located.spec_dir
+        located.manifest, manifest_dir=located.path.parent, output=destination, spec_dir=located.spec_dir, embed=embed
     )
-    click.echo(f"wrote {destination} ({len(data.shots)} shots)")
+    warning = data.embed_warning()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote {destination} ({counted(len(data.shots), 'shot')}{', videos embedded' if embed else ''})")
 
 
 @cli.command("status")
@@ -255,7 +267,10 @@ def report_command(target: str | None, output: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @exit_on_errors(EXIT_FAILED, json_flag="as_json")
 def status_command(target: str | None, as_json: bool) -> None:
-    """Shots per status, failed shots with their reasons, and units spent (TARGET: a manifest, folder or spec)."""
+    """Shots per status, shots needing attention with their reasons, units estimated and charged.
+
+    TARGET: a manifest, its folder, or a spec.
+    """
     refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
     summary = summarize(located.manifest)
@@ -266,13 +281,31 @@ def status_command(target: str | None, as_json: bool) -> None:
 
 
 def status_to_json(summary: StatusSummary) -> dict[str, Any]:
+    """``units`` is the estimate (kept under its old name too); ``uncharged`` the shots with no charged figure yet."""
     return {
         "project": summary.project,
         "shots": summary.total,
         "counts": summary.counts,
         "problems": [{"id": p.shot_id, "status": p.status, "reason": p.reason} for p in summary.problems],
         "units": summary.units,
+        "units_estimated": summary.units,
+        "units_charged": summary.charged,
+        "uncharged": list(summary.uncharged),
     }
+
+
+SHOWN_UNCHARGED = 5  # shot ids named on the units line; the rest are counted
+
+
+def units_line(summary: StatusSummary) -> str:
+    """``est. 9 units, charged 7 units (no charged figure yet for 1 shot: s3)``."""
+    line = f"est. {units_label(summary.units)}, charged {units_label(summary.charged)}"
+    waiting = summary.uncharged
+    if not waiting:
+        return line
+    named = ", ".join(waiting[:SHOWN_UNCHARGED])
+    more = f" and {len(waiting) - SHOWN_UNCHARGED} more" if len(waiting) > SHOWN_UNCHARGED else ""
+    return f"{line} (no charged figure yet for {len(waiting)} shot{'s' if len(waiting) != 1 else ''}: {named}{more})"
 
 
 def render_status(summary: StatusSummary, console: Console) -> None:
@@ -294,4 +327,4 @@ def render_status(summary: StatusSummary, console: Console) -> None:
             cells = (problem.shot_id, problem.status, problem.reason)
             problems.add_row(*(Text(printable(str(cell), newlines=False)) for cell in cells))
         console.print(problems)
-    console.print(Text(f"{units_label(summary.units)} spent", style="bold"))
+    console.print(Text(printable(units_line(summary), newlines=False), style="bold"))

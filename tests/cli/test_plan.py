@@ -91,10 +91,10 @@ def test_plan_of_a_new_spec(spec: Path) -> None:
     result = invoke("plan", str(spec))
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].split() == ["+", "s1", "new", "1", "unit"]
+    assert lines[0].split() == ["+", "s1", "new", "2", "units"]
     assert lines[2].split() == ["+", "s3", "new", "3.5", "units"]
     assert "legend: + new, will render" in result.output
-    assert lines[-1] == "3 new - est. 5.5 units"
+    assert lines[-1] == "3 new - est. 7.5 units"
 
 
 def test_plan_after_a_run_and_edits(spec: Path) -> None:
@@ -113,21 +113,21 @@ def test_plan_after_a_run_and_edits(spec: Path) -> None:
     assert result.exit_code == 0
     lines = [line.split(None, 2) for line in result.output.splitlines()[:4]]
     assert lines == [
-        ["+", "s0", "new  1 unit"],
+        ["+", "s0", "new  2 units"],
         ["=", "s1", "unchanged"],
-        ["~", "s2", "changed: prompt  1 unit"],
-        ["~", "s3", "changed: mode: pro -> std  1 unit"],
+        ["~", "s2", "changed: prompt  2 units"],
+        ["~", "s3", "changed: mode: pro -> std  2 units"],
     ]
-    assert result.output.splitlines()[-1] == "1 new, 2 changed, 1 unchanged - est. 3 units"
+    assert result.output.splitlines()[-1] == "1 new, 2 changed, 1 unchanged - est. 6 units"
 
 
 def test_plan_of_removed_and_failed_shots(spec: Path) -> None:
     fake_run(spec, failed=("s2",))
     spec.write_text(spec_text(SHOTS.split("  - id: s3")[0]))
     result = invoke("plan", str(spec))
-    assert "! s2  failed before, will retry: content moderation  1 unit" in result.output
+    assert "! s2  failed before, will retry: content moderation  2 units" in result.output
     assert "- s3  removed from the spec (outputs kept)" in result.output
-    assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 1 unit"
+    assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 2 units"
 
 
 def test_plan_beside_a_live_run_says_which_process_has_the_shot_in_flight(spec: Path) -> None:
@@ -330,7 +330,7 @@ def test_status_table_and_json(spec: Path) -> None:
     assert result.exit_code == 0
     assert "demo: 3 shots" in result.output
     assert "succeeded" in result.output and "content moderation" in result.output
-    assert result.output.splitlines()[-1] == "2 units spent"
+    assert result.output.splitlines()[-1] == "est. 2 units, charged 0 units (no charged figure yet for 2 shots: s1, s2)"
     data = json.loads(invoke("status", str(spec), "--json").output)
     assert data["counts"]["failed"] == 1
     assert data["problems"] == [{"id": "s3", "status": "failed", "reason": "content moderation"}]

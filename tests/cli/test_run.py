@@ -98,7 +98,7 @@ def test_cometapi_which_cannot_list_is_polled_task_by_task(
 def test_dry_run_sends_nothing(tmp_path: Path, simulator: LocalSimulator, remote_env: dict[str, str]) -> None:
     spec = write_spec(tmp_path, 3)
     code, out, _ = invoke(str(spec), "--provider", "cometapi", "--dry-run")
-    assert code == 0 and "would render 3 shots for 3 units; 0 unchanged skipped; nothing was sent" in out
+    assert code == 0 and "would render 3 shots for 6 units; 0 unchanged skipped; nothing was sent" in out
     assert simulator.stats().creates_attempted == 0
     assert not (tmp_path / "out").exists()
     code, out, err = invoke(str(spec), "--dry-run", "--max-cost", "1")

@@ -76,8 +76,8 @@ def test_valid_spec_prints_one_summary_line(project: Path) -> None:
     spec = spec_with(project, "images: [boards/c.png, boards/a.png, boards/d.png]\nprompt: go\nmode: pro\nduration: 10")
     result = invoke("validate", str(spec))
     assert result.exit_code == 0, result.stderr
-    # 1 std 5 s (1 unit) + 1 pro 10 s (7 units); images a, b, c, a, d: 4 distinct.
-    assert result.stdout == f"{spec}: valid: 2 shots, 5 images (4 distinct), est. 8 units\n"
+    # 1 std 5 s (2 units) + 1 pro 10 s (7 units), kling-v1-6's card; images a, b, c, a, d: 4 distinct.
+    assert result.stdout == f"{spec}: valid: 2 shots, 5 images (4 distinct), est. 9 units\n"
     assert result.stderr == ""
 
 
@@ -280,7 +280,7 @@ def test_json_output(project: Path) -> None:
     assert document["valid"] is False
     first, second = document["specs"]
     assert first["valid"] is True
-    assert first["summary"] == {"shots": 2, "images": 4, "distinct_images": 2, "units": 2.0}
+    assert first["summary"] == {"shots": 2, "images": 4, "distinct_images": 2, "units": 4.0}
     assert second["valid"] is False and second["summary"] is None
     [problem] = second["problems"]
     assert problem == {
