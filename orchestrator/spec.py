@@ -232,9 +232,6 @@ class _Resolver:
             shot_id = shot.get("id") if isinstance(shot, dict) else None
             if not isinstance(shot_id, str):
                 continue
-            unportable = _unportable_id(shot_id)
-            if unportable:
-                self.problems.append(self.source.problem(("shots", index, "id"), unportable, shot=shot_id))
             folded = shot_id.casefold()
             first = seen.get(folded)
             if first is None:
@@ -575,17 +572,3 @@ def _image_item(item: Any) -> tuple[str, str]:
 
 
 __all__ = ["Summary", "Validation", "check_project", "load_project", "summarize"]
-
-
-_WINDOWS_DEVICES = frozenset(
-    {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(10)), *(f"lpt{n}" for n in range(10))}
-)
-
-
-def _unportable_id(shot_id: str) -> str | None:
-    """Why a shot id (already filesystem-safe on POSIX) cannot be an output folder on Windows, if it cannot."""
-    if shot_id.split(".", 1)[0].casefold() in _WINDOWS_DEVICES:
-        return f"shot id `{shot_id}` is a reserved device name on Windows; its output folder could not be created there"
-    if shot_id.endswith("."):
-        return f"shot id `{shot_id}` ends with a dot, which Windows drops from folder names; remove the dot"
-    return None
