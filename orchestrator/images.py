@@ -69,6 +69,8 @@ def clear_cache() -> None:
 
 def inspect_file(path: Path) -> ImageCheck:
     """Facts about the image file at ``path`` (absolute), read at most once per (path, size, mtime)."""
+    if "\0" in str(path):
+        return ImageCheck(error="contains a NUL character, which no file name can hold")
     try:
         stat = path.stat()
     except FileNotFoundError:
@@ -148,7 +150,10 @@ def board_problems(facts: ImageFacts) -> list[str]:
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` cannot be sent as an image URL, or None when it is a plausible http(s) URL."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # `http://[::1`: "Invalid IPv6 URL"
+        return f"URL {url!r} is not a valid URL ({exc})"
     if parts.scheme.lower() not in ("http", "https"):
         scheme = f"`{parts.scheme}:`" if parts.scheme else "no scheme"
         return f"URL {url!r} has {scheme}; only http:// and https:// URLs are accepted"

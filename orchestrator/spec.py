@@ -91,7 +91,7 @@ class Summary:
 
     def format(self) -> str:
         return (
-            f"{self.shots} shot{'s' if self.shots != 1 else ''}, {self.images} images "
+            f"{self.shots} shot{'s' if self.shots != 1 else ''}, {self.images} image{'s' if self.images != 1 else ''} "
             f"({self.distinct_images} distinct), est. {self.units:g} unit{'' if self.units == 1 else 's'}"
         )
 

@@ -139,3 +139,9 @@ def test_urls() -> None:
     assert url_problem("https:///a.png") == "URL 'https:///a.png' has no host"
     assert looks_like_url("s3://bucket/key") and looks_like_url("https://x")
     assert not looks_like_url("boards/a.png") and not looks_like_url("C:/boards/a.png")
+
+
+def test_malformed_urls_and_nul_paths_are_messages_not_exceptions(tmp_path: Path) -> None:
+    # urlsplit raises ValueError on an unclosed IPv6 bracket; Path.stat raises it on a NUL byte.
+    assert url_problem("http://[::1") == "URL 'http://[::1' is not a valid URL (Invalid IPv6 URL)"
+    assert inspect_file(tmp_path / "a\0.png").error == "contains a NUL character, which no file name can hold"
