@@ -174,6 +174,9 @@ class _Resolver:
         self._images: dict[tuple[str, str, bool], _ImageResult] = {}
         self._sets: dict[str, tuple[ImageRef, ...] | None] = {}
         self._warned: set[tuple[PathKey, str]] = set()
+        # Errors in `defaults`, gathered over the shots that inherit the field: one line each, with the count.
+        self._inherited: dict[tuple[PathKey, str], _Inherited] = {}
+        self._inherited_errors = 0  # how many were gathered: a shot with one fails like one with its own error
         # Where the schema already complained: those values are skipped here (reported once is enough), and
         # a shot that is not even a mapping with an id is skipped whole.
         self._bad_defaults = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "defaults"}
@@ -196,6 +199,7 @@ class _Resolver:
         shots = self.data["shots"]
         self._check_ids(shots)
         resolved = [self._shot(index, shot) for index, shot in enumerate(shots) if index not in self._bad_shots]
+        self._report_inherited(shots)
         if self._schema_failed:
             return None  # any value may be of the wrong type: only check, never build
         if any(p.severity == "error" for p in self.problems):
@@ -252,7 +256,7 @@ class _Resolver:
 
     def _shot(self, index: int, raw: dict[str, Any]) -> ResolvedShot | None:
         shot_id: str = raw["id"]
-        before = len(self.problems)
+        before, inherited_before = len(self.problems), self._inherited_errors
         bad = frozenset(self._bad_shot_keys.get(index, ()))
         view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=frozenset(self._bad_defaults))
         images = self._shot_images(view, shot_id)
@@ -275,6 +279,8 @@ class _Resolver:
         callback = view.get("callback_url")
         if isinstance(callback, str):
             self._check_url(callback, view.path("callback_url"), shot_id)
+        if self._inherited_errors > inherited_before:
+            return None
         if len(self.problems) > before and any(p.severity == "error" for p in self.problems[before:]):
             return None
         if images is None or prompt is None:
@@ -346,7 +352,11 @@ class _Resolver:
             self._error(where, f"{key} is empty once rendered", shot_id)
             return None
         if len(text) > limit:
-            self._error(where, f"{key} is {len(text)} characters once rendered; the limit is {limit}", shot_id)
+            if where[0] == "defaults":
+                # Each inheriting shot renders its own length: one line for all of them, with the longest.
+                self._inherit_error(where, f"{key} is over {limit} characters once rendered", shot_id, len(text))
+            else:
+                self._error(where, f"{key} is {len(text)} characters once rendered; the limit is {limit}", shot_id)
             return None
         return text or None
 
@@ -490,7 +500,37 @@ class _Resolver:
     # ---- problems -------------------------------------------------------------------------------------------
 
     def _error(self, where: PathKey, message: str, shot: str | None) -> None:
+        if where[0] == "defaults" and shot is not None:
+            self._inherit_error(where, message, shot)
+            return
         self.problems.append(self.source.problem(where, message, shot=shot))
+
+    def _inherit_error(self, where: PathKey, message: str, shot: str, length: int = 0) -> None:
+        self._inherited_errors += 1
+        found = self._inherited.setdefault((where, message), _Inherited())
+        found.shots.append(shot)
+        found.longest = max(found.longest, length)
+
+    def _report_inherited(self, shots: list[Any]) -> None:
+        """One problem per error in ``defaults``, at its entry, saying how many of the shots inheriting it fail."""
+        for (where, message), found in self._inherited.items():
+            key = str(where[1])
+            inheriting = sum(
+                1
+                for index, shot in enumerate(shots)
+                if index not in self._bad_shots and isinstance(shot, dict) and key not in shot
+            )
+            text = f"{message} (up to {found.longest:,})" if found.longest else message
+            failing = len(found.shots)
+            ids = ", ".join(found.shots[:3]) + (", ..." if failing > 3 else "")
+            if inheriting == 1:
+                count = "the 1 shot that inherits"
+            elif failing == inheriting:
+                count = f"all {failing} shots that inherit"
+            else:
+                count = f"{failing} of the {inheriting} shots that inherit"
+            text += f"; in {count} it ({ids})"
+            self.problems.append(self.source.problem(where, text))
 
     def _warn(self, where: PathKey, message: str, shot: str | None) -> None:
         if where[0] != "shots":
@@ -500,6 +540,14 @@ class _Resolver:
             self._warned.add((where, message))
             shot = None
         self.problems.append(self.source.warning(where, message, shot=shot))
+
+
+@dataclass
+class _Inherited:
+    """The shots for which one error in ``defaults`` occurred, and the longest rendered length if it is a limit."""
+
+    shots: list[str] = dataclasses.field(default_factory=list)
+    longest: int = 0
 
 
 class _ShotView:
