@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator import images as imagelib
 from orchestrator.errors import Problem, SpecError
@@ -56,6 +56,28 @@ MASK_WARNING = (
     "uses masks: the older CometAPI page documents them, but newer pages say not to send masks on this route; "
     "the provider may reject or ignore them"
 )
+
+
+class SpecFiles(Protocol):
+    """Where a spec and the files it names (boards, masks) are read from: the working tree, or a git revision."""
+
+    def read_spec(self, path: Path, *, display: str) -> Source:
+        """The spec at ``path``, parsed; its problems are located in ``display``."""
+        ...
+
+    def inspect_image(self, path: Path) -> imagelib.ImageCheck:
+        """Facts about the image at ``path`` (absolute, as the spec names it relative to its own folder)."""
+        ...
+
+
+class WorkingTree:
+    """The files as they are on disk now."""
+
+    def read_spec(self, path: Path, *, display: str) -> Source:
+        return read_source(path, display=display)
+
+    def inspect_image(self, path: Path) -> imagelib.ImageCheck:
+        return imagelib.inspect_file(path)
 
 
 @dataclass(frozen=True)
@@ -99,28 +121,38 @@ class Summary:
         return dataclasses.asdict(self)
 
 
-def load_project(path: str | os.PathLike[str], *, strict: bool = False) -> ResolvedProject:
+def load_project(
+    path: str | os.PathLike[str], *, strict: bool = False, files: SpecFiles | None = None, display: str | None = None
+) -> ResolvedProject:
     """Load and resolve the spec at ``path``; raise ``SpecError`` with every problem if it has errors.
 
-    Warnings (unknown model, masks, a stripped ``data:`` prefix) only fail when ``strict`` is true.
+    Warnings (unknown model, masks, a stripped ``data:`` prefix) only fail when ``strict`` is true. ``files`` and
+    ``display`` are as for ``check_project``.
     """
-    result = check_project(path)
+    result = check_project(path, files=files, display=display)
     if result.project is None or not result.ok(strict=strict):
         raise SpecError(result.problems)
     return result.project
 
 
-def check_project(path: str | os.PathLike[str]) -> Validation:
-    """Check the spec at ``path`` and resolve it if it is valid. Never raises for problems in the spec."""
-    file = os.fspath(path)
-    source = read_source(Path(file), display=file)
+def check_project(
+    path: str | os.PathLike[str], *, files: SpecFiles | None = None, display: str | None = None
+) -> Validation:
+    """Check the spec at ``path`` and resolve it if it is valid. Never raises for problems in the spec.
+
+    ``files`` says where the spec and its images are read from (the working tree by default; ``diff`` passes a git
+    revision); ``display`` is the name problems give the file (``path`` as given by default).
+    """
+    file = display if display is not None else os.fspath(path)
+    files = files if files is not None else WorkingTree()
+    source = files.read_spec(Path(path), display=file)
     problems = list(source.problems)
     project: ResolvedProject | None = None
     if source.data is not None:
         version_problems = check_version(source)
         problems.extend(version_problems)
         if not version_problems:
-            project = _check_valid_version(source, Path(file), problems)
+            project = _check_valid_version(source, Path(path), problems, files)
     problems.sort(key=lambda p: (p.line, p.column, p.severity, p.message))
     if any(p.severity == "error" for p in problems):
         project = None
@@ -138,13 +170,15 @@ def summarize(project: ResolvedProject) -> Summary:
 _BLOCKING: frozenset[PathKey] = frozenset({(), ("shots",), ("vars",), ("defaults",), ("image_sets",), ("project",)})
 
 
-def _check_valid_version(source: Source, path: Path, problems: list[Problem]) -> ResolvedProject | None:
+def _check_valid_version(
+    source: Source, path: Path, problems: list[Problem], files: SpecFiles
+) -> ResolvedProject | None:
     schema_problems = validate(source)
     problems.extend(problem for _, problem in schema_problems)
     paths = [where for where, _ in schema_problems]
     if any(where[:1] in _BLOCKING and len(where) <= 1 for where in paths):
         return None
-    resolver = _Resolver(source, path.resolve(), invalid=paths)
+    resolver = _Resolver(source, path.resolve(), invalid=paths, files=files)
     project = resolver.resolve()
     problems.extend(resolver.problems)
     return None if schema_problems else project
@@ -161,8 +195,9 @@ class _Resolver:
     schema's problems and every semantic problem of the values that are well-formed.
     """
 
-    def __init__(self, source: Source, spec_path: Path, *, invalid: list[PathKey]) -> None:
+    def __init__(self, source: Source, spec_path: Path, *, invalid: list[PathKey], files: SpecFiles) -> None:
         self.source = source
+        self.files = files
         self.data: dict[str, Any] = source.data
         self.spec_path = spec_path
         self.base = spec_path.parent
@@ -471,7 +506,7 @@ class _Resolver:
         else:
             payload = ""
             path = Path(os.path.normpath(self.base / value))
-            check = imagelib.inspect_file(path)
+            check = self.files.inspect_image(path)
         if check.facts is None:
             return None, (*messages, (check.error or "cannot be used", "error"))
         facts = check.facts
@@ -619,4 +654,4 @@ def _image_item(item: Any) -> tuple[str, str]:
     return "path", text
 
 
-__all__ = ["Summary", "Validation", "check_project", "load_project", "summarize"]
+__all__ = ["SpecFiles", "Summary", "Validation", "WorkingTree", "check_project", "load_project", "summarize"]
