@@ -174,7 +174,10 @@ def _check_valid_version(
     source: Source, path: Path, problems: list[Problem], files: SpecFiles
 ) -> ResolvedProject | None:
     schema_problems = validate(source)
-    problems.extend(problem for _, problem in schema_problems)
+    # A value YAML could not build (`!!float abc`) is null to the schema: its "must be a number" would only repeat
+    # the YAML problem already reported at the same place.
+    unbuilt = {(p.line, p.column) for p in source.problems if p.message.startswith("bad YAML value")}
+    problems.extend(problem for _, problem in schema_problems if (problem.line, problem.column) not in unbuilt)
     paths = [where for where, _ in schema_problems]
     if any(where[:1] in _BLOCKING and len(where) <= 1 for where in paths):
         return None
