@@ -1,8 +1,8 @@
 """Diff: what differs between two versions of a project, shot by shot and field by field.
 
-Each side is a spec file, a manifest (what was rendered), or ``SPEC@REV``: the spec as of a git revision, read with
-``git show``. Shots are matched by id; their render fields (the ones the fingerprint covers) are compared, and
-prompts get a word diff. Nothing here renders, writes or deletes anything.
+Each side is a spec file, a manifest (what was rendered), or ``SPEC@REV``: the spec and every file it names (boards,
+masks) as of a git revision, read from git's objects. Shots are matched by id; their render fields (the ones the
+fingerprint covers) are compared, and prompts get a word diff. Nothing here renders, writes or deletes anything.
 """
 
 from __future__ import annotations
@@ -12,17 +12,20 @@ import importlib
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import ConfigError, SpecError
+from orchestrator.errors import ConfigError
 from orchestrator.fingerprint import FieldChange, field_changes, request_record
 from orchestrator.manifest import MANIFEST_NAME, Manifest, load_manifest
 from orchestrator.shot import ResolvedProject
 from orchestrator.status import looks_like_manifest
+from orchestrator.yamlsource import MAX_SPEC_BYTES, Source, parse_source
+
+if TYPE_CHECKING:
+    from orchestrator.images import ImageCheck
 
 ADDED = "added"
 REMOVED = "removed"
@@ -114,7 +117,7 @@ def side_from_manifest(manifest: Manifest, *, label: str) -> DiffSide:
 
 def load_side(arg: str, *, load_spec: SpecLoader | None = None) -> DiffSide:
     """Read one side: a manifest (a JSON file with ``manifest_version``, or a folder holding ``manifest.json``),
-    ``SPEC@REV``, or a spec file."""
+    ``SPEC@REV``, or a spec file (read with ``load_spec``)."""
     path = Path(arg)
     if path.is_dir():
         return side_from_manifest(load_manifest(path / MANIFEST_NAME), label=arg)
@@ -122,7 +125,7 @@ def load_side(arg: str, *, load_spec: SpecLoader | None = None) -> DiffSide:
         at_rev = split_revision(arg)
         if at_rev is not None:
             spec, rev = at_rev
-            return side_from_project(load_spec_at_revision(spec, rev, load_spec=load_spec), label=arg)
+            return side_from_project(load_spec_at_revision(spec, rev), label=arg)
         raise ConfigError(f"{arg}: no such file (give a spec, a manifest, or SPEC@REV for a git revision)")
     if looks_like_manifest(path):
         return side_from_manifest(load_manifest(path), label=arg)
@@ -137,62 +140,167 @@ def split_revision(arg: str) -> tuple[Path, str] | None:
     return Path(spec), rev
 
 
-def load_spec_at_revision(spec: Path, rev: str, *, load_spec: SpecLoader | None = None) -> ResolvedProject:
-    """Resolve the spec as it was at ``rev``. Its text is written beside the current spec (so relative image paths
-    resolve the same way) under a hidden temporary name, loaded, and removed again. Images are read as they are on
-    disk now, not as of ``rev``."""
-    text = git_show(spec, rev)
-    temp = _write_beside(spec, text, where=f"{spec}@{rev}")
-    try:
-        return (load_spec or default_spec_loader())(temp)
-    except SpecError as exc:
-        # Point problems at what the user typed, not at our temporary file.
-        label = f"{spec}@{rev}"
-        raise SpecError(
-            [replace(p, file=label) if Path(p.file).name == temp.name else p for p in exc.problems]
-        ) from None
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _write_beside(spec: Path, data: bytes, *, where: str) -> Path:
-    folder = spec.parent if str(spec.parent) else Path()
-    try:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{spec.stem}@", suffix=spec.suffix or ".yaml")
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot write a temporary copy in {folder} ({exc.strerror})") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return Path(name)
+def load_spec_at_revision(spec: Path, rev: str) -> ResolvedProject:
+    """Resolve the spec as it was at ``rev``, and every file it names (boards, masks) as it was at ``rev`` too, so
+    the diff of two revisions is the diff of what each would have rendered. Problems name ``SPEC@REV``."""
+    module = importlib.import_module("orchestrator.spec")
+    files = GitRevision.open(spec, rev)
+    project: ResolvedProject = module.load_project(spec, files=files, display=f"{spec}@{rev}")
+    return project
 
 
 _SAFE_REV = re.compile(r"^[^\s:-][^\s:]*$")
 
 
-def git_show(spec: Path, rev: str) -> bytes:
-    """The bytes of ``spec`` at git revision ``rev`` (``git show REV:./name`` run in the spec's folder)."""
-    where = f"{spec}@{rev}"
-    if not _SAFE_REV.match(rev):
-        raise ConfigError(f"{where}: {rev!r} is not a git revision")
-    folder = spec.parent if str(spec.parent) else Path()
-    if not folder.is_dir():
-        raise ConfigError(f"{where}: folder {folder} does not exist")
+@dataclass(frozen=True)
+class _TreeEntry:
+    mode: str
+    type: str  # "blob", "tree" or "commit" (a submodule)
+    object_id: str
+    size: int  # 0 for trees and submodules
+
+
+class GitRevision:
+    """A spec's files as of a git revision: the spec and its images are read from git's objects with ``git
+    ls-tree`` and ``git cat-file`` (no shell, paths relative to the repository's top level), never the work tree.
+
+    Each folder is listed once; each blob is read at most once per process, cached by its object id (a hash of
+    its content, see ``images.inspect_stored``).
+    """
+
+    def __init__(self, root: Path, rev: str, commit: str, label: str) -> None:
+        self.root = root
+        self.rev = rev
+        self.commit = commit
+        self.label = label
+        self._folders: dict[str, dict[str, _TreeEntry]] = {}
+
+    @classmethod
+    def open(cls, spec: Path, rev: str) -> GitRevision:
+        """The repository that holds ``spec``'s folder, at ``rev`` (resolved to one commit now, so it cannot move)."""
+        where = f"{spec}@{rev}"
+        if not _SAFE_REV.match(rev):
+            raise ConfigError(f"{where}: {rev!r} is not a git revision")
+        folder = _existing_folder(spec.parent if str(spec.parent) else Path())
+        top = _git(
+            ["rev-parse", "--show-toplevel"],
+            cwd=folder,
+            where=where,
+            failure="not inside a git repository",
+            quote_git=False,
+        )
+        root = Path(top.decode().strip()).resolve()
+        commit = _git(
+            ["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+            cwd=root,
+            where=where,
+            failure=f"cannot read the spec at that revision ({rev!r} is not a commit of this repository)",
+            quote_git=False,
+        )
+        return cls(root, rev, commit.decode().strip(), where)
+
+    # ---- SpecFiles ----------------------------------------------------------------------------------------------
+
+    def read_spec(self, path: Path, *, display: str) -> Source:
+        relative = self._relative(path)
+        entry = self._entry(relative) if relative is not None else None
+        if relative is None or entry is None or entry.type != "blob":
+            shown = relative or str(path)
+            raise ConfigError(f"{self.label}: cannot read the spec at that revision ({shown} is not in {self.rev})")
+        if entry.size > MAX_SPEC_BYTES:
+            raise ConfigError(f"{self.label}: the spec is over {MAX_SPEC_BYTES // (1024 * 1024)} MB at {self.rev}")
+        return parse_source(self._blob(entry.object_id), file=display)
+
+    def inspect_image(self, path: Path) -> ImageCheck:
+        from orchestrator import images as imagelib  # Pillow: only when a revision's images are read
+
+        relative = self._relative(path)
+        if relative is None:
+            return imagelib.ImageCheck(error=f"is outside the git repository, so it has no version at {self.rev}")
+        entry = self._entry(relative)
+        if entry is None:
+            return imagelib.ImageCheck(error=f"does not exist at {self.rev}")
+        if entry.type != "blob" or entry.mode == _SYMLINK_MODE:
+            return imagelib.ImageCheck(error=f"is not a regular file at {self.rev}")
+        return imagelib.inspect_stored(entry.object_id, entry.size, lambda: self._blob(entry.object_id))
+
+    # ---- git -------------------------------------------------------------------------------------------------------
+
+    def _relative(self, path: Path) -> str | None:
+        """``path`` relative to the repository's top level, in git's form (``specs/demo/boards/a.png``)."""
+        if "\0" in str(path):
+            return None
+        absolute = Path(os.path.normpath(path if path.is_absolute() else Path.cwd() / path))
+        try:
+            relative = absolute.relative_to(self.root)
+        except ValueError:
+            try:  # the spec's folder may be reached through a symlink; the repository root is resolved
+                relative = absolute.parent.resolve().joinpath(absolute.name).relative_to(self.root)
+            except (ValueError, OSError):
+                return None
+        return relative.as_posix()
+
+    def _entry(self, relative: str) -> _TreeEntry | None:
+        folder, _, name = relative.rpartition("/")
+        return self._folder(folder).get(name)
+
+    def _folder(self, folder: str) -> dict[str, _TreeEntry]:
+        listed = self._folders.get(folder)
+        if listed is None:
+            listed = self._list(folder)
+            self._folders[folder] = listed
+        return listed
+
+    def _list(self, folder: str) -> dict[str, _TreeEntry]:
+        # `ls-tree COMMIT -- dir/` lists that folder's entries; a folder missing at the revision lists nothing.
+        args = ["ls-tree", "-l", "-z", "--full-name", self.commit]
+        if folder:
+            args += ["--", f"{folder}/"]
+        output = _git(args, cwd=self.root, where=self.label, failure="git ls-tree failed")
+        entries: dict[str, _TreeEntry] = {}
+        for record in output.split(b"\0"):
+            if not record:
+                continue
+            meta, _, name = record.partition(b"\t")
+            mode, kind, object_id, size = meta.decode().split()
+            entry = _TreeEntry(mode, kind, object_id, int(size) if size.isdigit() else 0)
+            entries[os.fsdecode(name).rpartition("/")[2]] = entry
+        return entries
+
+    def _blob(self, object_id: str) -> bytes:
+        return _git(["cat-file", "blob", object_id], cwd=self.root, where=self.label, failure="git cat-file failed")
+
+
+_SYMLINK_MODE = "120000"
+
+
+def _existing_folder(folder: Path) -> Path:
+    # The spec (and its folder) may be gone from the work tree and still be in the revision.
+    absolute = folder.resolve()
+    while not absolute.is_dir() and absolute != absolute.parent:
+        absolute = absolute.parent
+    return absolute
+
+
+def _git(args: list[str], *, cwd: Path, where: str, failure: str, quote_git: bool = True) -> bytes:
+    """Run ``git ARGS`` in ``cwd`` (no shell) and return its stdout; any failure is one ConfigError naming ``where``."""
     try:
         done = subprocess.run(
-            ["git", "show", f"{rev}:./{spec.name}"],
-            cwd=folder,
+            ["git", *args],
+            cwd=cwd,
             capture_output=True,
             timeout=GIT_TIMEOUT_S,
             check=False,
-            env={**os.environ, "GIT_PAGER": "cat", "LC_ALL": "C"},
+            env={**os.environ, "GIT_PAGER": "cat", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"},
         )
     except FileNotFoundError:
         raise ConfigError(f"{where}: git is not installed, so revisions cannot be read") from None
     except subprocess.TimeoutExpired:
-        raise ConfigError(f"{where}: git show took longer than {GIT_TIMEOUT_S} s") from None
+        raise ConfigError(f"{where}: git {args[0]} took longer than {GIT_TIMEOUT_S} s") from None
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
-        raise ConfigError(f"{where}: cannot read the spec at that revision ({reason[-1] if reason else 'git failed'})")
+        detail = f": {reason[-1]}" if reason and quote_git else ""
+        raise ConfigError(f"{where}: {failure}{detail}")
     return done.stdout
 
 

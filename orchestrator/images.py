@@ -16,6 +16,7 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -60,15 +61,35 @@ class ImageCheck:
 
 
 _file_cache: dict[tuple[str, int, int], ImageCheck] = {}
+_stored_cache: dict[str, ImageCheck] = {}
 
 
 def clear_cache() -> None:
     """Forget every file read so far (for tests, and long-lived processes that watch files change)."""
     _file_cache.clear()
+    _stored_cache.clear()
+
+
+def inspect_stored(object_id: str, size: int, read: Callable[[], bytes]) -> ImageCheck:
+    """Facts about an image kept in a content-addressed store (a git blob), read at most once per ``object_id``.
+
+    The id is a hash of the content, so one id is one content whatever path or revision names it; the cache of
+    working-tree files (keyed by path, size and mtime) is a different one and never sees these.
+    """
+    cached = _stored_cache.get(object_id)
+    if cached is None:
+        if size > MAX_BYTES:
+            cached = ImageCheck(error=f"is {_megabytes(size)}; the limit is {_megabytes(MAX_BYTES)}")
+        else:
+            cached = inspect_bytes(read())
+        _stored_cache[object_id] = cached
+    return cached
 
 
 def inspect_file(path: Path) -> ImageCheck:
     """Facts about the image file at ``path`` (absolute), read at most once per (path, size, mtime)."""
+    if "\0" in str(path):
+        return ImageCheck(error="contains a NUL character, which no file name can hold")
     try:
         stat = path.stat()
     except FileNotFoundError:
@@ -148,7 +169,10 @@ def board_problems(facts: ImageFacts) -> list[str]:
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` cannot be sent as an image URL, or None when it is a plausible http(s) URL."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # `http://[::1`: "Invalid IPv6 URL"
+        return f"URL {url!r} is not a valid URL ({exc})"
     if parts.scheme.lower() not in ("http", "https"):
         scheme = f"`{parts.scheme}:`" if parts.scheme else "no scheme"
         return f"URL {url!r} has {scheme}; only http:// and https:// URLs are accepted"

@@ -21,6 +21,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 
+from orchestrator import images as imagelib
 from orchestrator.errors import ConfigError, Problem
 from orchestrator.yamlsource import PathKey, Source, describe_path, lookup
 
@@ -121,6 +122,8 @@ def check_version(source: Source) -> list[Problem]:
     version = data["version"]
     if isinstance(version, bool) or version not in KNOWN_VERSIONS:
         message = f"unknown spec version {version!r}; this orchestrator knows spec version(s) {known}"
+        if isinstance(version, str) and version.strip().isdigit() and int(version) in KNOWN_VERSIONS:
+            message = f"`version` is the string {version!r}; write {int(version)} without quotes"
         return [source.problem(("version",), message)]
     return []
 
@@ -211,13 +214,15 @@ def _flatten(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
 
 def _meant(error: ValidationError) -> ValidationError | None:
     context = list(error.context or ())
-    deeper = [e for e in context if len(e.relative_path) > 0]
-    if deeper:
-        return max(deeper, key=lambda e: len(e.relative_path))
     branches: dict[object, list[ValidationError]] = {}
     for cause in context:
         branch = cause.relative_schema_path[0] if cause.relative_schema_path else None
         branches.setdefault(branch, []).append(cause)
+    # A branch whose value had the right shape fails only inside it; one that also failed on the value itself
+    # (`{path: a, url: b}`: two keys) was not clearly meant, even if something inside it is wrong too.
+    deeper = [c for causes in branches.values() if all(len(c.relative_path) > 0 for c in causes) for c in causes]
+    if deeper:
+        return max(deeper, key=lambda e: len(e.relative_path))
     typed = [causes for causes in branches.values() if all(c.validator not in ("type", "$ref") for c in causes)]
     return typed[0][0] if len(typed) == 1 else None
 
@@ -264,10 +269,42 @@ def _message(error: ValidationError, path: PathKey) -> str:
     if validator == "minLength":
         return f"{name} must not be empty"
     if validator == "pattern":
-        return f"{name} {value!r} is not valid: {_description(error)}"
+        return _pattern_message(name, value, path) or f"{name} {value!r} is not valid: {_description(error)}"
     if validator in ("anyOf", "oneOf"):
         return f"{name} is not valid: {_description(error)}"
     return f"{name}: {error.message}"
+
+
+def _pattern_message(name: str, value: Any, path: PathKey) -> str | None:
+    """The tool's own words for the pattern failures it also checks itself (URLs, NUL, unportable ids)."""
+    if not isinstance(value, str):
+        return None
+    if imagelib.looks_like_url(value):
+        problem = imagelib.url_problem(value)
+        if problem is not None:
+            return f"{name}: {problem}"
+    if "\0" in value:
+        return f"{name} contains a NUL character, which no file name can hold"
+    if path and path[-1] == "id":
+        return unportable_id(value)
+    return None
+
+
+_WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(10)), *(f"lpt{n}" for n in range(10))}
+)
+
+
+def unportable_id(shot_id: str) -> str | None:
+    """Why a shot id (already filesystem-safe on POSIX) cannot be an output folder on Windows, if it cannot.
+
+    The schema's id pattern says the same; this gives the reason in words.
+    """
+    if shot_id.split(".", 1)[0].casefold() in _WINDOWS_DEVICES:
+        return f"shot id `{shot_id}` is a reserved device name on Windows; its output folder could not be created there"
+    if shot_id.endswith("."):
+        return f"shot id `{shot_id}` ends with a dot, which Windows drops from folder names; remove the dot"
+    return None
 
 
 def _enum_message(name: str, value: Any, options: Any, path: PathKey) -> str:
@@ -275,7 +312,11 @@ def _enum_message(name: str, value: Any, options: Any, path: PathKey) -> str:
     message = f"{name} must be one of {choices}, not {value!r}"
     if path and path[-1] == "aspect_ratio" and isinstance(value, int) and value in _SEXAGESIMAL:
         ratio = _SEXAGESIMAL[value]
-        message += f' (unquoted, YAML reads {ratio} as the number {value}: write "{ratio}")'
+        # Editors that read YAML 1.2 see a string here and call it valid: say why this tool does not.
+        message = (
+            f'{name}: quote it, "{ratio}": unquoted, YAML 1.1 (which this tool reads) takes {ratio} for the '
+            f"base-60 number {value}"
+        )
     elif path and path[-1] == "duration" and isinstance(value, str) and value.strip() in ("5", "10"):
         message += f" (write the number {value.strip()} without quotes)"
     return message

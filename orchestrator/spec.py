@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator import images as imagelib
 from orchestrator.errors import Problem, SpecError
@@ -58,6 +58,28 @@ MASK_WARNING = (
 )
 
 
+class SpecFiles(Protocol):
+    """Where a spec and the files it names (boards, masks) are read from: the working tree, or a git revision."""
+
+    def read_spec(self, path: Path, *, display: str) -> Source:
+        """The spec at ``path``, parsed; its problems are located in ``display``."""
+        ...
+
+    def inspect_image(self, path: Path) -> imagelib.ImageCheck:
+        """Facts about the image at ``path`` (absolute, as the spec names it relative to its own folder)."""
+        ...
+
+
+class WorkingTree:
+    """The files as they are on disk now."""
+
+    def read_spec(self, path: Path, *, display: str) -> Source:
+        return read_source(path, display=display)
+
+    def inspect_image(self, path: Path) -> imagelib.ImageCheck:
+        return imagelib.inspect_file(path)
+
+
 @dataclass(frozen=True)
 class Validation:
     """The outcome of checking a spec: the resolved project when there are no errors, and every problem found."""
@@ -91,7 +113,7 @@ class Summary:
 
     def format(self) -> str:
         return (
-            f"{self.shots} shot{'s' if self.shots != 1 else ''}, {self.images} images "
+            f"{self.shots} shot{'s' if self.shots != 1 else ''}, {self.images} image{'s' if self.images != 1 else ''} "
             f"({self.distinct_images} distinct), est. {self.units:g} unit{'' if self.units == 1 else 's'}"
         )
 
@@ -99,28 +121,38 @@ class Summary:
         return dataclasses.asdict(self)
 
 
-def load_project(path: str | os.PathLike[str], *, strict: bool = False) -> ResolvedProject:
+def load_project(
+    path: str | os.PathLike[str], *, strict: bool = False, files: SpecFiles | None = None, display: str | None = None
+) -> ResolvedProject:
     """Load and resolve the spec at ``path``; raise ``SpecError`` with every problem if it has errors.
 
-    Warnings (unknown model, masks, a stripped ``data:`` prefix) only fail when ``strict`` is true.
+    Warnings (unknown model, masks, a stripped ``data:`` prefix) only fail when ``strict`` is true. ``files`` and
+    ``display`` are as for ``check_project``.
     """
-    result = check_project(path)
+    result = check_project(path, files=files, display=display)
     if result.project is None or not result.ok(strict=strict):
         raise SpecError(result.problems)
     return result.project
 
 
-def check_project(path: str | os.PathLike[str]) -> Validation:
-    """Check the spec at ``path`` and resolve it if it is valid. Never raises for problems in the spec."""
-    file = os.fspath(path)
-    source = read_source(Path(file), display=file)
+def check_project(
+    path: str | os.PathLike[str], *, files: SpecFiles | None = None, display: str | None = None
+) -> Validation:
+    """Check the spec at ``path`` and resolve it if it is valid. Never raises for problems in the spec.
+
+    ``files`` says where the spec and its images are read from (the working tree by default; ``diff`` passes a git
+    revision); ``display`` is the name problems give the file (``path`` as given by default).
+    """
+    file = display if display is not None else os.fspath(path)
+    files = files if files is not None else WorkingTree()
+    source = files.read_spec(Path(path), display=file)
     problems = list(source.problems)
     project: ResolvedProject | None = None
     if source.data is not None:
         version_problems = check_version(source)
         problems.extend(version_problems)
         if not version_problems:
-            project = _check_valid_version(source, Path(file), problems)
+            project = _check_valid_version(source, Path(path), problems, files)
     problems.sort(key=lambda p: (p.line, p.column, p.severity, p.message))
     if any(p.severity == "error" for p in problems):
         project = None
@@ -138,13 +170,18 @@ def summarize(project: ResolvedProject) -> Summary:
 _BLOCKING: frozenset[PathKey] = frozenset({(), ("shots",), ("vars",), ("defaults",), ("image_sets",), ("project",)})
 
 
-def _check_valid_version(source: Source, path: Path, problems: list[Problem]) -> ResolvedProject | None:
+def _check_valid_version(
+    source: Source, path: Path, problems: list[Problem], files: SpecFiles
+) -> ResolvedProject | None:
     schema_problems = validate(source)
-    problems.extend(problem for _, problem in schema_problems)
+    # A value YAML could not build (`!!float abc`) is null to the schema: its "must be a number" would only repeat
+    # the YAML problem already reported at the same place.
+    unbuilt = {(p.line, p.column) for p in source.problems if p.message.startswith("bad YAML value")}
+    problems.extend(problem for _, problem in schema_problems if (problem.line, problem.column) not in unbuilt)
     paths = [where for where, _ in schema_problems]
     if any(where[:1] in _BLOCKING and len(where) <= 1 for where in paths):
         return None
-    resolver = _Resolver(source, path.resolve(), invalid=paths)
+    resolver = _Resolver(source, path.resolve(), invalid=paths, files=files)
     project = resolver.resolve()
     problems.extend(resolver.problems)
     return None if schema_problems else project
@@ -161,8 +198,9 @@ class _Resolver:
     schema's problems and every semantic problem of the values that are well-formed.
     """
 
-    def __init__(self, source: Source, spec_path: Path, *, invalid: list[PathKey]) -> None:
+    def __init__(self, source: Source, spec_path: Path, *, invalid: list[PathKey], files: SpecFiles) -> None:
         self.source = source
+        self.files = files
         self.data: dict[str, Any] = source.data
         self.spec_path = spec_path
         self.base = spec_path.parent
@@ -174,6 +212,9 @@ class _Resolver:
         self._images: dict[tuple[str, str, bool], _ImageResult] = {}
         self._sets: dict[str, tuple[ImageRef, ...] | None] = {}
         self._warned: set[tuple[PathKey, str]] = set()
+        # Errors in `defaults`, gathered over the shots that inherit the field: one line each, with the count.
+        self._inherited: dict[tuple[PathKey, str], _Inherited] = {}
+        self._inherited_errors = 0  # how many were gathered: a shot with one fails like one with its own error
         # Where the schema already complained: those values are skipped here (reported once is enough), and
         # a shot that is not even a mapping with an id is skipped whole.
         self._bad_defaults = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "defaults"}
@@ -198,6 +239,7 @@ class _Resolver:
         self._check_ids(shots)
         resolved = [self._shot(index, shot) for index, shot in enumerate(shots) if index not in self._bad_shots]
         self._check_pricing([shot for shot in resolved if shot is not None and isinstance(shot.model, str)])
+        self._report_inherited(shots)
         if self._schema_failed:
             return None  # any value may be of the wrong type: only check, never build
         if any(p.severity == "error" for p in self.problems):
@@ -234,9 +276,6 @@ class _Resolver:
             shot_id = shot.get("id") if isinstance(shot, dict) else None
             if not isinstance(shot_id, str):
                 continue
-            unportable = _unportable_id(shot_id)
-            if unportable:
-                self.problems.append(self.source.problem(("shots", index, "id"), unportable, shot=shot_id))
             folded = shot_id.casefold()
             first = seen.get(folded)
             if first is None:
@@ -308,7 +347,7 @@ class _Resolver:
 
     def _shot(self, index: int, raw: dict[str, Any]) -> ResolvedShot | None:
         shot_id: str = raw["id"]
-        before = len(self.problems)
+        before, inherited_before = len(self.problems), self._inherited_errors
         bad = frozenset(self._bad_shot_keys.get(index, ()))
         view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=frozenset(self._bad_defaults))
         images = self._shot_images(view, shot_id)
@@ -332,6 +371,8 @@ class _Resolver:
         callback = view.get("callback_url")
         if isinstance(callback, str):
             self._check_url(callback, view.path("callback_url"), shot_id)
+        if self._inherited_errors > inherited_before:
+            return None
         if len(self.problems) > before and any(p.severity == "error" for p in self.problems[before:]):
             return None
         if images is None or prompt is None:
@@ -403,7 +444,11 @@ class _Resolver:
             self._error(where, f"{key} is empty once rendered", shot_id)
             return None
         if len(text) > limit:
-            self._error(where, f"{key} is {len(text)} characters once rendered; the limit is {limit}", shot_id)
+            if where[0] == "defaults":
+                # Each inheriting shot renders its own length: one line for all of them, with the longest.
+                self._inherit_error(where, f"{key} is over {limit} characters once rendered", shot_id, len(text))
+            else:
+                self._error(where, f"{key} is {len(text)} characters once rendered; the limit is {limit}", shot_id)
             return None
         return text or None
 
@@ -518,7 +563,7 @@ class _Resolver:
         else:
             payload = ""
             path = Path(os.path.normpath(self.base / value))
-            check = imagelib.inspect_file(path)
+            check = self.files.inspect_image(path)
         if check.facts is None:
             return None, (*messages, (check.error or "cannot be used", "error"))
         facts = check.facts
@@ -547,7 +592,37 @@ class _Resolver:
     # ---- problems -------------------------------------------------------------------------------------------
 
     def _error(self, where: PathKey, message: str, shot: str | None) -> None:
+        if where[0] == "defaults" and shot is not None:
+            self._inherit_error(where, message, shot)
+            return
         self.problems.append(self.source.problem(where, message, shot=shot))
+
+    def _inherit_error(self, where: PathKey, message: str, shot: str, length: int = 0) -> None:
+        self._inherited_errors += 1
+        found = self._inherited.setdefault((where, message), _Inherited())
+        found.shots.append(shot)
+        found.longest = max(found.longest, length)
+
+    def _report_inherited(self, shots: list[Any]) -> None:
+        """One problem per error in ``defaults``, at its entry, saying how many of the shots inheriting it fail."""
+        for (where, message), found in self._inherited.items():
+            key = str(where[1])
+            inheriting = sum(
+                1
+                for index, shot in enumerate(shots)
+                if index not in self._bad_shots and isinstance(shot, dict) and key not in shot
+            )
+            text = f"{message} (up to {found.longest:,})" if found.longest else message
+            failing = len(found.shots)
+            ids = ", ".join(found.shots[:3]) + (", ..." if failing > 3 else "")
+            if inheriting == 1:
+                count = "the 1 shot that inherits"
+            elif failing == inheriting:
+                count = f"all {failing} shots that inherit"
+            else:
+                count = f"{failing} of the {inheriting} shots that inherit"
+            text += f"; in {count} it ({ids})"
+            self.problems.append(self.source.problem(where, text))
 
     def _warn(self, where: PathKey, message: str, shot: str | None) -> None:
         if where[0] != "shots":
@@ -557,6 +632,14 @@ class _Resolver:
             self._warned.add((where, message))
             shot = None
         self.problems.append(self.source.warning(where, message, shot=shot))
+
+
+@dataclass
+class _Inherited:
+    """The shots for which one error in ``defaults`` occurred, and the longest rendered length if it is a limit."""
+
+    shots: list[str] = dataclasses.field(default_factory=list)
+    longest: int = 0
 
 
 class _ShotView:
@@ -651,18 +734,4 @@ def _pricing_numbers(given: Mapping[str, Any]) -> dict[str, float | dict[str, fl
     return numbers
 
 
-__all__ = ["Summary", "Validation", "check_project", "load_project", "summarize"]
-
-
-_WINDOWS_DEVICES = frozenset(
-    {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(10)), *(f"lpt{n}" for n in range(10))}
-)
-
-
-def _unportable_id(shot_id: str) -> str | None:
-    """Why a shot id (already filesystem-safe on POSIX) cannot be an output folder on Windows, if it cannot."""
-    if shot_id.split(".", 1)[0].casefold() in _WINDOWS_DEVICES:
-        return f"shot id `{shot_id}` is a reserved device name on Windows; its output folder could not be created there"
-    if shot_id.endswith("."):
-        return f"shot id `{shot_id}` ends with a dot, which Windows drops from folder names; remove the dot"
-    return None
+__all__ = ["SpecFiles", "Summary", "Validation", "WorkingTree", "check_project", "load_project", "summarize"]

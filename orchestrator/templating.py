@@ -27,6 +27,9 @@ _MARKERS = ("{{", "{%", "{#")
 MAX_RENDERED = 100_000  # far beyond any valid prompt; stops `{{ 'x' * 10**10 }}` from eating the machine
 MAX_STEPS = 200_000  # loop iterations plus calls in one render: `for` inside `for` must not spin for hours
 MAX_SECONDS = 5.0  # a last resort: no prompt needs more than milliseconds
+# The template text itself: prompts render to at most 500 characters, so 10,000 leaves room for any logic while
+# keeping compilation (Jinja's parser, then Python's compiler, both costly per node) to about 0.1 s.
+MAX_TEMPLATE = 10_000
 MAX_BUILT = 10_000_000  # characters (or items) of strings and lists one render may build, all steps together
 _BIG_WIDTH = re.compile(r"\d{6,}")  # a width or precision of a million or more in a format string
 # Filters and str methods whose numeric arguments set the size of what they build (widths, counts).
@@ -280,15 +283,26 @@ class TemplateRenderer:
     def _compile(self, source: str) -> _Compiled | Rendered:
         cached = self._compiled.get(source)
         if cached is None:
-            try:
-                ast = self._env.parse(source)
-                names = tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
-                cached = _Compiled(self._env.from_string(_count_loops(ast)), names)
-            except jinja2.TemplateSyntaxError as exc:
-                where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
-                cached = Rendered(error=f"template syntax error: {exc.message}{where}")
+            cached = self._compile_new(source)
             self._compiled[source] = cached
         return cached
+
+    def _compile_new(self, source: str) -> _Compiled | Rendered:
+        if len(source) > MAX_TEMPLATE:
+            return Rendered(error=f"the template is {len(source):,} characters; the limit is {MAX_TEMPLATE:,}")
+        try:
+            ast = self._env.parse(source)
+            names = tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
+            return _Compiled(self._env.from_string(_count_loops(ast)), names)
+        except jinja2.TemplateSyntaxError as exc:
+            where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
+            return Rendered(error=f"template syntax error: {exc.message}{where}")
+        except RecursionError:
+            # Jinja's parser and code generator recurse once per nesting level and per chained operator.
+            return Rendered(
+                error="the template nests too deeply to compile (parentheses, blocks, or a long chain of "
+                "filters or operators); simplify it"
+            )
 
 
 def template_variables(

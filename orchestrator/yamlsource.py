@@ -11,6 +11,9 @@ A path is a tuple of mapping keys and sequence indexes, e.g. ``("shots", 3, "pro
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -73,9 +76,9 @@ def read_source(path: Path, *, display: str | None = None) -> Source:
     """Read and parse ``path``; every failure (unreadable, not UTF-8, bad YAML, duplicate keys) is a Problem."""
     file = display if display is not None else str(path)
     try:
-        with path.open("rb") as stream:
-            # Bounded read: a FIFO, /dev/zero or a runaway generated file must not fill the memory.
-            raw = stream.read(MAX_SPEC_BYTES + 1)
+        raw = _read_regular_file(path)
+    except _NotAFile as exc:
+        return _failed(file, b"", exc.message)
     except IsADirectoryError:
         return _failed(file, b"", "is a directory, not a spec file")
     except FileNotFoundError:
@@ -84,9 +87,40 @@ def read_source(path: Path, *, display: str | None = None) -> Source:
         return _failed(file, b"", "cannot read the file: permission denied")
     except OSError as exc:
         return _failed(file, b"", f"cannot read the file: {exc.strerror or exc}")
+    except ValueError:  # a NUL byte in the name: no file can have it
+        return _failed(file, b"", "no such file (the name contains a NUL character)")
     if len(raw) > MAX_SPEC_BYTES:
         return _failed(file, b"", f"the file is over {MAX_SPEC_BYTES // (1024 * 1024)} MB; a spec is far smaller")
     return parse_source(raw, file=file)
+
+
+class _NotAFile(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file (symlinks followed), at most ``MAX_SPEC_BYTES + 1`` of them.
+
+    Anything else is refused before it is read: opening a FIFO nobody writes blocks forever, and a device such as
+    /dev/zero never ends. The check is made on the opened file too (non-blocking open, then fstat), so a FIFO put
+    in the file's place between the two checks is refused as well.
+    """
+    _refuse_unless_regular(os.stat(path).st_mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as stream:
+        _refuse_unless_regular(os.fstat(stream.fileno()).st_mode)
+        return stream.read(MAX_SPEC_BYTES + 1)
+
+
+def _refuse_unless_regular(mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError
+    if stat.S_ISFIFO(mode):
+        raise _NotAFile("is a FIFO (named pipe), not a spec file")
+    if not stat.S_ISREG(mode):
+        raise _NotAFile("is a device or socket, not a spec file")
 
 
 def parse_source(raw: bytes, *, file: str) -> Source:
@@ -102,10 +136,7 @@ def parse_source(raw: bytes, *, file: str) -> Source:
         # iter(get_event, None) pulls events straight from the (C) parser: no Python generator frame per event.
         data = builder.document(iter(loader.get_event, None))
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        reason = exc.problem or exc.context or "malformed YAML"
-        return _failed(file, raw, f"YAML syntax error: {reason}", line=line, column=column)
+        return Source(file, raw, None, problems=_syntax_problems(file, exc))
     except yaml.YAMLError as exc:
         return _failed(file, raw, f"YAML syntax error: {exc}")
     except _TooLarge as exc:
@@ -125,6 +156,30 @@ class _TooLarge(Exception):
         mark = event.start_mark
         self.line, self.column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         self.message = message
+
+
+def _syntax_problems(file: str, exc: yaml.MarkedYAMLError) -> tuple[Problem, ...]:
+    """The syntax error where the parser gave up, and a note where the construct it was in started.
+
+    The two can be far apart: an unclosed ``{`` on line 48 is only noticed at line 51, and the fix is at 48.
+    """
+    problem_at = _position(exc.problem_mark or exc.context_mark)
+    reason = exc.problem or exc.context or "malformed YAML"
+    context_at = _position(exc.context_mark) if exc.problem_mark is not None else None
+    if exc.problem is None or not exc.context or context_at is None or context_at == problem_at:
+        return (Problem(file, *problem_at, f"YAML syntax error: {reason}"),)
+    construct = re.sub(r"^while (parsing|scanning|constructing) ", "", exc.context)  # "a flow mapping"
+    construct = re.sub(r"^an? ", "the ", construct)
+    line, column = context_at
+    error = Problem(
+        file, *problem_at, f"YAML syntax error: {reason} (in {construct} that starts at line {line}, column {column})"
+    )
+    note = f"note: {construct} with the YAML syntax error at line {problem_at[0]}, column {problem_at[1]} starts here"
+    return (error, Problem(file, line, column, note, severity="note"))
+
+
+def _position(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
 def _failed(file: str, raw: bytes, message: str, *, line: int = 1, column: int = 1) -> Source:
@@ -290,20 +345,35 @@ class _Builder:
             tag = self._resolve(event.value) if plain else _STR_TAG
         if tag == _STR_TAG:
             return event.value
-        if tag == _INT_TAG and event.value.isdigit() and (event.value[0] != "0" or event.value == "0"):
-            return int(event.value)  # the common case; octal, hex, base 60 and "_" go through the constructor
-        node = yaml.ScalarNode(tag, event.value, style=event.style)
         try:
+            if tag == _INT_TAG and event.value.isdigit() and (event.value[0] != "0" or event.value == "0"):
+                return int(event.value)  # the common case; octal, hex, base 60 and "_" go through the constructor
+            node = yaml.ScalarNode(tag, event.value, style=event.style)
             return self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             message = getattr(exc, "problem", None) or str(exc)
             self._error(event, f"bad YAML value: {message}")
-            return None
+        except Exception:  # the constructor raises ValueError, KeyError, ... on `!!float abc`, `!!bool maybe`
+            explicit = event.tag not in (None, "!")
+            self._error(event, f"bad YAML value: {_shorten(event.value)!r} is not a valid {_tag_name(tag, explicit)}")
+        return None
 
     def _error(self, event: yaml.Event, message: str) -> None:
         mark = event.start_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         self.problems.append(Problem(self.file, line, column, message))
+
+
+def _tag_name(tag: str, explicit: bool) -> str:
+    # "tag:yaml.org,2002:float" -> "!!float value" when the spec wrote the tag, "float" when YAML inferred it
+    short = tag.removeprefix("tag:yaml.org,2002:")
+    if short == tag:
+        return f"value for tag {tag}"
+    return f"!!{short} value" if explicit else short
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_path(path: PathKey) -> str:

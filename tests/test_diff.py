@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,11 +24,11 @@ from orchestrator.diff import (
     split_revision,
     word_diff,
 )
-from orchestrator.errors import ConfigError, ManifestError, Problem, SpecError
+from orchestrator.errors import ConfigError, ManifestError, SpecError
 from orchestrator.fingerprint import request_record
 from orchestrator.manifest import Manifest, ShotRecord, save_manifest
-from orchestrator.shot import ImageRef, ResolvedProject, ResolvedShot
-from tests.helpers import hand_shot
+from orchestrator.shot import ImageRef, ResolvedShot
+from tests.helpers import hand_shot, write_board
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -130,19 +129,17 @@ def test_split_revision() -> None:
     assert split_revision("a.yaml@") is None
 
 
-# --- SPEC@REV, with a stand-in spec loader: {project, shots: {id: prompt}} ------------------------------------
+# --- SPEC@REV: a real git repository, real boards, the real spec loader ----------------------------------------
 
-
-def fake_loader(seen: list[Path]) -> Any:
-    def load(path: Path) -> ResolvedProject:
-        seen.append(path)
-        data = yaml.safe_load(path.read_text())
-        if "broken" in data:
-            raise SpecError([Problem(str(path), 3, 1, "broken on purpose")])
-        shots = tuple(shot(k, prompt=v, project=data["project"]) for k, v in data["shots"].items())
-        return ResolvedProject(path, "", 1, data["project"], "kling-v1-6", path.parent / "renders", shots)
-
-    return load
+SPEC = """\
+version: 1
+project: demo
+image_sets:
+  pair: [boards/a.png, boards/b.png]
+shots:
+  - {id: s1, images: pair, prompt: a boat at dawn}
+  - {id: s2, images: [boards/a.png, boards/c.png], prompt: gulls}
+"""
 
 
 def git(repo: Path, *args: str) -> None:
@@ -156,50 +153,88 @@ def git(repo: Path, *args: str) -> None:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
+    """Two commits: HEAD~1 has SPEC; HEAD changes s1's prompt, drops s2 and adds s3."""
     root = tmp_path / "repo"
-    (root / "specs").mkdir(parents=True)
+    for index, name in enumerate("abc"):
+        write_board(root / "specs" / "boards" / f"{name}.png", colour=(index * 50, 10, 10))
     git(root, "init", "-q")
     spec = root / "specs" / "p.yaml"
-    spec.write_text("project: demo\nshots: {s1: a boat at dawn, s2: gulls}\n")
+    spec.write_text(SPEC)
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "one")
-    spec.write_text("project: demo\nshots: {s1: a boat at dusk, s3: waves}\n")
+    spec.write_text(SPEC.replace("at dawn", "at dusk").replace("id: s2", "id: s3"))
     git(root, "commit", "-q", "-am", "two")
     return root
 
 
 @needs_git
 def test_spec_at_revision(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[Path] = []
     spec = repo / "specs" / "p.yaml"
-    spec.write_text("project: demo\nshots: {s1: uncommitted}\n")  # the working copy must not matter for @REV
+    spec.write_text("version: 1\nproject: other\nshots: []\n")  # the working copy must not matter for @REV
 
-    result = diff_paths(f"{spec}@HEAD~1", f"{spec}@HEAD", load_spec=fake_loader(seen))
+    result = diff_paths(f"{spec}@HEAD~1", f"{spec}@HEAD")
 
     assert [(s.shot_id, s.kind) for s in result.shots] == [("s1", CHANGED), ("s3", ADDED), ("s2", REMOVED)]
     assert result.shots[0].word_diffs is not None
     assert format_word_diff(result.shots[0].word_diffs["prompt"]) == "a boat at [-dawn-]{+dusk+}"
-    # Read beside the spec (so relative paths resolve), then cleaned up.
-    assert all(p.parent == spec.parent for p in seen)
-    assert sorted(p.name for p in spec.parent.iterdir()) == ["p.yaml"]
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["boards", "p.yaml"]  # nothing written beside it
     # A relative SPEC@REV from inside the repository works too.
     monkeypatch.chdir(repo)
-    assert load_side("specs/p.yaml@HEAD~1", load_spec=fake_loader(seen)).label == "specs/p.yaml@HEAD~1"
+    assert load_side("specs/p.yaml@HEAD~1").label == "specs/p.yaml@HEAD~1"
 
 
 @needs_git
-def test_spec_at_revision_errors(repo: Path) -> None:
+def test_spec_at_revision_reads_the_boards_as_they_were_then(repo: Path) -> None:
+    # Redraw a board and commit it: the spec's text is the same, the render is not.
     spec = repo / "specs" / "p.yaml"
-    with pytest.raises(ConfigError, match="cannot read the spec at that revision"):
-        load_side(f"{spec}@no-such-rev", load_spec=fake_loader([]))
+    board = repo / "specs" / "boards" / "b.png"
+    write_board(board, colour=(1, 2, 3))
+    git(repo, "commit", "-q", "-am", "redraw b")
+    result = diff_paths(f"{spec}@HEAD~1", f"{spec}@HEAD")
+    assert [(s.shot_id, s.kind, s.fields) for s in result.shots if s.kind != UNCHANGED] == [
+        ("s1", CHANGED, ["images[1]"])
+    ]
+    # The work tree, redrawn again but not committed, differs from HEAD, and HEAD from itself not at all.
+    write_board(board, colour=(9, 9, 9))
+    assert [s.fields for s in diff_paths(f"{spec}@HEAD", str(spec)).shots if s.kind == CHANGED] == [["images[1]"]]
+    assert diff_paths(f"{spec}@HEAD", f"{spec}@HEAD").equal
+    # Each revision's board is identified by the content it had then, whatever the cache saw before.
+    old, new, now = (load_side(label).shots["s1"] for label in (f"{spec}@HEAD~1", f"{spec}@HEAD", str(spec)))
+    assert len({str(side.request["images"][1]) for side in (old, new, now)}) == 3
+
+
+@needs_git
+def test_a_board_missing_at_the_revision_is_one_line_naming_it(repo: Path) -> None:
+    spec = repo / "specs" / "p.yaml"
+    write_board(repo / "specs" / "boards" / "new.png", colour=(7, 7, 7))  # in the work tree only
+    spec.write_text(SPEC.replace("boards/c.png", "boards/new.png"))
+    git(repo, "commit", "-q", "-m", "spec only", "--", "specs/p.yaml")
+    with pytest.raises(SpecError) as caught:
+        load_side(f"{spec}@HEAD")
+    [problem] = caught.value.problems
+    assert problem.format() == f"{spec}@HEAD:7:37: shot s2: images[1] `boards/new.png` does not exist at HEAD"
+    assert load_side(str(spec)).shots["s2"].request  # the work tree has it
+
+
+@needs_git
+def test_spec_at_revision_errors(repo: Path, tmp_path: Path) -> None:
+    spec = repo / "specs" / "p.yaml"
+    with pytest.raises(ConfigError, match=r"cannot read the spec at that revision .'no-such-rev' is not a commit"):
+        load_side(f"{spec}@no-such-rev")
     with pytest.raises(ConfigError, match="is not a git revision"):
-        load_side(f"{spec}@--output=x", load_spec=fake_loader([]))
-    spec.write_text("broken: true\n")
+        load_side(f"{spec}@--output=x")
+    with pytest.raises(ConfigError, match=r"specs/gone.yaml is not in HEAD"):
+        load_side(f"{repo / 'specs' / 'gone.yaml'}@HEAD")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with pytest.raises(ConfigError, match="not inside a git repository"):
+        load_side(f"{outside / 'p.yaml'}@HEAD")
+    spec.write_text("version: 1\nproject: demo\nshots: []\n")
     git(repo, "commit", "-q", "-am", "broken")
     with pytest.raises(SpecError) as caught:
-        load_side(f"{spec}@HEAD", load_spec=fake_loader([]))
+        load_side(f"{spec}@HEAD")
     assert caught.value.problems[0].file == f"{spec}@HEAD"
-    assert sorted(p.name for p in spec.parent.iterdir()) == ["p.yaml"]
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["boards", "p.yaml"]
 
 
 def test_diff_json_shape() -> None:

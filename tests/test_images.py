@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,13 @@ from PIL import Image
 
 from orchestrator import images
 from orchestrator.images import (
+    MAX_BYTES,
     ImageFacts,
     board_problems,
     inspect_base64,
     inspect_bytes,
     inspect_file,
+    inspect_stored,
     looks_like_url,
     strip_data_prefix,
     url_problem,
@@ -139,3 +142,33 @@ def test_urls() -> None:
     assert url_problem("https:///a.png") == "URL 'https:///a.png' has no host"
     assert looks_like_url("s3://bucket/key") and looks_like_url("https://x")
     assert not looks_like_url("boards/a.png") and not looks_like_url("C:/boards/a.png")
+
+
+def test_malformed_urls_and_nul_paths_are_messages_not_exceptions(tmp_path: Path) -> None:
+    # urlsplit raises ValueError on an unclosed IPv6 bracket; Path.stat raises it on a NUL byte.
+    assert url_problem("http://[::1") == "URL 'http://[::1' is not a valid URL (Invalid IPv6 URL)"
+    assert inspect_file(tmp_path / "a\0.png").error == "contains a NUL character, which no file name can hold"
+
+
+def test_stored_images_are_read_once_per_object_id_apart_from_files(tmp_path: Path) -> None:
+    # A git blob id is a hash of the content: one read per id, and never mixed up with the work tree's cache.
+    png = io.BytesIO()
+    Image.new("RGB", (400, 300), (1, 2, 3)).save(png, format="PNG")
+    reads: list[str] = []
+
+    def read(data: bytes, name: str) -> Callable[[], bytes]:
+        def reader() -> bytes:
+            reads.append(name)
+            return data
+
+        return reader
+
+    first = inspect_stored("abc123", len(png.getvalue()), read(png.getvalue(), "first"))
+    again = inspect_stored("abc123", len(png.getvalue()), read(b"other bytes", "again"))
+    assert first == again and first.facts is not None and (first.facts.width, first.facts.height) == (400, 300)
+    assert reads == ["first"]
+    assert inspect_stored("big", MAX_BYTES + 1, read(b"", "big")).error == "is 10.0 MB; the limit is 10.0 MB"
+    assert reads == ["first"]  # too large: not even read
+    board = tmp_path / "a.png"
+    board.write_bytes(b"not an image")
+    assert inspect_file(board).error is not None  # the file cache is its own

@@ -11,6 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from orchestrator import schema
 from orchestrator.errors import Problem
@@ -87,7 +88,8 @@ def test_a_minimal_valid_spec_has_no_schema_problems() -> None:
     ("text", "line", "expected"),
     [
         ("version: 2\nproject: p\nshots: []\n", 1, "unknown spec version 2; this orchestrator knows spec version(s) 1"),
-        ("version: '1'\n", 1, "unknown spec version '1'"),
+        ("version: '1'\n", 1, "`version` is the string '1'; write 1 without quotes"),
+        ("version: '7'\n", 1, "unknown spec version '7'"),
         ("version: true\n", 1, "unknown spec version True"),
         ("project: p\n", 1, "missing `version`; this orchestrator knows spec version(s) 1"),
         ("[1, 2]\n", 1, "a spec is a mapping of keys (version, project, shots, ...), not a list"),
@@ -122,12 +124,14 @@ def test_unknown_key_in_a_nested_mapping() -> None:
         ("mode: ultra", "`mode` must be one of std, pro, not 'ultra'"),
         ("duration: 7", "`duration` must be one of 5, 10, not 7"),
         ("duration: '10'", "`duration` must be one of 5, 10, not '10' (write the number 10 without quotes)"),
-        ("aspect_ratio: 16:9", "`aspect_ratio` must be one of 16:9, 9:16, 1:1, not 969 (unquoted, YAML reads 16:9"),
+        ("aspect_ratio: 16:9", '`aspect_ratio`: quote it, "16:9": unquoted, YAML 1.1 (which this tool reads) takes'),
+        ("aspect_ratio: 9:16", "takes 9:16 for the base-60 number 556"),
         ("cfg_scale: 1.5", "`cfg_scale` is 1.5; it must be between 0 and 1"),
         ("cfg_scale: -0.1", "`cfg_scale` is -0.1; it must be between 0 and 1"),
         ("cfg_scale: true", "`cfg_scale` must be a number, not a boolean (true)"),
         ("negative_prompt: 5", "`negative_prompt` must be a string, not a number (5)"),
-        ("callback_url: ftp://x", "`callback_url` 'ftp://x' is not valid"),
+        ("callback_url: ftp://x", "`callback_url`: URL 'ftp://x' has `ftp:`; only http:// and https:// URLs are"),
+        ("callback_url: 'http:///path'", "`callback_url`: URL 'http:///path' has no host"),
         ("vars: [1]", "`vars` must be a mapping, not a list"),
         ("dynamic_masks: [{mask: m.png, trajectories: [{x: 1, y: 2}]}]", "has 1 item(s); it needs 2 to 77"),
         ("dynamic_masks: [{mask: m.png, trajectories: [{x: 1}, {x: 2, y: 2}]}]", "is missing the required key `y`"),
@@ -149,6 +153,11 @@ def test_field_errors_are_located_and_readable(extra: str, expected: str) -> Non
         ("[a.png, {foo: x}]", "`images[1]` is not valid: An image: a path relative to the spec file"),
         ("[a.png, {path: a, url: b}]", "`images[1]` is not valid"),
         ("[a.png, {base64: 5}]", "`images[1].base64` must be a string"),
+        ("[a.png, {url: 'ftp://x/a.png'}]", "`images[1].url`: URL 'ftp://x/a.png' has `ftp:`; only http://"),
+        ("[a.png, 'ftp://x/a.png']", "`images[1]`: URL 'ftp://x/a.png' has `ftp:`"),
+        ("[a.png, 'https://x/a b.png']", "contains spaces or control characters"),
+        ('[a.png, "a\\0.png"]', "`images[1]` contains a NUL character"),
+        ('[a.png, {path: "a\\0.png"}]', "`images[1].path` contains a NUL character"),
     ],
 )
 def test_image_errors(images: str, expected: str) -> None:
@@ -202,3 +211,76 @@ def test_field_by_field_validation_matches_whole_document_validation() -> None:
         schema._add(slow, source, path, error)
     assert fast == set(slow)
     assert len(fast) > 20
+
+
+# --- the schema says what the tool says ------------------------------------------------------------------------
+# Each spec below is refused by `orchestrator validate` for a reason a JSON Schema can express; editors and CI
+# checkers that only have the schema (check-jsonschema, yaml-language-server) must refuse it too. A row is a
+# change to the valid spec: (what to replace, its replacement).
+
+VALID = """\
+version: 1
+project: p
+shots:
+  - id: s1
+    images: [boards/a.png, boards/b.png]
+    prompt: a boat
+"""
+
+SCHEMA_LEVEL_BREAKAGES = [
+    ("version: 1", "version: '1'"),
+    ("version: 1", "version: 2"),
+    ("project: p", "project: 'has space'"),
+    ("project: p", "project: p\nprovider: aws"),
+    ("project: p", "project: p\nlimits: {concurrency: 0}"),
+    ("project: p", "project: p\nlimits: {requests_per_second: 0}"),
+    ("project: p", "project: p\nprjoect: q"),
+    ("id: s1", "id: 's 1'"),
+    ("id: s1", "id: CON"),
+    ("id: s1", "id: nul.mp4"),
+    ("id: s1", "id: s1."),
+    ("id: s1", "id: 'a\\n'"),
+    ("prompt: a boat", "prompt: 5"),
+    ("prompt: a boat", "prompt: a boat\n    negativ_prompt: x"),
+    ("prompt: a boat", "prompt: a boat\n    mode: ultra"),
+    ("prompt: a boat", "prompt: a boat\n    duration: '5'"),
+    ("prompt: a boat", "prompt: a boat\n    aspect_ratio: 9:16"),  # 556 in YAML 1.1
+    ("prompt: a boat", "prompt: a boat\n    cfg_scale: 1.5"),
+    ("prompt: a boat", "prompt: a boat\n    callback_url: ftp://x/cb"),
+    ("prompt: a boat", "prompt: a boat\n    callback_url: 'http:///cb'"),
+    ("prompt: a boat", "prompt: a boat\n    callback_url: 'http://x y/cb'"),
+    ("prompt: a boat", "prompt: a boat\n    vars: {bad-name: 1}"),
+    ("prompt: a boat", "prompt: a boat\n    static_mask: {path: boards/a.png, url: 'https://x/m.png'}"),
+    ("prompt: a boat", "prompt: a boat\n    dynamic_masks: [{mask: boards/a.png, trajectories: [{x: 1, y: 2}]}]"),
+    ("prompt: a boat", "prompt: x\n    dynamic_masks: [{mask: m.png, trajectories: [{x: -1, y: 0}, {x: 2, y: 2}]}]"),
+    ("[boards/a.png, boards/b.png]", "[boards/a.png]"),
+    ("[boards/a.png, boards/b.png]", "[boards/a.png, boards/b.png, a, b, c]"),
+    ("[boards/a.png, boards/b.png]", "[boards/a.png, {url: 'ftp://x/b.png'}]"),
+    ("[boards/a.png, boards/b.png]", "[boards/a.png, 'ftp://x/b.png']"),
+    ("[boards/a.png, boards/b.png]", "[boards/a.png, {url: 'https://x/a b.png'}]"),
+    ("[boards/a.png, boards/b.png]", '[boards/a.png, "boards/b.png\\0"]'),
+    ("[boards/a.png, boards/b.png]", "[boards/a.png, {foo: x}]"),
+    ("[boards/a.png, boards/b.png]", "'no spaces'"),
+    ("shots:\n", "shots: []\nx:\n"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), SCHEMA_LEVEL_BREAKAGES)
+def test_what_the_validator_refuses_for_a_schema_reason_the_schema_refuses_too(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    from orchestrator.spec import check_project
+    from tests.helpers import write_board
+
+    write_board(tmp_path / "boards" / "a.png", colour=(1, 1, 1))
+    write_board(tmp_path / "boards" / "b.png", colour=(2, 2, 2))
+    spec = tmp_path / "p.yaml"
+    spec.write_text(VALID, encoding="utf-8")
+    assert check_project(spec).errors == []  # the starting point is valid for both
+    assert not list(jsonschema.Draft202012Validator(schema.load_schema()).iter_errors(yaml.safe_load(VALID)))
+
+    assert old in VALID
+    spec.write_text(VALID.replace(old, new, 1), encoding="utf-8")
+    assert check_project(spec).errors, "the validator accepts it"
+    data = yaml.safe_load(spec.read_text(encoding="utf-8"))  # YAML 1.1, as the tool reads it
+    assert list(jsonschema.Draft202012Validator(schema.load_schema()).iter_errors(data)), "the schema accepts it"

@@ -904,3 +904,71 @@ def test_a_provider_failure_message_cannot_break_the_run_summary(
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
     assert "unexpected" not in result.output
     assert_inert(result.output)
+
+
+# --- issue 13: fuzzed specs, FIFOs, templates that cost to compile, files at a git revision --------------------
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_spec_nobody_writes_does_not_hang_validate(tmp_path: Path) -> None:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    code, output = validate(fifo)
+    assert code == 1 and f"{fifo}:1:1: is a FIFO (named pipe), not a spec file" in output
+
+
+def test_a_megabyte_of_template_is_refused_before_compiling(tmp_path: Path) -> None:
+    # 100,000 x `{{ style }}` took 8-9 s and 920 MB to compile; now refused on its length, at the prompt's line.
+    one, two = boards(tmp_path)
+    spec = tmp_path / "s.yaml"
+    prompt = "{{ style }}" * 100_000
+    spec.write_text(
+        f"version: 1\nproject: p\nvars: {{style: s}}\nshots:\n  - id: a\n    images: [{one}, {two}]\n"
+        f'    prompt: "{prompt}"\n'
+    )
+    started = time.monotonic()
+    code, output = validate(spec)
+    assert time.monotonic() - started < 3
+    assert code == 1 and f"{spec}:7:13: shot a: prompt: the template is 1,100,000 characters" in output
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks")
+def test_a_spec_at_a_revision_cannot_read_outside_the_repository(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    from orchestrator.diff import load_side
+    from orchestrator.errors import SpecError
+
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (640, 360), (1, 1, 1)).save(secret)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    one, _ = boards(repo)
+    (repo / "link.png").symlink_to(secret)  # committed as a symlink blob: its target is not the repository's
+    (repo / "s.yaml").write_text(
+        f"version: 1\nproject: p\nshots:\n  - id: a\n    images: [{one}, ../secret.png]\n    prompt: x\n"
+        f"  - id: b\n    images: [{one}, link.png]\n    prompt: x\n"
+    )
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "one")
+    with pytest.raises(SpecError) as caught:
+        load_side(f"{repo / 's.yaml'}@HEAD")
+    messages = sorted(p.message for p in caught.value.problems)
+    assert messages == [
+        "images[1] `../secret.png` is outside the git repository, so it has no version at HEAD",
+        "images[1] `link.png` is not a regular file at HEAD",
+    ]

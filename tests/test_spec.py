@@ -399,7 +399,7 @@ def test_template_problems_are_located_never_raised(project_dir: Path) -> None:
     assert syntax.line == 11 and "template syntax error" in syntax.message
 
 
-def test_problem_from_defaults_points_at_defaults_and_names_each_shot(project_dir: Path) -> None:
+def test_problem_from_defaults_is_one_line_at_defaults_naming_the_shots(project_dir: Path) -> None:
     path = write(
         project_dir,
         """
@@ -414,8 +414,34 @@ def test_problem_from_defaults_points_at_defaults_and_names_each_shot(project_di
           - {id: three}
         """,
     )
-    errors = errors_of(path)
-    assert [(e.line, e.shot) for e in errors] == [(5, "two"), (5, "three")]
+    [error] = errors_of(path)
+    assert (error.line, error.shot) == (5, None)
+    assert error.message.endswith("; in 2 of the 3 shots that inherit it (two, three)")
+
+
+def test_over_long_negative_prompt_in_defaults_is_one_line_with_the_count(project_dir: Path) -> None:
+    # It used to be six identical lines, one per inheriting shot.
+    shots = "".join(f"  - {{id: s{n}}}\n" for n in range(6))
+    path = write(
+        project_dir,
+        """
+        version: 1
+        project: p
+        defaults:
+          images: [boards/a.png, boards/b.png]
+          prompt: go
+          negative_prompt: "{{ 'x' * (200 + shot.number) }}"
+        shots:
+          - {id: own, negative_prompt: short}
+        """.rstrip(" ")
+        + textwrap.indent(shots, "        "),
+    )
+    [error] = errors_of(path)
+    assert (error.line, error.column, error.shot) == (6, 20, None)
+    assert error.message == (
+        "negative_prompt is over 200 characters once rendered (up to 207); in all 6 shots that inherit it "
+        "(s0, s1, s2, ...)"
+    )
 
 
 def test_masks(project_dir: Path) -> None:

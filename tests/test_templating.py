@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.templating import TemplateRenderer, template_variables
+from orchestrator.templating import MAX_TEMPLATE, TemplateRenderer, template_variables
 
 
 @pytest.fixture
@@ -113,3 +113,32 @@ def test_render_cache_keys_on_the_values_the_template_reads(renderer: TemplateRe
     assert renderer.render(source, variables={"a": 1, "unrelated": 5}).text == "1"
     assert renderer.render("{{ a }}", variables={"a": True}).text == "True"
     assert renderer.render("{{ a }}", variables={"a": 1}).text == "1"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}",
+        "{% if true %}" * 300 + "x" + "{% endif %}" * 300,
+        "{{ 'a'" + "|lower" * 1500 + " }}",
+        "{{ 'a'" + " + 'a'" * 1500 + " }}",
+    ],
+    ids=["parentheses", "nested-ifs", "filter-chain", "plus-chain"],
+)
+def test_templates_too_deep_to_compile_are_a_message(renderer: TemplateRenderer, source: str) -> None:
+    # Each raised RecursionError from Jinja's parser or code generator, which only syntax errors were caught for.
+    rendered = renderer.render(source, variables={})
+    assert rendered.error is not None and "nests too deeply to compile" in rendered.error
+
+
+def test_template_size_is_bounded_before_compiling(renderer: TemplateRenderer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 100,000 x `{{ style }}` took 8-9 s and 900 MB to compile; it is refused on its length, without parsing.
+    def no_parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed")
+
+    huge = "{{ style }}" * 100_000
+    monkeypatch.setattr(renderer._env, "parse", no_parse)
+    rendered = renderer.render(huge, variables={"style": "s"})
+    assert rendered.error == f"the template is {len(huge):,} characters; the limit is {MAX_TEMPLATE:,}"
+    monkeypatch.undo()
+    assert renderer.render("{{ style }}" * 900, variables={"style": "s"}).text == "s" * 900

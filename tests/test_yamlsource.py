@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -93,10 +94,39 @@ def test_unsafe_tags_are_refused(text: bytes) -> None:
 def test_syntax_errors_give_their_own_line() -> None:
     source = parse_source(b"a: 1\nb: [1, 2\nc: 3\n", file="f")
     assert source.data is None
-    [problem] = source.problems
+    [problem] = [p for p in source.problems if p.severity == "error"]
     assert problem.line == 3 and problem.message.startswith("YAML syntax error:")
     tabs = parse_source(b"a:\n\tb: 1\n", file="f")
     assert tabs.problems[0].line == 2
+
+
+def test_syntax_error_also_says_where_the_unclosed_construct_started() -> None:
+    # An unclosed `{` on line 2 is only noticed on line 5: the error is there, and a note points back at line 2.
+    text = b"version: 1\ndefaults: {mode: std,\n  duration: 5\n\nshots:\n  - id: a\n"
+    error, note = parse_source(text, file="f").problems
+    assert (error.line, error.severity) == (5, "error")
+    assert "in the flow mapping that starts at line 2, column 11" in error.message
+    assert note.format() == "f:2:11: note: the flow mapping with the YAML syntax error at line 5, column 6 starts here"
+    assert note.severity == "note"
+    # A problem without a separate context is one line, as before.
+    [alone] = parse_source(b"a: 1\n b: 2\n", file="f").problems
+    assert (alone.line, alone.column) == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: !!float abc", "'abc' is not a valid !!float value"),
+        ("a: !!int 0x1g", "'0x1g' is not a valid !!int value"),
+        ("a: !!bool maybe", "'maybe' is not a valid !!bool value"),
+        ("a: !!timestamp 2020-13-99x", "is not a valid !!timestamp value"),
+        ("a: " + "1" * 5000, "is not a valid int"),  # over Python's int-from-string digit limit
+    ],
+)
+def test_values_the_constructor_cannot_build_are_located_problems(text: str, expected: str) -> None:
+    [problem] = parse_source(f"x: 1\n{text}\n".encode(), file="f").problems
+    assert (problem.line, problem.column) == (2, 4)
+    assert problem.message.startswith("bad YAML value:") and expected in problem.message
 
 
 def test_empty_multi_document_and_non_utf8() -> None:
@@ -122,6 +152,24 @@ def test_read_source_reports_unreadable_paths(tmp_path: Path) -> None:
     assert read_source(tmp_path / "nope.yaml", display="nope.yaml").problems[0].format() == (
         "nope.yaml:1:1: no such file"
     )
+    assert "NUL character" in read_source(tmp_path / "a\0b.yaml").problems[0].message
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    # Nobody writes to this FIFO: opening it for a blocking read would hang for ever.
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    assert read_source(fifo).problems[0].message == "is a FIFO (named pipe), not a spec file"
+    link = tmp_path / "link.yaml"
+    link.symlink_to(fifo)
+    assert read_source(link).problems[0].message == "is a FIFO (named pipe), not a spec file"
+
+
+def test_a_device_is_refused(tmp_path: Path) -> None:
+    if not Path(os.devnull).exists() or os.name != "posix":
+        pytest.skip("no /dev/null")
+    assert read_source(Path(os.devnull)).problems[0].message == "is a device or socket, not a spec file"
 
 
 def test_describe_path_and_lookup() -> None:

@@ -306,3 +306,91 @@ def test_every_spec_in_the_repository_validates(spec: Path) -> None:
     result = invoke("validate", str(spec))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith(f"{spec}: valid: ")
+
+
+# ---- fuzzed inputs: each one located line, and the other specs on the command line still checked --------------
+
+
+FUZZED = {
+    "deep-jinja": ('images: pair\nprompt: "{{ ' + "(" * 2000 + "1" + ")" * 2000 + ' }}"', 11, "nests too deeply"),
+    "nested-ifs": ('images: pair\nprompt: "' + "{% if true %}" * 300 + "x" + "{% endif %}" * 300 + '"', 11, "deeply"),
+    "huge-template": ('images: pair\nprompt: "' + "{{ style }}" * 100_000 + '"', 11, "the limit is 10,000"),
+    "nul-image": ('images: [boards/a.png, "boards/b.png\\0"]\nprompt: go', 10, "contains a NUL character"),
+    "nul-mask": ('images: pair\nprompt: go\nstatic_mask: "masks/m.png\\0"', 12, "contains a NUL character"),
+    "bad-float": ("images: pair\nprompt: go\ncfg_scale: !!float abc", 12, "'abc' is not a valid !!float value"),
+    "bad-int": ("images: pair\nprompt: go\nduration: !!int 0x1g", 12, "'0x1g' is not a valid !!int value"),
+    "bad-bool": ("images: pair\nprompt: go\nvars: {x: !!bool maybe}", 12, "'maybe' is not a valid !!bool value"),
+    "ipv6-url": ("images: [boards/a.png, 'http://[::1']\nprompt: go", 10, "is not a valid URL"),
+}
+
+
+def test_fuzzed_specs_are_each_one_located_line_and_all_are_checked(project: Path) -> None:
+    specs = []
+    for name, (fields, _, _) in FUZZED.items():
+        path = spec_with(project, fields)
+        specs.append(path.rename(project / f"{name}.yaml"))
+    good = spec_with(project, "images: pair\nprompt: go")
+    result = invoke("validate", *map(str, specs), str(good))
+    assert result.exit_code == 1
+    assert "unexpected" not in result.stderr and "Traceback" not in result.output
+    for spec, (_, line, fragment) in zip(specs, FUZZED.values(), strict=True):
+        located = [text for text in result.stderr.splitlines() if text.startswith(f"{spec}:{line}:")]
+        assert any(fragment in text for text in located), f"{spec.name}: {fragment!r} at line {line}:\n{result.stderr}"
+        assert f"{spec}: invalid: 1 problem\n" in result.stderr  # one line, not one per stage that noticed
+    assert f"{good}: valid: 2 shots" in result.stdout
+
+
+def test_an_unforeseen_failure_in_one_spec_leaves_the_others_checked(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import orchestrator.cli.validate as command
+
+    good = spec_with(project, "images: pair\nprompt: go")
+    real = command.check_project
+
+    def flaky(path: Path) -> object:
+        if path.name == "boom.yaml":
+            raise RuntimeError("boom")
+        return real(path)
+
+    monkeypatch.setattr(command, "check_project", flaky)
+    result = invoke("validate", str(project / "boom.yaml"), str(good))
+    assert result.exit_code == 1
+    assert f"{project / 'boom.yaml'}:1:1: could not be checked: unexpected RuntimeError: boom" in result.stderr
+    assert f"{good}: valid:" in result.stdout
+
+
+def test_the_summary_line_escapes_the_file_name(project: Path) -> None:
+    # A newline, an ESC sequence and a bidi override in a file name must not reach the terminal raw.
+    good = spec_with(project, "images: pair\nprompt: go")
+    named = good.rename(project / "a\x1b[31m\u202eb\nc.yaml")
+    result = invoke("validate", str(named))
+    assert result.exit_code == 0
+    [line] = result.stdout.splitlines()
+    assert line.startswith(f"{project}/a\\x1b[31m\\u202eb\\nc.yaml: valid: ")
+    bad = named.rename(project / "x\x1b]0;title\x07.yaml")
+    bad.write_text("version: 1\n", encoding="utf-8")
+    failed = invoke("validate", str(bad))
+    assert "\x1b" not in failed.stderr and "\x07" not in failed.stderr
+    assert f"{project}/x\\x1b]0;title\\x07.yaml: invalid: " in failed.stderr
+
+
+def test_one_shot_one_unit_is_singular(project: Path) -> None:
+    path = project / "one.yaml"
+    path.write_text(HEAD.split("  - id: s02")[0], encoding="utf-8")
+    result = invoke("validate", str(path))
+    assert result.stdout == f"{path}: valid: 1 shot, 2 images (2 distinct), est. 1 unit\n"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.timeout(10)
+def test_a_fifo_nobody_writes_is_refused_not_waited_on(project: Path) -> None:
+    import os
+
+    fifo = project / "pipe.yaml"
+    os.mkfifo(fifo)
+    good = spec_with(project, "images: pair\nprompt: go")
+    result = invoke("validate", str(fifo), str(good))
+    assert result.exit_code == 1
+    assert f"{fifo}:1:1: is a FIFO (named pipe), not a spec file" in result.stderr
+    assert f"{good}: valid:" in result.stdout
