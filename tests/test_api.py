@@ -225,7 +225,7 @@ def test_the_selection_is_what_the_run_renders(tmp_path: Path) -> None:
     project = make_project(tmp_path, n=4)
     prepared = prepare(project, only="s0[12]")
     assert [entry.shot_id for entry in prepared.selection.entries] == ["s01", "s02"]
-    assert prepared.selection.total_units(prepared.pricing) == prepared.cost == 2
+    assert prepared.selection.total_units(prepared.pricing) == prepared.cost == 4  # 2 units each (kling-v1-6)
     assert prepared.not_selected == 2
     everything = prepare(project)
     assert len(everything.selection.entries) == 4 and everything.not_selected == 0
@@ -238,4 +238,4 @@ def test_a_forced_shot_shows_as_changed_in_the_selection(tmp_path: Path) -> None
     categories = {entry.shot_id: (entry.category, entry.reason) for entry in prepared.selection.entries}
     assert categories == {"s00": (UNCHANGED, ""), "s01": (CHANGED, "forced with --force")}
     assert [shot.id for shot in prepared.shots] == ["s01"] and prepared.skipped == ("s00",)
-    assert prepared.selection.total_units(prepared.pricing) == prepared.cost == 1
+    assert prepared.selection.total_units(prepared.pricing) == prepared.cost == 2

@@ -66,7 +66,7 @@ def test_run_prints_settings_plain_lines_and_a_summary(
     assert f"provider cometapi at {simulator.base_url}" in out
     assert "3 tasks in flight, 100 requests/s" in out and str(tmp_path / "out") in out
     assert "shot0: submitting -> submitted" in out
-    assert "3 shots to render, 0 unchanged, cost 3 units" in out
+    assert "3 shots to render, 0 unchanged, cost 6 units" in out
     assert "3 of 3 shots rendered" in out
     assert "test-key-not-secret" not in out
     manifest = load_manifest(tmp_path / "out" / "manifest.json")
@@ -110,8 +110,8 @@ def test_dry_run_with_only_shows_and_totals_the_selected_shots(tmp_path: Path, r
     code, out, err = invoke(str(spec), "--only", "shot1", "--dry-run")
     assert code == 0, err
     assert [line.split()[:2] for line in out.splitlines() if line.startswith("+")] == [["+", "shot1"]]
-    assert "1 new - est. 1 unit\n" in out
-    assert "would render 1 shot for 1 unit; 0 unchanged skipped, 2 not selected by --only; nothing was sent" in out
+    assert "1 new - est. 2 units\n" in out
+    assert "would render 1 shot for 2 units; 0 unchanged skipped, 2 not selected by --only; nothing was sent" in out
 
 
 def test_a_pattern_matching_no_shot_is_an_error_before_anything_starts(
@@ -130,7 +130,9 @@ def test_a_pattern_matching_no_shot_is_an_error_before_anything_starts(
 
 
 def test_one_shot_is_singular(tmp_path: Path, remote_env: dict[str, str]) -> None:
-    code, out, err = invoke(str(write_spec(tmp_path, 1)), "--provider", "cometapi")
+    spec = write_spec(tmp_path, 1)
+    spec.write_text(spec.read_text() + "pricing: {kling-v1-6: {std_5s: 1}}\n")
+    code, out, err = invoke(str(spec), "--provider", "cometapi")
     assert code == 0, err
     assert "1 shot to render, 0 unchanged, cost 1 unit" in out and "1 of 1 shot rendered" in out
 
@@ -225,7 +227,8 @@ def test_sigkill_mid_run_then_resume_bills_each_shot_once(
     assert process.returncode == -signal.SIGKILL
     simulator.configure(render_time=0.3)
 
-    code, _, err = invoke(str(spec), "--provider", "cometapi")
+    code, out, err = invoke(str(spec), "--provider", "cometapi")
+    err = out + err
     # CometAPI cannot confirm a create the kill cut off: such a shot is unconfirmed, never sent a second time.
     manifest = load_manifest(tmp_path / "out" / "manifest.json")
     unconfirmed = {sid for sid, r in manifest.shots.items() if r.status == UNCONFIRMED}

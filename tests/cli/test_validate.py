@@ -377,7 +377,7 @@ def test_the_summary_line_escapes_the_file_name(project: Path) -> None:
 
 def test_one_shot_one_unit_is_singular(project: Path) -> None:
     path = project / "one.yaml"
-    path.write_text(HEAD.split("  - id: s02")[0], encoding="utf-8")
+    path.write_text(HEAD.split("  - id: s02")[0] + "pricing: {kling-v1-6: {std_5s: 1}}\n", encoding="utf-8")
     result = invoke("validate", str(path))
     assert result.stdout == f"{path}: valid: 1 shot, 2 images (2 distinct), est. 1 unit\n"
 
