@@ -528,6 +528,11 @@ class ManifestLock:
             os.fsync(handle.fileno())
         return True
 
+    def live_holder(self) -> LockInfo | None:
+        """The live run holding this lock, if one does (``None`` when free or left by a dead process). Only reads."""
+        holder = self._read()
+        return holder if holder is not None and _alive(holder) else None
+
     def _read(self) -> LockInfo | None:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))

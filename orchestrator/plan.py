@@ -25,13 +25,13 @@ from orchestrator.manifest import (
     LOCK_NAME,
     MANIFEST_NAME,
     SUCCEEDED,
+    UNCONFIRMED,
     LockInfo,
     Manifest,
     ManifestLock,
     ShotRecord,
     load_manifest,
 )
-from orchestrator.manifest import _alive as _lock_holder_alive
 from orchestrator.pricing import Pricing
 from orchestrator.shot import ResolvedProject, ResolvedShot
 
@@ -39,17 +39,27 @@ NEW = "new"
 CHANGED = "changed"
 UNCHANGED = "unchanged"
 FAILED_BEFORE = "failed"
+UNCONFIRMED_BEFORE = "unconfirmed"  # its create may have been billed: settled by the user, never resent by a plan
 REMOVED = "removed"
-CATEGORIES = (NEW, CHANGED, UNCHANGED, FAILED_BEFORE, REMOVED)
-WORK_CATEGORIES = (NEW, CHANGED, FAILED_BEFORE)
+CATEGORIES = (NEW, CHANGED, UNCHANGED, FAILED_BEFORE, UNCONFIRMED_BEFORE, REMOVED)
+# Work a run takes up. An unconfirmed shot is confirmed where the provider can, sent again only on the user's word.
+WORK_CATEGORIES = (NEW, CHANGED, FAILED_BEFORE, UNCONFIRMED_BEFORE)
 
 # How each category is marked in the plan's text form, and what the mark means (the legend).
-MARKS: dict[str, str] = {NEW: "+", CHANGED: "~", UNCHANGED: "=", FAILED_BEFORE: "!", REMOVED: "-"}
+MARKS: dict[str, str] = {
+    NEW: "+",
+    CHANGED: "~",
+    UNCHANGED: "=",
+    FAILED_BEFORE: "!",
+    UNCONFIRMED_BEFORE: "?",
+    REMOVED: "-",
+}
 LEGEND: dict[str, str] = {
     NEW: "new, will render",
     CHANGED: "changed, will rerender",
     UNCHANGED: "unchanged, output kept",
     FAILED_BEFORE: "failed before, will retry",
+    UNCONFIRMED_BEFORE: "unconfirmed, may have been billed: adopt its task or run --resend-unconfirmed",
     REMOVED: "removed from the spec, outputs kept",
 }
 SUMMARY_WORDS: dict[str, str] = {
@@ -57,6 +67,7 @@ SUMMARY_WORDS: dict[str, str] = {
     CHANGED: "changed",
     UNCHANGED: "unchanged",
     FAILED_BEFORE: "to retry",
+    UNCONFIRMED_BEFORE: "unconfirmed",
     REMOVED: "removed",
 }
 
@@ -77,8 +88,9 @@ class PlanEntry:
         return self.category in WORK_CATEGORIES
 
     def units(self, pricing: Pricing) -> float:
-        """What this entry would cost in the next run: nothing unless it renders."""
-        if not self.needs_render or self.shot is None:
+        """What this entry would cost in the next run: nothing unless it renders (an unconfirmed shot is not sent
+        again unless the user asks, see ``orchestrator.api.prepare``)."""
+        if not self.needs_render or self.shot is None or self.category == UNCONFIRMED_BEFORE:
             return 0.0
         return pricing.shot_units(self.shot)
 
@@ -172,6 +184,9 @@ def classify(
         return PlanEntry(
             shot.id, FAILED_BEFORE, shot, record, reason=in_flight_reason(running_in), running_in=running_in
         )
+    if record.status == UNCONFIRMED:
+        reason = f"its create may have been billed; external id {record.external_task_id}"
+        return PlanEntry(shot.id, UNCONFIRMED_BEFORE, shot, record, reason=reason)
     reason = record.error or f"last run left it {record.status}"
     return PlanEntry(shot.id, FAILED_BEFORE, shot, record, reason=reason)
 
@@ -189,8 +204,7 @@ def running_run(folder: Path) -> LockInfo | None:
     Only reads the lock: a plan never takes it.
     """
     # The lock's own reader and liveness check, so the plan agrees with the run that would be refused.
-    holder = ManifestLock(folder / LOCK_NAME)._read()
-    return holder if holder is not None and _lock_holder_alive(holder) else None
+    return ManifestLock(folder / LOCK_NAME).live_holder()
 
 
 def _changes(record: ShotRecord, shot: ResolvedShot) -> tuple[FieldChange, ...]:

@@ -45,6 +45,7 @@ from orchestrator.plan import (
     MARKS,
     NEW,
     UNCHANGED,
+    UNCONFIRMED_BEFORE,
     Plan,
     PlanEntry,
     manifest_path_for,
@@ -69,6 +70,7 @@ STYLES = {
     CHANGED: "yellow",
     UNCHANGED: "dim",
     FAILED_BEFORE: "red",
+    UNCONFIRMED_BEFORE: "bold magenta",
     REMOVED: "magenta",
     ADDED: "green",
 }
@@ -113,6 +115,8 @@ def _plan_detail(entry: PlanEntry) -> str:
         return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else entry.reason
     if entry.category == FAILED_BEFORE:
         return entry.reason if entry.running_in else f"failed before, will retry: {entry.reason}"
+    if entry.category == UNCONFIRMED_BEFORE:
+        return f"unconfirmed ({entry.reason}): adopt its task, or --resend-unconfirmed"
     if entry.category == REMOVED:
         return "removed from the spec (outputs kept)"
     return entry.category

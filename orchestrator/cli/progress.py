@@ -317,6 +317,7 @@ def print_summary(result: RunResult, console: Console, *, spec: str = "SPEC") ->
             style="magenta",
             highlight=False,
             markup=False,
+            soft_wrap=True,  # commands to copy: never broken across lines
         )
     console.print(f"manifest: {result.manifest_path}", highlight=False, markup=False)
     if result.interrupted:
