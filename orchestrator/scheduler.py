@@ -660,7 +660,9 @@ class Scheduler:
             self._set_now(shot_id, PROCESSING, task=task)
         if task.progress and self._progress.get(shot_id) != task.progress:
             self._progress[shot_id] = task.progress
-            self.bus.emit(Event(PROGRESS, shot_id=shot_id, detail=task.progress, data={"progress": task.progress}))
+            # Not a transition: old and new are the state it is in, so a view can say "s01: processing 40%".
+            state = self._record(shot_id).status
+            self.bus.emit(Event(PROGRESS, shot_id=shot_id, old=state, new=state, data={"progress": task.progress}))
 
     async def _deadline_passed(self, shot: ResolvedShot) -> None:
         await self._set(

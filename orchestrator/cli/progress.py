@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli._app import counted, printable
-from orchestrator.events import NOTICE, RUN_FINISHED, RUN_STARTED, SHOT, Event
+from orchestrator.events import NOTICE, PROGRESS, RUN_FINISHED, RUN_STARTED, SHOT, Event
 from orchestrator.manifest import FAILED, PENDING, STATUSES, SUBMITTING, SUCCEEDED, UNCONFIRMED
 from orchestrator.plan import units_label
 
@@ -102,7 +102,7 @@ class PlainView:
         if event.kind == RUN_STARTED:
             for line in settings_lines(event.data):
                 self._console.print(f"{stamp} {line}", highlight=False, markup=False)
-        elif event.kind == SHOT:
+        elif event.kind in (SHOT, PROGRESS):
             self._console.print(printable(f"{stamp} {plain_shot_line(event)}", newlines=False), **_PLAIN)
         elif event.kind == NOTICE:
             self._console.print(printable(f"{stamp} note: {event.detail}", newlines=False), **_PLAIN)
@@ -186,7 +186,7 @@ class LiveView:
     def __call__(self, event: Event) -> None:
         if event.kind == RUN_STARTED:
             self._start(event)
-        elif event.kind == SHOT and event.shot_id is not None and event.new is not None:
+        elif event.kind in (SHOT, PROGRESS) and event.shot_id is not None and event.new is not None:
             self._shot(event.shot_id, event.new, event)
         elif event.kind == NOTICE:
             self._notes = [*self._notes[-2:], printable(event.detail or "", newlines=False)]

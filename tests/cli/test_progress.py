@@ -10,7 +10,7 @@ from rich.console import Console
 
 from orchestrator.api import RunResult
 from orchestrator.cli.progress import JsonView, LiveView, PlainView, estimate_remaining, print_summary
-from orchestrator.events import NOTICE, RUN_FINISHED, RUN_STARTED, SHOT, Event
+from orchestrator.events import NOTICE, PROGRESS, RUN_FINISHED, RUN_STARTED, SHOT, Event
 from orchestrator.plan import Plan
 
 START = Event(
@@ -162,7 +162,8 @@ def test_live_view_shows_progress_queued_and_unconfirmed() -> None:
     t0 = 1_700_000_000.0
     view = LiveView(screen, clock=Clock(t0 + 5))
     view(Event(RUN_STARTED, at=t0, data={**START.data, "shots": ["a", "b", "c"]}))
-    view(shot_event("a", "submitted", "processing", t0 + 1, progress="40%"))
+    view(shot_event("a", "submitted", "processing", t0 + 1, progress="10%"))
+    view(Event(PROGRESS, shot_id="a", old="processing", new="processing", at=t0 + 1.5, data={"progress": "40%"}))
     view(shot_event("b", "pending", "queued", t0 + 1))
     view(shot_event("c", "submitting", "unconfirmed", t0 + 2))
     view(Event(RUN_FINISHED))
@@ -181,7 +182,8 @@ def test_plain_lines_carry_progress_and_the_new_states() -> None:
     view(shot_event("a", "pending", "queued", 1_700_000_000.0))
     view(shot_event("a", "queued", "submitting", 1_700_000_001.0))
     view(shot_event("a", "submitted", "processing", 1_700_000_002.0, progress="40%"))
-    view(shot_event("a", "processing", "processing", 1_700_000_003.0, progress="60%"))
+    # A progress report within one state is an event of its own kind, as the scheduler emits it.
+    view(Event(PROGRESS, shot_id="a", old="processing", new="processing", at=1_700_000_003.0, data={"progress": "60%"}))
     view(Event(SHOT, shot_id="b", old="submitting", new="unconfirmed", detail="no answer to the create"))
     lines = [line.split(" ", 1)[1] for line in buffer.getvalue().splitlines()]
     assert lines == [
