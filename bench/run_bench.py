@@ -3,6 +3,11 @@
     .venv/bin/python bench/run_bench.py            # N=200, concurrency 50, render 1 s +/-5 %
     .venv/bin/python bench/run_bench.py --verbose  # plus where the time goes (see ``breakdown``)
     .venv/bin/python bench/run_bench.py --n 60 --jitter 0.25 --dump figures.json
+    .venv/bin/python bench/run_bench.py --dialect gateway   # the simulator as CometAPI really is (or kling, all)
+
+``--dialect`` picks which provider the simulator imitates (``cometapi``, the seed contract with a list and a lookup;
+``kling``, Kling direct with JWTs; ``gateway``, CometAPI's new-api gateway, with wrapped answers, no list, no lookup
+and a table that shows a task a moment after its create) and the client that goes with it; ``all`` runs each.
 
 For each of ``orchestrator`` (our scheduler, default polling policy) and ``naive`` (asyncio.gather + a semaphore +
 polling every ``--naive-interval`` seconds, written here only) it starts a fresh simulator in cheap-video mode, runs
@@ -100,7 +105,6 @@ async def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from orchestrator.api import arun_project
     from orchestrator.events import SHOT, Event
     from orchestrator.polling import PollPolicy
-    from orchestrator.providers.cometapi import CometAPIProvider
 
     project = make_project(args.n, work)
     lags: list[float] = []
@@ -117,7 +121,7 @@ async def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             done_at.append(event.at)
 
     started = time.time()
-    async with CometAPIProvider(base_url=args.base_url, api_key="local-simulator-key", name="local") as provider:
+    async with client_for(args.dialect, args.base_url) as provider:
         result = await arun_project(
             project,
             provider=provider,
@@ -144,6 +148,20 @@ async def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
+def client_for(dialect: str, base_url: str) -> Any:
+    """The client the factory would give for a simulator of ``dialect`` at ``base_url`` (which runs elsewhere)."""
+    from orchestrator.providers.cometapi import GATEWAY_CAPABILITIES, SIMULATOR_CAPABILITIES, CometAPIProvider
+    from orchestrator.providers.kling import KlingProvider
+    from orchestrator.providers.local import LocalSimulator
+
+    if dialect == "kling":
+        keys = {"access_key": LocalSimulator.LOCAL_ACCESS_KEY, "secret_key": LocalSimulator.LOCAL_SECRET_KEY}
+        return KlingProvider(base_url=base_url, name="local", **keys)
+    capabilities = GATEWAY_CAPABILITIES if dialect == "gateway" else SIMULATOR_CAPABILITIES
+    key = LocalSimulator.LOCAL_API_KEY
+    return CometAPIProvider(base_url=base_url, api_key=key, name="local", capabilities=capabilities)
+
+
 def _phase_medians(phases: dict[str, dict[str, float]]) -> dict[str, float]:
     """Median seconds of each step: create (submitting -> submitted), wait (submitted -> downloading), download."""
     steps = {
@@ -166,8 +184,8 @@ async def run_naive(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from orchestrator.providers.cometapi import build_request_body
 
     project = make_project(args.n, work)
-    route = f"{args.base_url}/kling/v1/videos/multi-image2video"
-    headers = {"Authorization": "Bearer local-simulator-key"}
+    route = f"{args.base_url}{'' if args.dialect == 'kling' else '/kling'}/v1/videos/multi-image2video"
+    headers = {"Authorization": f"Bearer {_naive_token(args.dialect)}"}
     semaphore = asyncio.Semaphore(args.concurrency)
     lags: list[float] = []
     done_at: list[float] = []
@@ -185,7 +203,10 @@ async def run_naive(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             task_id = answer.json()["data"]["task_id"]
             while True:
                 await asyncio.sleep(args.naive_interval)
-                data = (await client.get(f"{route}/{task_id}", headers=headers)).json()["data"]
+                answer = await client.get(f"{route}/{task_id}", headers=headers)
+                if answer.status_code != 200:
+                    continue  # the gateway's "task_not_exist" right after a create: ask again
+                data = _naive_task(answer.json())
                 if data["task_status"] in ("succeed", "failed"):
                     lags.append(time.time() - data["updated_at"] / 1000)
                     break
@@ -206,6 +227,26 @@ async def run_naive(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
+def _naive_token(dialect: str) -> str:
+    from orchestrator.providers.local import LocalSimulator
+
+    if dialect != "kling":
+        return LocalSimulator.LOCAL_API_KEY
+    import jwt
+
+    now = int(time.time())
+    claims = {"iss": LocalSimulator.LOCAL_ACCESS_KEY, "exp": now + 1800, "nbf": now - 5}
+    return jwt.encode(claims, LocalSimulator.LOCAL_SECRET_KEY, algorithm="HS256", headers={"typ": "JWT"})
+
+
+def _naive_task(body: dict[str, Any]) -> dict[str, Any]:
+    """The Kling task in a query's answer: flat, or one or two levels down the gateway's wrapper."""
+    data: dict[str, Any] = body["data"]
+    while "task_status" not in data and isinstance(data.get("data"), dict):
+        data = data["data"]
+    return data
+
+
 def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         runner = run_ours if args.child == "orchestrator" else run_naive
@@ -222,7 +263,9 @@ def child(args: argparse.Namespace) -> None:
 def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 
-    options = SimulatorOptions(render_time=args.render, render_jitter=args.jitter, cheap_video=True, seed=args.seed)
+    options = SimulatorOptions(
+        render_time=args.render, render_jitter=args.jitter, cheap_video=True, seed=args.seed, dialect=args.dialect
+    )
     with LocalSimulator(options) as simulator:
         command = [
             sys.executable,
@@ -231,6 +274,7 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
             mode,
             "--base-url",
             simulator.base_url,
+            *("--dialect", args.dialect),
             *("--n", str(args.n), "--concurrency", str(args.concurrency), "--rps", str(args.rps)),
             *("--naive-interval", str(args.naive_interval)),
             *(("--poll", args.poll) if args.poll else ()),
@@ -348,6 +392,7 @@ def main() -> None:
     parser.add_argument("--rps", type=float, default=1000.0)
     parser.add_argument("--naive-interval", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dialect", choices=["cometapi", "kling", "gateway", "all"], default="cometapi")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--poll", help='PollPolicy overrides as JSON, e.g. {"tail_fraction": 0.03}')
     parser.add_argument("--dump", type=Path, help="write every figure (timelines included) as JSON to this file")
@@ -364,6 +409,16 @@ def main() -> None:
         f"ideal={ideal:g} s; naive polls every {args.naive_interval:g} s"
     )
     dumped: dict[str, Any] = {}
+    dialects = ["cometapi", "kling", "gateway"] if args.dialect == "all" else [args.dialect]
+    for dialect in dialects:
+        if len(dialects) > 1:
+            print(f"dialect {dialect}:", flush=True)
+        run_dialect(argparse.Namespace(**{**vars(args), "dialect": dialect}), dumped.setdefault(dialect, {}))
+    if args.dump:
+        args.dump.write_text(json.dumps(dumped))
+
+
+def run_dialect(args: argparse.Namespace, dumped: dict[str, Any]) -> None:
     for mode in [args.only] if args.only else ["orchestrator", "naive"]:
         figures = dumped[mode] = measure(mode, args)
         print(report(mode, figures, args), flush=True)
@@ -372,8 +427,6 @@ def main() -> None:
             print("   ", figures["routes"], figures.get("phases", ""), extra, flush=True)
             if mode == "orchestrator":
                 print("\n".join(breakdown(figures, args)), flush=True)
-    if args.dump:
-        args.dump.write_text(json.dumps(dumped))
 
 
 if __name__ == "__main__":

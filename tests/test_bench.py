@@ -49,3 +49,17 @@ def test_breakdown_accounts_for_every_slot_second(bench: ModuleType) -> None:
     # 2 slots x 1.95 s = 3.9 slot-seconds: 2.9 of render, 0.02 x 3 before it, 0.03 x 3 lag, the rest (0.85) idle.
     assert "3.9 = slot->sent 0.0 + sent->render start 0.0 + render 2.9" in lines[1]
     assert "render end->detected 0.1" in lines[1] and "idle 0.8" in lines[1]
+
+
+def test_the_naive_baseline_finds_the_kling_task_in_every_dialects_answer(bench: ModuleType) -> None:
+    task = {"task_id": "1", "task_status": "succeed"}
+    assert bench._naive_task({"code": 0, "data": task}) == task
+    assert bench._naive_task({"code": "success", "data": {"status": "SUCCESS", "data": task}}) == task
+    wrapped = {"code": "success", "data": {"status": "SUCCESS", "data": {"code": 0, "data": task}}}
+    assert bench._naive_task(wrapped) == task
+
+
+def test_each_dialect_is_benchmarked_with_the_client_the_factory_would_give(bench: ModuleType) -> None:
+    caps = {d: bench.client_for(d, "http://127.0.0.1:9").capabilities for d in ("cometapi", "kling", "gateway")}
+    assert caps["gateway"].can_confirm is False and caps["kling"].absence_is_proof is True
+    assert caps["cometapi"].list_tasks is True
