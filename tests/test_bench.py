@@ -63,3 +63,13 @@ def test_each_dialect_is_benchmarked_with_the_client_the_factory_would_give(benc
     caps = {d: bench.client_for(d, "http://127.0.0.1:9").capabilities for d in ("cometapi", "kling", "gateway")}
     assert caps["gateway"].can_confirm is False and caps["kling"].absence_is_proof is True
     assert caps["cometapi"].list_tasks is True
+
+
+def test_the_bench_client_uses_the_simulators_own_keys(bench: ModuleType) -> None:
+    from orchestrator.providers.local import LocalSimulator
+
+    assert bench.LOCAL_API_KEY == LocalSimulator.LOCAL_API_KEY
+    assert (bench.LOCAL_ACCESS_KEY, bench.LOCAL_SECRET_KEY) == (
+        LocalSimulator.LOCAL_ACCESS_KEY,
+        LocalSimulator.LOCAL_SECRET_KEY,
+    )
