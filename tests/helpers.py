@@ -57,3 +57,17 @@ def hand_shot(shot_id: str, *, images: tuple[ImageRef, ...], **overrides: Any) -
     }
     fields.update(overrides)
     return fingerprinted(ResolvedShot(**fields))
+
+
+def write_two_board_spec(folder: Path, n: int, *, project: str, concurrency: int | None = None) -> Path:
+    """``folder/project.yaml``: ``n`` shots ``shot0..`` over two boards, rendered locally into ``folder/out``.
+
+    ``concurrency`` (with 100 requests/s) sets the spec's limits; without it the defaults apply.
+    """
+    for k in range(2):
+        write_board(folder / f"b{k}.png", (400, 300), (60 * k, 90, 120))
+    shots = "".join(f"  - {{id: shot{i}, images: [b0.png, b1.png], prompt: 'pan {i}'}}\n" for i in range(n))
+    limits = f"limits: {{concurrency: {concurrency}, requests_per_second: 100}}\n" if concurrency else ""
+    spec = folder / "project.yaml"
+    spec.write_text(f"version: 1\nproject: {project}\noutput_dir: out\nprovider: local\n{limits}shots:\n{shots}")
+    return spec

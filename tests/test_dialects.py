@@ -17,7 +17,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from PIL import Image
 
 from orchestrator.adopt import aadopt
 from orchestrator.api import SIMULATOR_STATE_DIR, arun_project
@@ -27,6 +26,7 @@ from orchestrator.polling import PollPolicy
 from orchestrator.providers import open_provider
 from orchestrator.providers.base import Provider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
+from tests.helpers import write_two_board_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DIALECTS = ("cometapi", "kling", "gateway")
@@ -36,15 +36,7 @@ POLL = PollPolicy(initial_estimate=0.3, min_interval=0.02, max_interval=0.2, dea
 
 
 def write_spec(folder: Path, n: int, *, concurrency: int = 4) -> Path:
-    for k in range(2):
-        Image.new("RGB", (400, 300), (60 * k, 90, 120)).save(folder / f"b{k}.png")
-    shots = "".join(f"  - {{id: shot{i}, images: [b0.png, b1.png], prompt: 'pan {i}'}}\n" for i in range(n))
-    spec = folder / "project.yaml"
-    spec.write_text(
-        "version: 1\nproject: dialects\noutput_dir: out\nprovider: local\n"
-        f"limits: {{concurrency: {concurrency}, requests_per_second: 100}}\nshots:\n{shots}"
-    )
-    return spec
+    return write_two_board_spec(folder, n, project="dialects", concurrency=concurrency)
 
 
 @asynccontextmanager

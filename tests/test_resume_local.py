@@ -14,13 +14,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 import orchestrator.providers.local as local
 from orchestrator.api import SIMULATOR_STATE_DIR, run_project
 from orchestrator.manifest import SUCCEEDED, load_manifest
 from orchestrator.providers.local import SimulatorOptions
 from orchestrator.providers.local.persist import JOURNAL_NAME
+from tests.helpers import write_two_board_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 # The embedded simulator's defaults (3 s renders of full-size animatics) made quick: 1 s renders, tiny videos.
@@ -28,15 +28,7 @@ QUICK = {"render_time": 1.0, "render_jitter": 0.1, "cheap_video": True}
 
 
 def write_spec(folder: Path, n: int) -> Path:
-    for k in range(2):
-        Image.new("RGB", (400, 300), (60 * k, 90, 120)).save(folder / f"b{k}.png")
-    shots = "".join(f"  - {{id: shot{i}, images: [b0.png, b1.png], prompt: 'pan {i}'}}\n" for i in range(n))
-    spec = folder / "project.yaml"
-    spec.write_text(
-        "version: 1\nproject: resume\noutput_dir: out\nprovider: local\n"
-        f"limits: {{concurrency: {n}, requests_per_second: 100}}\nshots:\n{shots}"
-    )
-    return spec
+    return write_two_board_spec(folder, n, project="resume", concurrency=n)
 
 
 def start_killable_run(spec: Path) -> subprocess.Popen[bytes]:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 import orchestrator.providers.local as local
 from orchestrator.api import SIMULATOR_STATE_DIR, run_project
@@ -17,17 +16,13 @@ from orchestrator.cli import cli
 from orchestrator.manifest import SUCCEEDED, UNCONFIRMED, load_manifest
 from orchestrator.options import RetryPolicy
 from orchestrator.providers.local import SimulatorOptions
+from tests.helpers import write_two_board_spec
 
 QUICK = {"render_time": 0.2, "render_jitter": 0.0, "cheap_video": True, "seed": 2, "not_visible_for": 0.0}
 
 
 def write_spec(folder: Path, n: int) -> Path:
-    for k in range(2):
-        Image.new("RGB", (400, 300), (60 * k, 90, 120)).save(folder / f"b{k}.png")
-    shots = "".join(f"  - {{id: shot{i}, images: [b0.png, b1.png], prompt: 'pan {i}'}}\n" for i in range(n))
-    spec = folder / "project.yaml"
-    spec.write_text(f"version: 1\nproject: unconfirmed\noutput_dir: out\nprovider: local\nshots:\n{shots}")
-    return spec
+    return write_two_board_spec(folder, n, project="unconfirmed")
 
 
 @pytest.fixture
