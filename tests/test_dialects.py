@@ -196,3 +196,15 @@ def test_sigkill_mid_run_then_resume_bills_nothing_twice(tmp_path: Path, dialect
     else:
         assert statuses == {SUCCEEDED}, resumed.stderr
         assert resumed.returncode == 0
+
+
+@pytest.mark.anyio
+async def test_a_model_the_gateway_has_no_channel_for_stops_the_run_with_one_line(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, 3)
+    async with local("gateway", disabled_models=frozenset({"kling-v1-6"})) as provider:
+        result = await arun_project(spec, provider=provider, retry=RETRY, poll=POLL)
+        assert simulator_of(provider).stats().submissions == {}
+    assert result.aborted is not None and "not enabled" in result.aborted and "kling-v1-6" in result.aborted
+    assert "\n" not in result.aborted and result.exit_code == 1
+    # Nothing was created: every shot may be sent once the model is enabled (none is failed or unconfirmed).
+    assert set(result.statuses.values()) == {"pending"}
