@@ -487,7 +487,8 @@ def read_database(path: Path) -> FolderState:
     """The ``FolderState`` in a ``renders.db``, read-only: safe while a run writes to it."""
     if not path.is_file():
         raise StoreError(f"{path}: no render store here", path=str(path))
-    connection = _connect(path, readonly=True)
+    # Read-write where we may (nothing is written): a read-only connection would leave its -wal and -shm behind.
+    connection = _connect(path, readonly=not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK))
     try:
         return _read_state(connection, path)
     finally:
@@ -503,7 +504,7 @@ def load_state(path: Path) -> FolderState:
     if path.is_dir():
         database = path / DATABASE_NAME
         return read_database(database) if database.exists() else snapshot.read_snapshot(path / MANIFEST_NAME)
-    if path.name == DATABASE_NAME or _looks_like_sqlite(path):
+    if path.name == DATABASE_NAME or _starts_like_sqlite(path):
         return read_database(path)
     return snapshot.read_snapshot(path)
 
@@ -570,6 +571,7 @@ def _build(path: Path, state: FolderState) -> None:
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     """A connection to a checked store: ours, whole, of a version this tool knows. Writes nothing before that."""
+    _check_header(path)
     target = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
     try:
         connection = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False, timeout=10)
@@ -585,16 +587,25 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return connection
 
 
-def _check(connection: sqlite3.Connection, path: Path) -> None:
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse another program's file, or a newer store, from its first 100 bytes: before SQLite opens it at all,
+    since even reading a database can make SQLite write to it (recovering its log)."""
     try:
-        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        verdict = connection.execute("PRAGMA quick_check").fetchone()[0] if application_id == APPLICATION_ID else "ok"
-    except sqlite3.DatabaseError as exc:
-        raise StoreCorruptError(
-            f"{path}: not a readable database ({exc}); it was left untouched", path=str(path)
-        ) from None
+        with path.open("rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the store ({exc.strerror or exc})", path=str(path)) from None
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        what = "an empty file" if not header else "not an SQLite database"
+        raise StoreCorruptError(f"{path}: not a readable database ({what}); it was left untouched", path=str(path))
+    version, application_id = int.from_bytes(header[60:64], "big"), int.from_bytes(header[68:72], "big")
+    _check_identity(path, application_id=application_id, version=version)
+
+
+def _check_identity(path: Path, *, application_id: int, version: int) -> None:
     if application_id != APPLICATION_ID:
         raise ForeignStoreError(
             f"{path}: a database of another program, not an orchestrator render store; it was left untouched "
@@ -607,6 +618,19 @@ def _check(connection: sqlite3.Connection, path: Path) -> None:
             f"{STORE_VERSION}); it was left untouched",
             path=str(path),
         )
+
+
+def _check(connection: sqlite3.Connection, path: Path) -> None:
+    try:
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        verdict = connection.execute("PRAGMA quick_check").fetchone()[0] if application_id == APPLICATION_ID else "ok"
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorruptError(
+            f"{path}: not a readable database ({exc}); it was left untouched", path=str(path)
+        ) from None
+    _check_identity(path, application_id=application_id, version=version)
     if verdict != "ok" or not tables >= _TABLES or version < 1:
         problem = verdict if verdict != "ok" else "tables missing"
         raise StoreCorruptError(f"{path}: the store is damaged ({problem}); it was left untouched", path=str(path))
@@ -725,10 +749,10 @@ def _manifest_version(path: Path) -> object:
         return None
 
 
-def _looks_like_sqlite(path: Path) -> bool:
+def _starts_like_sqlite(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
-            return handle.read(16) == b"SQLite format 3\x00"
+            return handle.read(16) == _SQLITE_MAGIC
     except OSError:
         return False
 
