@@ -210,19 +210,23 @@ class RenderStore:
                 connection.close()
             lock.release()
             raise
-        store.set_facts(
-            salt=state.facts.salt or new_salt(),  # once per folder; kept, so a resume sends the same ids
-            spec_path=spec_path or state.facts.spec_path,
-            spec_sha256=spec_sha256 or state.facts.spec_sha256,
-            spec_version=spec_version,
-            provider=provider or state.facts.provider,
-            tool_version=tool_version or state.facts.tool_version,
-            started_at=now_iso(),
-            finished_at=None,
-        )
-        store.commit_now()
-        if created_from is not None:
-            store.write_snapshot()  # the version-1 file is kept beside; manifest.json becomes the new snapshot
+        try:
+            store.set_facts(
+                salt=state.facts.salt or new_salt(),  # once per folder; kept, so a resume sends the same ids
+                spec_path=spec_path or state.facts.spec_path,
+                spec_sha256=spec_sha256 or state.facts.spec_sha256,
+                spec_version=spec_version,
+                provider=provider or state.facts.provider,
+                tool_version=tool_version or state.facts.tool_version,
+                started_at=now_iso(),
+                finished_at=None,
+            )
+            store.commit_now()
+            if created_from is not None:
+                store.write_snapshot()  # the version-1 file is kept beside; manifest.json becomes the new snapshot
+        except BaseException:
+            store.release()
+            raise
         return store
 
     def close(self, *, finished: bool = True, write_snapshot: bool = True) -> None:
