@@ -8,7 +8,11 @@ them ever reaches a user as a traceback.
     ├── SpecError                   a spec has one or more problems (``.problems``, each with file:line and shot)
     ├── ConfigError                 bad option or environment (missing COMETAPI_KEY, unknown provider, ...)
     ├── ManifestError               manifest unreadable, corrupt or from another project; never overwritten
-    │   └── ManifestLockedError     another run holds the manifest's lock
+    │   ├── ManifestLockedError     another run holds the manifest's lock
+    │   └── StoreError              the render store (renders.db, its snapshot) cannot be used; never repaired
+    │       ├── StoreCorruptError   not a database, damaged pages, or a snapshot that does not parse
+    │       ├── ForeignStoreError   a database some other program made, or another project's store
+    │       └── NewerStoreError     a store written by a newer orchestrator (a schema version this one lacks)
     ├── ProviderError               the provider answered with an error, or could not be reached
     │   ├── TransientError          worth retrying later (``.retry_after`` seconds, if the provider said)
     │   │   ├── RateLimitedError    1302, or HTTP 429 without a business code
@@ -98,6 +102,22 @@ class ManifestError(OrchestratorError):
 
 class ManifestLockedError(ManifestError):
     """Another live run holds the lock on this manifest."""
+
+
+class StoreError(ManifestError):
+    """An output folder's render store cannot be used. ``path`` names the file; it is left exactly as it was."""
+
+
+class StoreCorruptError(StoreError):
+    """The database or snapshot is damaged or is not one at all."""
+
+
+class ForeignStoreError(StoreError):
+    """The file is a database of another program, or the store of another project."""
+
+
+class NewerStoreError(StoreError):
+    """The store was written by a newer orchestrator; this one does not know its schema and will not guess."""
 
 
 class ProviderError(OrchestratorError):
