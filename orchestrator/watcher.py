@@ -48,6 +48,7 @@ class Watch:
     status: str = ""
     task: Task | None = None  # set once a round saw the task end
     seen_at: float = 0.0  # when that round's answer came
+    listed_running: float | None = None  # when the latest round that showed it still running was sent
     alone: bool = False  # the list cannot tell about this task: poll it on its own
     bell: anyio.Event = field(default_factory=anyio.Event)
 
@@ -58,6 +59,15 @@ class Watch:
     def ring(self) -> None:
         self.bell.set()
         self.bell = anyio.Event()
+
+
+def _listed_after_it_ended(watch: Watch, task: Task, *, clock_skew: float) -> bool:
+    """Did a round sent after the task ended (by the provider's own clock, give or take ``clock_skew`` seconds) still
+    show it running? Only that proves the list lags: a task that ended between the last round and the direct
+    question is simply done. Without the provider's end time, a finished task the list never reported is lag."""
+    if task.updated_at is None or watch.listed_running is None:
+        return True
+    return watch.listed_running > task.updated_at / 1000 + clock_skew
 
 
 class TaskWatcher:
@@ -80,8 +90,10 @@ class TaskWatcher:
         min_gap: float,
         enabled: bool = True,
         notify: Callable[[str], None] | None = None,
+        clock_skew: float = 1.0,
     ) -> None:
         self._fetch = fetch
+        self._clock_skew = clock_skew
         self._schedule = schedule
         self._on_seen = on_seen
         self._retry_delay = retry_delay
@@ -151,7 +163,10 @@ class TaskWatcher:
                 if now >= created + overdue_after:
                     task = await ask(watch.task_id)
                     if task is not None and task.status.finished and not watch.settled:
-                        self.give_up(f"the provider's list still showed task {watch.task_id} running after it ended")
+                        if _listed_after_it_ended(watch, task, clock_skew=self._clock_skew):
+                            self.give_up(
+                                f"the provider's list still showed task {watch.task_id} running after it ended"
+                            )
                         watch.task, watch.seen_at = task, time.time()
                     overdue_after *= 2
                     continue
@@ -247,6 +262,7 @@ class TaskWatcher:
                 watch.seen_at = answered
                 watch.ring()
                 continue
+            watch.listed_running = started
             if task.status != watch.status:
                 watch.status = task.status
                 self._on_seen(watch, task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -105,10 +106,36 @@ async def test_a_page_that_falls_short_is_doubled_before_a_task_is_polled_on_its
 async def test_a_list_that_lags_behind_is_caught_by_asking_an_overdue_task_directly(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(3)]
     provider = ListingProvider(render=0.05, stale=True)
-    scheduler = await run(provider, shots, tmp_path)  # FAST_POLL: overdue after 2 x 0.3 s (no render time seen)
+    # FAST_POLL: overdue after 2 x 0.3 s (no render time seen); the list showed them running ~0.5 s after their end.
+    scheduler = await run(provider, shots, tmp_path, clock_skew=0.1)
     assert set(statuses(tmp_path).values()) == {SUCCEEDED}
     assert not scheduler.watcher.enabled and "still showed" in (scheduler.watcher.why_off or "")
     assert provider.requests["get"] >= 1
+
+
+@dataclass
+class EndsWhenAsked(ListingProvider):
+    """A list that is right: the tasks run until the moment they are asked about directly, and end then."""
+
+    ended: dict[str, float] = field(default_factory=dict)
+
+    async def list_tasks(self, *, page_size: int) -> list[Task]:
+        tasks = await super().list_tasks(page_size=page_size)
+        return [t if t.task_id in self.ended else replace(t, status=TaskStatus.PROCESSING, videos=()) for t in tasks]
+
+    async def get_task(self, task_id: str) -> Task:
+        task = await super().get_task(task_id)
+        ended = self.ended.setdefault(task_id, time.time())
+        return replace(task, updated_at=int(ended * 1000))
+
+
+@pytest.mark.anyio
+async def test_a_task_that_ends_between_a_round_and_the_direct_question_is_no_sign_of_lag(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i}") for i in range(3)]
+    provider = EndsWhenAsked(render=0.05)
+    scheduler = await run(provider, shots, tmp_path, clock_skew=0.1)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert scheduler.watcher.enabled and scheduler.watcher.why_off is None  # the list was right: keep listing
 
 
 @pytest.mark.anyio
