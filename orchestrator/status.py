@@ -23,9 +23,11 @@ from orchestrator.manifest import (
     Manifest,
     Render,
     ShotRecord,
+    has_manifest,
     load_manifest,
 )
 from orchestrator.shot import ResolvedProject
+from orchestrator.store.database import SQLITE_MAGIC
 
 # Where ``report`` and ``status`` look when given no target: the current folder, then the usual output folder.
 DEFAULT_LOCATIONS = (Path(MANIFEST_NAME), Path("renders") / MANIFEST_NAME)
@@ -128,8 +130,11 @@ class LocatedManifest:
 
 
 def looks_like_manifest(path: Path) -> bool:
-    """Decided by content, not name: a JSON object with ``manifest_version``."""
+    """Decided by content, not name: a JSON object with ``manifest_version``, or an SQLite file (a store)."""
     try:
+        with path.open("rb") as handle:
+            if handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+                return True  # whether it is ours, and whole, reading it says in one line
         raw = path.read_bytes()
         if not raw.lstrip().startswith(b"{"):
             return False
@@ -149,7 +154,7 @@ def locate_manifest(
     """
     if target is None:
         for candidate in DEFAULT_LOCATIONS:
-            if candidate.is_file():
+            if has_manifest(candidate):
                 return LocatedManifest(candidate, load_manifest(candidate), None)
         raise ConfigError("no manifest.json here nor in ./renders: give a manifest, its folder, or the spec")
     path = Path(target)

@@ -591,7 +591,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return connection
 
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _check_header(path: Path) -> None:
@@ -602,7 +602,7 @@ def _check_header(path: Path) -> None:
             header = handle.read(100)
     except OSError as exc:
         raise StoreError(f"{path}: cannot read the store ({exc.strerror or exc})", path=str(path)) from None
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
         what = "an empty file" if not header else "not an SQLite database"
         raise StoreCorruptError(f"{path}: not a readable database ({what}); it was left untouched", path=str(path))
     version, application_id = int.from_bytes(header[60:64], "big"), int.from_bytes(header[68:72], "big")
@@ -756,7 +756,7 @@ def _manifest_version(path: Path) -> object:
 def _starts_like_sqlite(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
-            return handle.read(16) == _SQLITE_MAGIC
+            return handle.read(16) == SQLITE_MAGIC
     except OSError:
         return False
 
