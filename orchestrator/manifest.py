@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from orchestrator.store.database import RenderStore
     from orchestrator.store.records import FolderState, OutputFile, RenderRecord
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 1  # the format of a version-1 file (one record per shot); snapshots of the store are version 2
 MANIFEST_NAME = "manifest.json"
 
 # A shot's states, in the order a render moves through them (see docs/architecture.md).
@@ -135,9 +135,8 @@ class ShotRecord:
         return record
 
     def to_json(self) -> dict[str, Any]:
-        # Written out by hand: a run serialises every record on each manifest write, and ``dataclasses.asdict``
-        # (a recursive deep copy) was the largest cost of a 200-shot run. Same keys, same order as ``asdict``.
-        # ``request`` dicts are shared, not copied: they are built once per render and never changed in place.
+        # The record as a version-1 file holds it (``save_manifest``): the same keys, in the same order, as
+        # ``dataclasses.asdict``, without its deep copy of every request.
         return {
             "status": self.status,
             "fingerprint": self.fingerprint,
@@ -268,7 +267,7 @@ def _manifest_validator() -> jsonschema.Draft202012Validator:
 
 @dataclass
 class Manifest:
-    """The whole manifest. ``shots`` keeps insertion order (spec order on first run)."""
+    """A folder's facts and its shots' records, in the store's order (the spec's, as of the last run)."""
 
     project: str
     spec_path: str = ""

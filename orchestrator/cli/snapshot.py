@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator.cli._app import cli, handle_errors, printable
+from orchestrator.cli._app import cli, counted, handle_errors, printable
 from orchestrator.errors import ConfigError, StoreError
 from orchestrator.manifest import MANIFEST_NAME
 from orchestrator.store.database import DATABASE_NAME, read_database
@@ -43,7 +43,8 @@ def snapshot_command(target: str | None, output: Path | None) -> None:
         raise StoreError(
             f"{destination}: cannot write the snapshot ({exc.strerror or exc})", path=str(destination)
         ) from None
-    click.echo(printable(f"wrote {destination}: {len(state.shots)} shots, {len(state.renders)} renders"))
+    shots, renders = counted(len(state.shots), "shot"), counted(len(state.renders), "render")
+    click.echo(printable(f"wrote {destination}: {shots}, {renders}"))
 
 
 def store_of(target: str | None) -> Path:
