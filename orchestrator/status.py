@@ -147,7 +147,8 @@ def looks_like_manifest(path: Path) -> bool:
 def locate_manifest(
     target: str | None, *, load_spec: Callable[[], Callable[[Path], ResolvedProject]]
 ) -> LocatedManifest:
-    """The manifest a user means: a manifest file, a folder holding one, or a spec (its output folder's manifest).
+    """The records a user means: of a folder (its store, else its manifest), a snapshot or store file, or a spec
+    (its output folder's). Read only: a version-1 folder is not migrated.
 
     With no target, ``./manifest.json`` then ``./renders/manifest.json``. ``load_spec`` gives the spec loader, asked
     for only when the target turns out to be a spec.
@@ -156,7 +157,7 @@ def locate_manifest(
         for candidate in DEFAULT_LOCATIONS:
             if has_manifest(candidate):
                 return LocatedManifest(candidate, load_manifest(candidate), None)
-        raise ConfigError("no manifest.json here nor in ./renders: give a manifest, its folder, or the spec")
+        raise ConfigError("no renders.db or manifest.json here nor in ./renders: give a folder, a manifest or the spec")
     path = Path(target)
     if path.is_dir():
         return LocatedManifest(path / MANIFEST_NAME, load_manifest(path / MANIFEST_NAME), None)
