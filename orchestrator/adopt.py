@@ -114,7 +114,7 @@ def _open(
     path = out_dir / MANIFEST_NAME
     if not has_manifest(path):
         raise ManifestError(f"{path}: no renders here yet, so there is nothing to attach a task to", path=str(path))
-    store = ManifestStore.open(path, project=project.project)
+    store = ManifestStore.open(path, project=project.project, stamp_run=False)  # not a run: no run times
     try:
         _check_record(store.manifest, shot_id, task_id)
     except BaseException:

@@ -657,8 +657,11 @@ class ManifestStore:
         spec_version: int = 1,
         provider: str = "",
         tool_version: str = "",
+        stamp_run: bool = True,
     ) -> ManifestStore:
         """Take the folder's lock, then open its store (``path`` is ``<folder>/manifest.json``).
+
+        ``stamp_run=False`` for a command that is not a run (``adopt``): the folder's facts are left as they are.
 
         A new folder gets a store; one with only a version-1 ``manifest.json`` is migrated, once. Raises
         ``ManifestLockedError`` while another run holds the folder and ``ManifestError`` (a ``StoreError`` naming
@@ -674,6 +677,7 @@ class ManifestStore:
             spec_version=spec_version,
             provider=provider,
             tool_version=tool_version,
+            stamp_run=stamp_run,
         )
         try:
             return cls(path, store)
