@@ -35,6 +35,7 @@ from orchestrator.manifest import (
     UNCONFIRMED,
     Manifest,
     ManifestStore,
+    has_manifest,
     now_iso,
 )
 from orchestrator.providers.base import Provider, Task, TaskStatus
@@ -111,9 +112,9 @@ def _open(
         raise ConfigError(f"no shot {shot_id!r} in {project.path.name}")
     out_dir = Path(out).resolve() if out is not None else project.output_dir
     path = out_dir / MANIFEST_NAME
-    if not path.exists():
+    if not has_manifest(path):
         raise ManifestError(f"{path}: no renders here yet, so there is nothing to attach a task to", path=str(path))
-    store = ManifestStore.open(path, project=project.project)
+    store = ManifestStore.open(path, project=project.project, stamp_run=False)  # not a run: no run times
     try:
         _check_record(store.manifest, shot_id, task_id)
     except BaseException:

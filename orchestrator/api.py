@@ -35,6 +35,7 @@ from orchestrator.manifest import (
     UNCONFIRMED,
     Manifest,
     ManifestStore,
+    has_manifest,
     read_or_new,
 )
 from orchestrator.options import RetryPolicy, RunOptions
@@ -278,7 +279,7 @@ def prepare(
     out_dir = Path(out).resolve() if out is not None else project.output_dir
     manifest_path = out_dir / MANIFEST_NAME
     pricing = Pricing.from_overrides(project.pricing)
-    existing = read_or_new(manifest_path, project=project.project) if manifest_path.exists() else None
+    existing = read_or_new(manifest_path, project=project.project) if has_manifest(manifest_path) else None
     running_in = running_run(out_dir) if existing is not None else None  # a dry run beside a live run says so
     plan = make_plan(project.shots, existing, manifest_dir=out_dir, running_in=running_in)
     shots, skipped, fresh = select(plan, only=only, force=force)
@@ -403,6 +404,7 @@ async def _run(
             tool_version=__version__,
         )
     )
+    store.follow_spec_order([shot.id for shot in project.shots])
     # Every external id sent from this folder carries its salt: two projects of one name never share an id.
     shots = [replace(shot, salt=store.manifest.salt) for shot in shots]
     bus = EventBus(listeners)

@@ -116,8 +116,9 @@ def side_from_manifest(manifest: Manifest, *, label: str) -> DiffSide:
 
 
 def load_side(arg: str, *, load_spec: SpecLoader | None = None) -> DiffSide:
-    """Read one side: a manifest (a JSON file with ``manifest_version``, or a folder holding ``manifest.json``),
-    ``SPEC@REV``, or a spec file (read with ``load_spec``)."""
+    """Read one side: an output folder (its store, ``renders.db``, or else its ``manifest.json``), a snapshot or a
+    store given as a file (a JSON file with ``manifest_version``, a ``renders.db``), ``SPEC@REV``, or a spec file
+    (read with ``load_spec``). Nothing is written: a version-1 folder is read as it is."""
     path = Path(arg)
     if path.is_dir():
         return side_from_manifest(load_manifest(path / MANIFEST_NAME), label=arg)

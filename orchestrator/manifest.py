@@ -1,9 +1,12 @@
-"""The manifest: the durable truth of a run, one JSON file beside the videos.
+"""Shot records: what a run, ``plan``, ``status``, ``report`` and ``diff`` see of an output folder.
 
-``<out>/manifest.json`` maps each shot id to a record of where its render stands: status, fingerprint, the ids the
-provider knows it by, attempts, the last error, the resolved request (images by sha256, never base64, never a key)
-and its output files with their hashes. Every write is atomic (temp file, fsync, rename) and keeps a ``.bak`` of the
-last good file, so a crash at any moment leaves either the old or the new manifest, never half of one.
+The truth of a folder is its render store, ``<out>/renders.db`` (``orchestrator.store``, docs/store.md), which
+keeps every render of every shot. This module is the view the rest of the code works with: a ``Manifest`` maps each
+shot id to a ``ShotRecord``, where its current render stands (status, fingerprint, the ids the provider knows it
+by, attempts, the last error, the request as sent with images by sha256, its output files with their hashes), with
+its older renders in ``history``. ``ManifestStore`` is the run's window onto the store; ``load_manifest`` reads a
+folder or a snapshot (``manifest.json``, version 1 or 2) without writing. Here too: the shot states, the folder's
+lock, and the version-1 file format that folders made before the store hold.
 """
 
 from __future__ import annotations
@@ -13,20 +16,22 @@ import os
 import secrets
 import socket
 import tempfile
-import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-import anyio.to_thread
 import jsonschema
 
 from orchestrator.errors import ManifestError, ManifestLockedError
 
-MANIFEST_VERSION = 1
+if TYPE_CHECKING:
+    from orchestrator.store.database import RenderStore
+    from orchestrator.store.records import FolderState, OutputFile, RenderRecord
+
+MANIFEST_VERSION = 1  # the format of a version-1 file (one record per shot); snapshots of the store are version 2
 MANIFEST_NAME = "manifest.json"
 
 # A shot's states, in the order a render moves through them (see docs/architecture.md).
@@ -130,9 +135,8 @@ class ShotRecord:
         return record
 
     def to_json(self) -> dict[str, Any]:
-        # Written out by hand: a run serialises every record on each manifest write, and ``dataclasses.asdict``
-        # (a recursive deep copy) was the largest cost of a 200-shot run. Same keys, same order as ``asdict``.
-        # ``request`` dicts are shared, not copied: they are built once per render and never changed in place.
+        # The record as a version-1 file holds it (``save_manifest``): the same keys, in the same order, as
+        # ``dataclasses.asdict``, without its deep copy of every request.
         return {
             "status": self.status,
             "fingerprint": self.fingerprint,
@@ -263,7 +267,7 @@ def _manifest_validator() -> jsonschema.Draft202012Validator:
 
 @dataclass
 class Manifest:
-    """The whole manifest. ``shots`` keeps insertion order (spec order on first run)."""
+    """A folder's facts and its shots' records, in the store's order (the spec's, as of the last run)."""
 
     project: str
     spec_path: str = ""
@@ -328,26 +332,99 @@ class Manifest:
 
 
 def load_manifest(path: Path) -> Manifest:
-    """Read a manifest. A missing file is a ``ManifestError`` too: callers decide whether that is fine."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: no manifest here", path=str(path)) from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read manifest ({exc.strerror})", path=str(path)) from None
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise ManifestError(
-            f"{path}: manifest is corrupt (nested too deeply); it was left untouched", path=str(path)
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            f"{path}: manifest is corrupt (invalid JSON at line {exc.lineno}); "
-            f"it was left untouched, a backup may be at {path.name}.bak",
-            path=str(path),
-        ) from None
-    return Manifest.from_json(data, path=str(path))
+    """What a folder holds, as the in-memory read model: read from its store, never migrated, never written.
+
+    ``path`` is a folder, its ``manifest.json``, its ``renders.db``, or a snapshot anywhere (version 1 or 2). When
+    a ``renders.db`` sits beside ``manifest.json``, the database is the truth and the file is only its snapshot.
+    A missing manifest is a ``ManifestError`` too: callers decide whether that is fine.
+    """
+    from orchestrator.store.database import load_state  # the store is built on this module's names: import late
+
+    return manifest_from_state(load_state(store_source(path)))
+
+
+def store_source(path: Path) -> Path:
+    """What to read for ``path``: the database beside ``<folder>/manifest.json`` when there is one, else ``path``."""
+    from orchestrator.store.database import DATABASE_NAME
+
+    if path.name == MANIFEST_NAME and (path.parent / DATABASE_NAME).is_file():
+        return path.parent / DATABASE_NAME
+    return path
+
+
+def has_manifest(path: Path) -> bool:
+    """Whether ``<folder>/manifest.json`` (or the folder's store beside it) holds anything to read."""
+    return path.exists() or store_source(path) != path
+
+
+def manifest_from_state(state: FolderState) -> Manifest:
+    """The read model of a store's state: per shot its current render as a ``ShotRecord``, older ones in ``history``.
+
+    A shot with no current render yet has no record. ``history`` lists the older renders a version-1 manifest
+    would have kept (see ``start_render``): the store keeps every render, the read model what matters to a reader.
+    """
+    facts = state.facts
+    shots: dict[str, ShotRecord] = {}
+    for row in state.shots:
+        current = state.current(row.shot_id)
+        if current is not None:
+            shots[row.shot_id] = _record_of(current, state.renders_of(row.shot_id))
+    return Manifest(
+        project=facts.project,
+        spec_path=facts.spec_path,
+        spec_sha256=facts.spec_sha256,
+        spec_version=facts.spec_version,
+        provider=facts.provider,
+        salt=facts.salt,
+        tool_version=facts.tool_version,
+        started_at=facts.started_at,
+        finished_at=facts.finished_at,
+        shots=shots,
+    )
+
+
+def _record_of(current: RenderRecord, renders: tuple[RenderRecord, ...]) -> ShotRecord:
+    return ShotRecord(
+        status=current.status,
+        fingerprint=current.fingerprint,
+        external_task_id=current.external_task_id,
+        task_id=current.task_id,
+        attempts=current.attempt,
+        error=current.error,
+        request=current.request,
+        outputs=[Output(o.path, o.sha256, o.bytes) for o in current.outputs],
+        cost=current.cost,
+        charged=current.charged,
+        provider_status=current.provider_status,
+        created_at=renders[0].created_at if renders else current.created_at,  # when the shot was first rendered
+        updated_at=current.updated_at,
+        submitted_at=current.submitted_at,
+        finished_at=current.finished_at,
+        history=[_history_entry(r) for r in renders if r.render_id != current.render_id and _kept(r)],
+    )
+
+
+def _kept(render: RenderRecord) -> bool:
+    return worth_keeping(status=render.status, task_id=render.task_id, has_outputs=bool(render.outputs))
+
+
+def worth_keeping(*, status: str, task_id: str | None, has_outputs: bool) -> bool:
+    """Whether an older render belongs in a shot's ``history``: it has files, a task that may have been paid for
+    without being seen through, or a create that may have reached the provider (so that its ids are not lost)."""
+    return has_outputs or (bool(task_id) and status != FAILED) or status in (SUBMITTING, UNCONFIRMED)
+
+
+def _history_entry(render: RenderRecord) -> Render:
+    return Render(
+        fingerprint=render.fingerprint,
+        task_id=render.task_id,
+        external_task_id=render.external_task_id,
+        outputs=[Output(o.path, o.sha256, o.bytes) for o in render.outputs],
+        request=render.request,
+        finished_at=render.finished_at,
+        cost=render.cost,
+        charged=render.charged,
+    )
 
 
 def _new_file_mode() -> int:
@@ -389,34 +466,12 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def save_manifest(manifest: Manifest, path: Path) -> None:
-    """Write the manifest atomically, first keeping the current file as ``<name>.bak``."""
-    write_manifest_text(path, manifest_text(manifest))
+    """Write ``manifest`` as a version-1 file, atomically: what folders made before the store hold.
 
-
-def manifest_text(manifest: Manifest) -> str:
-    return json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n"
-
-
-def write_manifest_text(path: Path, text: str) -> None:
-    """Keep the current file as ``<name>.bak``, then atomically replace it with ``text``."""
-    if path.exists():
-        _keep_backup(path)
-    write_atomic(path, text)
-
-
-def _keep_backup(path: Path) -> None:
-    # The manifest is only ever replaced, never edited in place, so a hard link to the current file is a complete,
-    # durable copy of the last good version at the cost of a directory entry (a copy of a large manifest on every
-    # one of a run's ~1,000 writes would double the I/O). Filesystems without hard links get a real copy.
-    backup = path.with_name(path.name + ".bak")
-    link = path.with_name(f".{path.name}.bak.{os.getpid()}.tmp")
-    try:
-        link.unlink(missing_ok=True)
-        os.link(path, link)
-        os.replace(link, backup)
-    except OSError:
-        link.unlink(missing_ok=True)
-        write_atomic(backup, path.read_text(encoding="utf-8"))
+    Runs never write this format any more (their truth is ``renders.db``, their snapshot version 2); it is kept to
+    make version-1 folders and files, which every reader and the migration still accept.
+    """
+    write_atomic(path, json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n")
 
 
 def start_render(previous: ShotRecord | None, *, fingerprint: str, request: dict[str, Any]) -> ShotRecord:
@@ -426,12 +481,8 @@ def start_render(previous: ShotRecord | None, *, fingerprint: str, request: dict
     each new attempt gets a fresh, still deterministic external id; it starts again at 0 for a changed request.
     """
     history = list(previous.history) if previous else []
-    # Kept: a render with files, and one that may have been paid for without being seen through (a task id, or a
-    # create that may have reached the provider) so that its ids are not lost.
-    if previous is not None and (
-        previous.outputs
-        or (previous.task_id and previous.status != FAILED)
-        or previous.status in (SUBMITTING, UNCONFIRMED)
+    if previous is not None and worth_keeping(
+        status=previous.status, task_id=previous.task_id, has_outputs=bool(previous.outputs)
     ):
         history.append(
             Render(
@@ -562,36 +613,38 @@ def _not_zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-# --- the store: the manifest of one run, written as it changes -----------------------------------------------------
+# --- the run's view of the store ------------------------------------------------------------------------------------
 
 
 class ManifestStore:
-    """The manifest a run works on: loaded (or created) under the lock, changed in memory, written durably.
+    """The records a run works on, kept in the folder's render store (``renders.db``, see docs/store.md).
 
-    ``commit()`` is a group commit: it returns once a write that includes every change made before the call is on
-    disk. Changes made by many shots while a write is under way share the next write, so 200 shots x 6 changes do
-    not cost 1,200 writes, yet each caller still knows its change is durable before it takes its next step.
-
-    Each record's compact JSON is kept between writes and encoded again only after ``put``/``update`` touched it:
-    encoding all of a 200-shot manifest takes ~3 ms holding the GIL (the event loop), on each of ~100 writes. Change
-    records only through ``put``/``update``; ``save()`` (start and end of a run) encodes everything afresh anyway.
+    The scheduler reads and changes shot records (``record``, ``put``, ``update``); each change goes to the store at
+    once: ``put`` of a new record (``start_render``) is a new render of the shot that becomes its current one, the
+    previous render staying as a row; ``update`` changes the current render's row. ``commit()`` is the store's
+    group commit: it returns once a transaction holding every change made before the call is on disk, and writes
+    only the rows that changed, so its cost does not grow with the number of shots. ``manifest.json``, the
+    snapshot, is written when the run closes the store.
     """
 
-    def __init__(self, path: Path, manifest: Manifest, lock: ManifestLock) -> None:
+    def __init__(self, path: Path, store: RenderStore) -> None:
         self.path = path
-        self.manifest = manifest
-        self._lock = lock
-        self._version = 0
-        self._written = 0
-        self._write_lock: anyio.Lock | None = None
-        self._encoded: dict[str, str] = {}  # shot id -> '"id":{record}' as compact JSON, as of its last put/update
-        self._stale: set[str] = set(manifest.shots)  # records changed since they were encoded
-        self.writes = 0
-        self.write_seconds = 0.0
+        self.manifest = manifest_from_state(store.state())
+        self._store = store
+        self._spec_order: tuple[str, ...] = ()
 
     @property
     def directory(self) -> Path:
         return self.path.parent
+
+    @property
+    def writes(self) -> int:
+        """Transactions committed so far (each a few pages of the log, whatever the number of shots)."""
+        return self._store.commits
+
+    @property
+    def write_seconds(self) -> float:
+        return self._store.commit_seconds
 
     @classmethod
     def open(
@@ -604,115 +657,142 @@ class ManifestStore:
         spec_version: int = 1,
         provider: str = "",
         tool_version: str = "",
+        stamp_run: bool = True,
     ) -> ManifestStore:
-        """Take the lock, then load the manifest at ``path`` (or start a new one). Raises ``ManifestError``."""
-        lock = ManifestLock(path.parent / LOCK_NAME)
-        lock.acquire()
+        """Take the folder's lock, then open its store (``path`` is ``<folder>/manifest.json``).
+
+        ``stamp_run=False`` for a command that is not a run (``adopt``): the folder's facts are left as they are.
+
+        A new folder gets a store; one with only a version-1 ``manifest.json`` is migrated, once. Raises
+        ``ManifestLockedError`` while another run holds the folder and ``ManifestError`` (a ``StoreError`` naming
+        the file) for a store or manifest that cannot be used, which is left untouched.
+        """
+        from orchestrator.store.database import RenderStore  # the store is built on this module's names
+
+        store = RenderStore.open(
+            path.parent,
+            project=project,
+            spec_path=spec_path,
+            spec_sha256=spec_sha256,
+            spec_version=spec_version,
+            provider=provider,
+            tool_version=tool_version,
+            stamp_run=stamp_run,
+        )
         try:
-            manifest = read_or_new(path, project=project)
+            return cls(path, store)
         except BaseException:
-            lock.release()
+            store.release()
             raise
-        manifest.salt = manifest.salt or new_salt()  # once per folder; kept, so a resume sends the same ids
-        manifest.spec_path = spec_path or manifest.spec_path
-        manifest.spec_sha256 = spec_sha256 or manifest.spec_sha256
-        manifest.spec_version = spec_version
-        manifest.provider = provider or manifest.provider
-        manifest.tool_version = tool_version or manifest.tool_version
-        manifest.started_at = now_iso()
-        manifest.finished_at = None
-        return cls(path, manifest, lock)
 
     def record(self, shot_id: str) -> ShotRecord | None:
         return self.manifest.shots.get(shot_id)
 
     def put(self, shot_id: str, record: ShotRecord) -> None:
+        """Start a new render of the shot from ``record`` (a ``start_render`` result): it becomes the current one."""
         self.manifest.shots[shot_id] = record
-        self._stale.add(shot_id)
-        self._version += 1
+        self._new_render(shot_id, record)
 
     def update(self, shot_id: str, **changes: Any) -> ShotRecord:
-        """Change fields of a shot's record in memory (``updated_at`` too); ``commit()`` makes it durable."""
-        record = self.manifest.shots.setdefault(shot_id, ShotRecord(created_at=now_iso()))
+        """Change fields of a shot's record (``updated_at`` too) and of its current render; ``commit()`` makes it
+        durable. A shot with no record yet gets one; a changed fingerprint or request starts a new render."""
+        unknown = [name for name in changes if name not in _RECORD_FIELDS]
+        if unknown:
+            raise AttributeError(f"ShotRecord has no field {unknown[0]!r}")
+        record = self.manifest.shots.get(shot_id)
+        new = record is None
+        if record is None:
+            record = self.manifest.shots[shot_id] = ShotRecord(created_at=now_iso())
         for name, value in changes.items():
-            if not hasattr(record, name):
-                raise AttributeError(f"ShotRecord has no field {name!r}")
             setattr(record, name, value)
         record.updated_at = now_iso()
-        self._stale.add(shot_id)
-        self._version += 1
+        current = self._store.current(shot_id)
+        if new or current is None or self._identity_changed(current, record, changes):
+            self._new_render(shot_id, record)
+        elif fields := _render_changes(changes):
+            self._store.update_render(current.render_id, **fields)
         return record
 
+    def follow_spec_order(self, shot_ids: Sequence[str]) -> None:
+        """Shots are listed in this order (the spec's) in the snapshot this run writes; others after them."""
+        self._spec_order = tuple(shot_ids)
+
     async def commit(self) -> None:
-        """Return once every change made so far is on disk."""
-        wanted = self._version
-        if self._write_lock is None:
-            self._write_lock = anyio.Lock()
-        async with self._write_lock:
-            if self._written >= wanted:
-                return
-            version = self._version
-            # Encode in the event loop (no shot can change a record halfway), only what changed; write in a thread.
-            text = self._compact_text()
-            await anyio.to_thread.run_sync(self._write_text, text)
-            self._written = version
+        """Return once every change made so far is on disk (a group commit, shared with other shots)."""
+        await self._store.commit()
 
     def save(self) -> None:
-        """Write now, synchronously (start and end of a run)."""
-        self._write_snapshot(self.manifest.to_json())
-        self._written = self._version
-        self._stale = set(self.manifest.shots)  # the next commit encodes every record afresh
+        """Commit now, synchronously, on the calling thread."""
+        self._store.commit_now()
 
     def close(self, *, finished: bool = True) -> None:
-        """Final write (with ``finished_at`` when ``finished``), then release the lock."""
+        """Commit (with ``finished_at`` when ``finished``), write the snapshot ``manifest.json``, release the lock."""
         try:
-            if finished:
-                self.manifest.finished_at = now_iso()
-            self.save()
-        finally:
-            self._lock.release()
+            self._store.place_shots([shot_id for shot_id in self._spec_order if self._store.shot(shot_id)])
+        except BaseException:
+            self._store.release()
+            raise
+        self._store.close(finished=finished)
 
     def release(self) -> None:
         """Release the lock without writing: for a command that changed nothing (a refused ``adopt``)."""
-        self._lock.release()
+        self._store.release()
 
-    def _compact_text(self) -> str:
-        """The manifest as compact JSON (what ``to_json`` gives), from the records' cached encodings."""
-        shots = self.manifest.shots
-        for shot_id in self._stale:
-            if shot_id in shots:
-                self._encoded[shot_id] = f"{_compact(shot_id)}:{_compact(shots[shot_id].to_json())}"
-            else:
-                self._encoded.pop(shot_id, None)
-        self._stale.clear()
-        body = ",".join(self._encoded[shot_id] for shot_id in shots)
-        return f'{_compact(self.manifest.head_json())[:-1]},"shots":{{{body}}}}}\n'
+    def _new_render(self, shot_id: str, record: ShotRecord) -> None:
+        render = self._store.new_render(
+            shot_id, fingerprint=record.fingerprint, request=record.request, attempt=record.attempts
+        )
+        state = {name: getattr(record, name) for name in _RENDER_COLUMNS}
+        self._store.update_render(render.render_id, **_render_changes(state))
 
-    def _write_snapshot(self, snapshot: dict[str, Any]) -> None:
-        # The final write is indented for people. During a run the manifest is written compact (``_compact_text``):
-        # ``indent`` makes json fall back to its pure-Python encoder, 3x slower and holding the GIL the whole time.
-        self._write_text(json.dumps(snapshot, indent=2, ensure_ascii=False) + "\n")
+    @staticmethod
+    def _identity_changed(current: RenderRecord, record: ShotRecord, changes: dict[str, Any]) -> bool:
+        # A render is one request: another fingerprint or request is another render, never an edit of this one.
+        from orchestrator.store.records import canonical_request
 
-    def _write_text(self, text: str) -> None:
-        started = time.perf_counter()
-        try:
-            write_manifest_text(self.path, text)
-        except OSError as exc:
-            raise ManifestError(
-                f"{self.path}: cannot write the manifest ({exc.strerror or exc}); the run stops to stay safe",
-                path=str(self.path),
-            ) from None
-        self.writes += 1
-        self.write_seconds += time.perf_counter() - started
+        if "fingerprint" in changes and record.fingerprint != current.fingerprint:
+            return True
+        return "request" in changes and canonical_request(record.request) != current.request_json
 
 
-def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+# ShotRecord fields that are the current render's row, by the render's name for them; the rest (fingerprint and
+# request make the render, history and the times are the store's own) have no column to change.
+_RENDER_COLUMNS: dict[str, str] = {
+    "status": "status",
+    "external_task_id": "external_task_id",
+    "task_id": "task_id",
+    "attempts": "attempt",
+    "error": "error",
+    "outputs": "outputs",
+    "cost": "cost",
+    "charged": "charged",
+    "provider_status": "provider_status",
+    "submitted_at": "submitted_at",
+    "finished_at": "finished_at",
+}
+_RECORD_FIELDS = frozenset(ShotRecord.__dataclass_fields__)
+
+
+def _render_changes(values: dict[str, Any]) -> dict[str, Any]:
+    """The render columns (and values) for changed record fields; fields without a column are left out."""
+    fields: dict[str, Any] = {}
+    for name, value in values.items():
+        column = _RENDER_COLUMNS.get(name)
+        if column is None:
+            continue
+        fields[column] = _output_files(value) if name == "outputs" else value
+    return fields
+
+
+def _output_files(outputs: Iterable[Output]) -> tuple[OutputFile, ...]:
+    from orchestrator.store.records import OutputFile
+
+    return tuple(OutputFile(path=o.path, sha256=o.sha256, bytes=o.bytes) for o in outputs)
 
 
 def read_or_new(path: Path, *, project: str) -> Manifest:
-    """The manifest at ``path`` if there is one (it must belong to ``project``), else a new empty one."""
-    if not path.exists():
+    """What the folder of ``path`` holds (it must belong to ``project``), else a new empty manifest. Reads only."""
+    if not has_manifest(path):
         return Manifest(project=project)
     manifest = load_manifest(path)
     if manifest.project != project:

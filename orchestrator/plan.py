@@ -30,6 +30,7 @@ from orchestrator.manifest import (
     Manifest,
     ManifestLock,
     ShotRecord,
+    has_manifest,
     load_manifest,
 )
 from orchestrator.pricing import Pricing
@@ -242,9 +243,9 @@ def manifest_path_for(project: ResolvedProject, *, out: Path | None = None) -> P
 
 def read_manifest_for(project: ResolvedProject, path: Path) -> Manifest | None:
     """The project's manifest, or ``None`` before its first run. A manifest of another project is an error."""
-    if not path.exists():
+    if not has_manifest(path):
         return None
-    manifest = load_manifest(path)
+    manifest = load_manifest(path)  # the folder's store when it has one
     if manifest.project != project.project:
         raise ManifestError(
             f"{path}: this manifest belongs to project {manifest.project!r}, not {project.project!r}; "

@@ -23,9 +23,11 @@ from orchestrator.manifest import (
     Manifest,
     Render,
     ShotRecord,
+    has_manifest,
     load_manifest,
 )
 from orchestrator.shot import ResolvedProject
+from orchestrator.store.database import SQLITE_MAGIC
 
 # Where ``report`` and ``status`` look when given no target: the current folder, then the usual output folder.
 DEFAULT_LOCATIONS = (Path(MANIFEST_NAME), Path("renders") / MANIFEST_NAME)
@@ -128,8 +130,11 @@ class LocatedManifest:
 
 
 def looks_like_manifest(path: Path) -> bool:
-    """Decided by content, not name: a JSON object with ``manifest_version``."""
+    """Decided by content, not name: a JSON object with ``manifest_version``, or an SQLite file (a store)."""
     try:
+        with path.open("rb") as handle:
+            if handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+                return True  # whether it is ours, and whole, reading it says in one line
         raw = path.read_bytes()
         if not raw.lstrip().startswith(b"{"):
             return False
@@ -142,16 +147,17 @@ def looks_like_manifest(path: Path) -> bool:
 def locate_manifest(
     target: str | None, *, load_spec: Callable[[], Callable[[Path], ResolvedProject]]
 ) -> LocatedManifest:
-    """The manifest a user means: a manifest file, a folder holding one, or a spec (its output folder's manifest).
+    """The records a user means: of a folder (its store, else its manifest), a snapshot or store file, or a spec
+    (its output folder's). Read only: a version-1 folder is not migrated.
 
     With no target, ``./manifest.json`` then ``./renders/manifest.json``. ``load_spec`` gives the spec loader, asked
     for only when the target turns out to be a spec.
     """
     if target is None:
         for candidate in DEFAULT_LOCATIONS:
-            if candidate.is_file():
+            if has_manifest(candidate):
                 return LocatedManifest(candidate, load_manifest(candidate), None)
-        raise ConfigError("no manifest.json here nor in ./renders: give a manifest, its folder, or the spec")
+        raise ConfigError("no renders.db or manifest.json here nor in ./renders: give a folder, a manifest or the spec")
     path = Path(target)
     if path.is_dir():
         return LocatedManifest(path / MANIFEST_NAME, load_manifest(path / MANIFEST_NAME), None)

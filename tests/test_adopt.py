@@ -11,6 +11,7 @@ from orchestrator.adopt import aadopt
 from orchestrator.errors import ConfigError, ManifestError, ServerError
 from orchestrator.manifest import SUBMITTED, SUCCEEDED, UNCONFIRMED, load_manifest
 from orchestrator.shot import ResolvedProject, ResolvedShot
+from orchestrator.store import load_state
 from tests.fake_provider import GATEWAY, FakeProvider, make_shot, run, statuses
 
 
@@ -56,6 +57,7 @@ async def test_adopted_task_is_followed_by_the_next_run_and_nothing_is_created(t
 async def test_adopt_refuses_what_would_attach_the_wrong_task(tmp_path: Path) -> None:
     project, provider = await unconfirmed(tmp_path)
     manifest_before = (tmp_path / "out" / "manifest.json").read_bytes()
+    store_before = load_state(tmp_path / "out")
     cases = {
         "999999": "knows no task 999999",
         task_of(provider, "b"): "already attached to shot b",
@@ -67,8 +69,9 @@ async def test_adopt_refuses_what_would_attach_the_wrong_task(tmp_path: Path) ->
         await aadopt(project, "b", task_of(provider, "a"), provider=provider)
     with pytest.raises(ConfigError, match="no shot 'zz'"):
         await aadopt(project, "zz", "1", provider=provider)
-    # A refused adopt leaves the manifest byte for byte as it was.
+    # A refused adopt leaves the store and its snapshot as they were.
     assert (tmp_path / "out" / "manifest.json").read_bytes() == manifest_before
+    assert load_state(tmp_path / "out") == store_before
 
 
 @pytest.mark.anyio

@@ -243,3 +243,17 @@ def test_diff_json_shape() -> None:
     data = json.loads(json.dumps(diff_to_json(diff_sides(a, b))))
     assert data["shots"][0]["changes"][0] == {"field": "duration", "old": 5, "new": 10}
     assert data["shots"][0]["word_diff"]["prompt"] == "[-prompt of s1-]{+other words+}"
+
+
+def test_a_side_is_read_from_the_store_as_a_folder_or_as_its_database(tmp_path: Path) -> None:
+    from orchestrator.manifest import ManifestStore
+
+    out = tmp_path / "out"
+    store = ManifestStore.open(out / "manifest.json", project="demo")
+    store.update("s1", status="succeeded", fingerprint="f" * 64, request={"prompt": "from the store"}, attempts=1)
+    store.close()
+    stale = Manifest(project="demo", shots={"old": ShotRecord(status="succeeded", request={"prompt": "stale"})})
+    save_manifest(stale, out / "manifest.json")  # a manifest.json that says otherwise: the database is the truth
+    for side in (load_side(str(out)), load_side(str(out / "renders.db"))):
+        assert set(side.shots) == {"s1"} and side.shots["s1"].request == {"prompt": "from the store"}
+    assert set(load_side(str(out / "manifest.json")).shots) == {"s1"}  # beside its database, the file is not read

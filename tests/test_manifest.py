@@ -1,4 +1,4 @@
-"""The manifest store: atomic writes with a backup, group commit, the lock, corrupt and foreign manifests."""
+"""The run's records on the render store: group commit, new renders, the lock, corrupt and foreign manifests."""
 
 from __future__ import annotations
 
@@ -41,14 +41,13 @@ def test_record_json_matches_asdict_and_round_trips() -> None:
     assert ShotRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
 
 
-def test_save_keeps_the_previous_file_as_backup(tmp_path: Path) -> None:
+def test_a_version_1_file_is_written_atomically_without_a_backup(tmp_path: Path) -> None:
     path = tmp_path / "manifest.json"
     save_manifest(Manifest(project="p", shots={"a": ShotRecord(status="pending")}), path)
     save_manifest(Manifest(project="p", shots={"a": ShotRecord(status=SUCCEEDED)}), path)
     assert load_manifest(path).shots["a"].status == SUCCEEDED
-    backup = json.loads((tmp_path / "manifest.json.bak").read_text())
-    assert backup["shots"]["a"]["status"] == "pending"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "manifest.json.bak"]
+    assert json.loads(path.read_text())["manifest_version"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no .bak, no temp file
 
 
 def test_start_render_archives_the_previous_render_and_counts_attempts() -> None:
@@ -80,26 +79,48 @@ async def test_group_commit_makes_changes_durable_with_fewer_writes(tmp_path: Pa
 
 
 @pytest.mark.anyio
-async def test_a_commit_writes_exactly_the_manifest_encoding_only_what_changed(tmp_path: Path) -> None:
+async def test_commits_go_to_the_store_and_manifest_json_is_only_written_at_close(tmp_path: Path) -> None:
     path = tmp_path / "manifest.json"
     save_manifest(Manifest(project="p", shots={"old": ShotRecord(status=SUCCEEDED, task_id="1")}), path)
-    store = ManifestStore.open(path, project="p")
-
-    def on_disk() -> object:
-        return json.loads(path.read_text(encoding="utf-8"))
-
-    store.update("a", status="submitting", external_task_id="p-a-ü")
+    store = ManifestStore.open(path, project="p")  # migrates the version-1 folder
+    snapshot = path.read_bytes()
+    store.update("a", status="submitting", external_task_id="p-a-ü", attempts=1)
     store.put("b", ShotRecord(status="pending", attempts=1))
     await store.commit()
-    assert on_disk() == store.manifest.to_json()
-    encoded = dict(store._encoded)
+    assert path.read_bytes() == snapshot  # a commit writes the database, never the snapshot
+    on_disk = load_manifest(path)  # reads renders.db beside it
+    assert on_disk.shots["a"].external_task_id == "p-a-ü" and on_disk.shots["b"].status == "pending"
     store.update("a", status="submitted", task_id="42")
     await store.commit()
-    assert on_disk() == store.manifest.to_json()
-    assert store._encoded["b"] is encoded["b"] and store._encoded["old"] is encoded["old"]  # not encoded again
-    assert store._encoded["a"] != encoded["a"]
-    store.close()
     assert load_manifest(path).shots["a"].task_id == "42"
+    store.close()
+    written = json.loads(path.read_text(encoding="utf-8"))
+    assert written["manifest_version"] == 2 and list(written["shots"]) == ["old", "a", "b"]
+    assert written["shots"]["a"]["renders"][0]["task_id"] == "42"
+    assert (tmp_path / "manifest.v1.json").exists()
+    assert not _leftovers(tmp_path)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".bak" in p.name or p.name.endswith(".tmp")]
+
+
+@pytest.mark.anyio
+async def test_a_new_render_keeps_the_previous_one_as_a_row(tmp_path: Path) -> None:
+    from orchestrator.store import load_state
+
+    store = ManifestStore.open(tmp_path / "manifest.json", project="p")
+    store.update("a", status=SUCCEEDED, fingerprint="f1", attempts=1, task_id="9", outputs=[Output("a/1.mp4", "h", 1)])
+    store.put("a", start_render(store.record("a"), fingerprint="f2", request={"prompt": "two"}))
+    store.update("a", status="failed", error="refused")
+    store.put("a", start_render(store.record("a"), fingerprint="f3", request={"prompt": "three"}))
+    await store.commit()
+    renders = load_state(tmp_path).renders_of("a")
+    assert [(r.fingerprint, r.status) for r in renders] == [("f1", SUCCEEDED), ("f2", "failed"), ("f3", "pending")]
+    assert load_state(tmp_path).current("a") == renders[-1]
+    # The read model lists what a version-1 history kept: the render with files, not the failed one.
+    assert [h.fingerprint for h in load_manifest(tmp_path).shots["a"].history] == ["f1"]
+    store.close()
 
 
 def test_lock_stops_a_second_run_and_is_released(tmp_path: Path) -> None:
@@ -146,9 +167,12 @@ def test_foreign_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="belongs to project 'other'"):
         ManifestStore.open(path, project="mine")
     assert path.read_text() == before
-    (tmp_path / "x.json").write_text('{"hello": 1}')
-    with pytest.raises(ManifestError, match="not an orchestrator manifest"):
-        ManifestStore.open(tmp_path / "x.json", project="mine")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.json").write_text('{"hello": 1}')
+    with pytest.raises(ManifestError, match=r"manifest\.json: manifest is corrupt"):
+        ManifestStore.open(other / "manifest.json", project="mine")
+    assert (other / "manifest.json").read_text() == '{"hello": 1}'
 
 
 def test_unknown_field_update_is_a_bug_not_silently_stored(tmp_path: Path) -> None:

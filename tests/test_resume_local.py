@@ -17,7 +17,7 @@ import pytest
 
 import orchestrator.providers.local as local
 from orchestrator.api import SIMULATOR_STATE_DIR, run_project
-from orchestrator.manifest import SUCCEEDED, load_manifest
+from orchestrator.manifest import SUCCEEDED, has_manifest, load_manifest
 from orchestrator.providers.local import SimulatorOptions
 from orchestrator.providers.local.persist import JOURNAL_NAME
 from tests.helpers import write_two_board_spec
@@ -51,7 +51,7 @@ def start_killable_run(spec: Path) -> subprocess.Popen[bytes]:
 def wait_for_task_ids(manifest: Path, n: int, *, timeout: float = 30) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if manifest.exists():
+        if has_manifest(manifest):  # the store, while the run works; manifest.json comes at its end
             ids = {sid: r.task_id for sid, r in load_manifest(manifest).shots.items() if r.task_id}
             if len(ids) == n:
                 return ids

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -74,8 +74,9 @@ async def test_external_id_and_task_id_are_on_disk_before_the_next_step(tmp_path
     seen: dict[str, Any] = {}
 
     def on_disk() -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((tmp_path / "manifest.json").read_text())
-        return data["shots"]["s0"]
+        # What another process would read: the store's committed state (its database), not this run's memory.
+        record = load_manifest(tmp_path / "manifest.json").shots["s0"]
+        return {"status": record.status, "external_task_id": record.external_task_id, "task_id": record.task_id}
 
     provider = FakeProvider()
     provider.on_create = lambda s: seen.setdefault("create", on_disk())
@@ -342,18 +343,20 @@ async def test_polls_stay_few_once_render_time_is_known(tmp_path: Path) -> None:
 async def test_a_manifest_that_cannot_be_written_stops_the_run_with_a_manifest_error(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(3)]
     store = open_store(tmp_path)
-    real_write = store._write_text
+    renders = store._store
+    real_write = renders._write_transaction
     writes = [0]
 
-    def failing(text: str) -> None:
+    def failing(*changes: Any) -> None:
+        # The store's one write path: a transaction on the database. A full disk fails it as SQLite would.
         writes[0] += 1
         if writes[0] > 2:
-            raise ManifestError("manifest.json: cannot write the manifest (No space left on device)")
-        real_write(text)
+            raise sqlite3.OperationalError("database or disk is full")
+        real_write(*changes)
 
-    store._write_text = failing  # type: ignore[method-assign]
+    renders._write_transaction = failing  # type: ignore[method-assign]
     scheduler = Scheduler(provider=FakeProvider(), store=store, options=options())
-    with pytest.raises(ManifestError, match="No space left"):
+    with pytest.raises(ManifestError, match=r"renders\.db: cannot write the store \(database or disk is full\)"):
         await scheduler.run(shots)
 
 

@@ -132,9 +132,26 @@ def test_locate_manifest_by_file_folder_or_default(tmp_path: Path, monkeypatch: 
 
 def test_locate_manifest_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"no manifest\.json here"):
+    with pytest.raises(ConfigError, match=r"no renders\.db or manifest\.json here"):
         locate_manifest(None, load_spec=no_spec)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="no such file"):
         locate_manifest("nope.json", load_spec=no_spec)  # type: ignore[arg-type]
     with pytest.raises(ManifestError, match="no manifest here"):
         locate_manifest(str(tmp_path), load_spec=no_spec)  # type: ignore[arg-type]
+
+
+def test_with_no_target_a_folder_whose_run_has_written_no_snapshot_yet_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.manifest import ManifestStore
+
+    store = ManifestStore.open(tmp_path / "renders" / "manifest.json", project="p")  # a first run, still working
+    store.update("s1", status="submitted", fingerprint="f", attempts=1, task_id="7")
+    store.save()
+    try:
+        monkeypatch.chdir(tmp_path)
+        located = locate_manifest(None, load_spec=no_spec)  # type: ignore[arg-type]
+        assert located.manifest.shots["s1"].task_id == "7"
+        assert not (tmp_path / "renders" / "manifest.json").exists()
+    finally:
+        store.release()

@@ -63,6 +63,7 @@ COMMAND_MODULES: dict[str, Lazy] = {
     "diff": Lazy("orchestrator.cli.plan", "Compare two specs, manifests or git revisions of a spec."),
     "report": Lazy("orchestrator.cli.plan", "Write an HTML contact sheet of a manifest."),
     "status": Lazy("orchestrator.cli.plan", "Shots per status, failures and units spent."),
+    "snapshot": Lazy("orchestrator.cli.snapshot", "Write a folder's manifest.json from its render store."),
     "simulate": Lazy("orchestrator.cli.simulate", "Run the Kling-compatible simulator on loopback."),
     "adopt": Lazy("orchestrator.cli.unconfirmed", "Attach a task found at the provider to an unconfirmed shot."),
 }

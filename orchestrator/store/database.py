@@ -189,8 +189,12 @@ class RenderStore:
         spec_version: int = 1,
         provider: str = "",
         tool_version: str = "",
+        stamp_run: bool = True,
     ) -> RenderStore:
         """Take the folder's lock, then open its store: created, or migrated from a version-1 manifest, if need be.
+
+        With ``stamp_run`` (a run), the folder's facts say a run started now, with this spec, provider and tool; a
+        command that is not a run (``adopt``) passes ``False`` and changes nothing it does not mean to.
 
         Raises ``ManifestLockedError`` while another run holds the folder, ``StoreError`` for a store that cannot
         be used (named, left untouched), ``ManifestError`` for an unreadable version-1 manifest.
@@ -211,17 +215,21 @@ class RenderStore:
             lock.release()
             raise
         try:
-            store.set_facts(
-                salt=state.facts.salt or new_salt(),  # once per folder; kept, so a resume sends the same ids
-                spec_path=spec_path or state.facts.spec_path,
-                spec_sha256=spec_sha256 or state.facts.spec_sha256,
-                spec_version=spec_version,
-                provider=provider or state.facts.provider,
-                tool_version=tool_version or state.facts.tool_version,
-                started_at=now_iso(),
-                finished_at=None,
-            )
-            store.commit_now()
+            salt = state.facts.salt or new_salt()  # once per folder; kept, so a resume sends the same ids
+            if stamp_run:
+                store.set_facts(
+                    salt=salt,
+                    spec_path=spec_path or state.facts.spec_path,
+                    spec_sha256=spec_sha256 or state.facts.spec_sha256,
+                    spec_version=spec_version,
+                    provider=provider or state.facts.provider,
+                    tool_version=tool_version or state.facts.tool_version,
+                    started_at=now_iso(),
+                    finished_at=None,
+                )
+            elif salt != state.facts.salt:
+                store.set_facts(salt=salt)
+            store.commit_now()  # nothing to write when nothing changed
             if created_from is not None:
                 store.write_snapshot()  # the version-1 file is kept beside; manifest.json becomes the new snapshot
         except BaseException:
@@ -591,7 +599,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return connection
 
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def _check_header(path: Path) -> None:
@@ -602,7 +610,7 @@ def _check_header(path: Path) -> None:
             header = handle.read(100)
     except OSError as exc:
         raise StoreError(f"{path}: cannot read the store ({exc.strerror or exc})", path=str(path)) from None
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
         what = "an empty file" if not header else "not an SQLite database"
         raise StoreCorruptError(f"{path}: not a readable database ({what}); it was left untouched", path=str(path))
     version, application_id = int.from_bytes(header[60:64], "big"), int.from_bytes(header[68:72], "big")
@@ -756,7 +764,7 @@ def _manifest_version(path: Path) -> object:
 def _starts_like_sqlite(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
-            return handle.read(16) == _SQLITE_MAGIC
+            return handle.read(16) == SQLITE_MAGIC
     except OSError:
         return False
 
