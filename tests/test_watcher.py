@@ -112,6 +112,19 @@ async def test_a_list_that_lags_behind_is_caught_by_asking_an_overdue_task_direc
 
 
 @pytest.mark.anyio
+async def test_rounds_held_back_by_the_rate_cap_do_not_make_the_list_look_lagging(tmp_path: Path) -> None:
+    # 16 creates at 20 requests/s queue for 0.8 s in the bucket, and every round and ask waits behind them: tasks end
+    # "late" by the clock of their flights, and the round that would show them done has not set out yet. Judged from
+    # the clock, they were overdue and the list lagging; judged from when rounds set out, the list is right.
+    shots = [make_shot(f"s{i}") for i in range(16)]
+    provider = ListingProvider(render=0.2)
+    scheduler = await run(provider, shots, tmp_path, concurrency=16, requests_per_second=20)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert scheduler.watcher.enabled and scheduler.watcher.why_off is None
+    assert provider.requests["get"] < len(shots) // 2  # not every task polled on its own
+
+
+@pytest.mark.anyio
 async def test_a_list_that_shows_none_of_our_tasks_is_given_up(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(4)]
     provider = ListingProvider(render=0.1, hidden={shot.external_task_id for shot in shots})  # an empty list
