@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from validate_bench import make_boards, make_spec  # noqa: E402  # the same specs, one generator
+from validate_bench import make_boards, make_spec  # the same specs, one generator
 
 PLAN_GOAL_CPU = 1.5
 VALIDATE_GOAL_WALL = 5.0
