@@ -79,6 +79,9 @@ class _LimitedNamespace(Namespace):
         super().__setitem__(name, value)
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class _LimitedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox: no attribute escapes, and no ``items.append(...)`` changing the vars every later shot
     sees. Jinja's sandbox bounds ``range`` but neither time nor memory, so this one also counts loop iterations and
@@ -99,6 +102,17 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         if sum(map(len, parts)) > MAX_RENDERED:
             raise jinja2.exceptions.SecurityError("result too large")
         return "".join(parts)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `shot.number` on a plain dict: Jinja tries the attribute first and gets there through an AttributeError,
+        # a third of rendering a big spec's prompts. A dict has no attribute of that name, so go straight to the key,
+        # with the same result (the value, or undefined when the key is missing).
+        if obj.__class__ is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int) and abs(right) > 100:
