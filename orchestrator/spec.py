@@ -321,9 +321,11 @@ class _Resolver:
                 close = difflib.get_close_matches(model, sorted(used), n=1)
                 hint = f"; did you mean `{close[0]}`?" if close else ""
                 self._warn(("pricing", model), f"pricing `{model}`: no shot uses this model{hint}", None)
+        # Once per model, not per shot: the clause builds a price list each time.
+        unpriced = {model for model in used if model in KNOWN_MODELS and self._unpriced_clause(model)}
         for shot in shots:
             # An unknown model's warning (see ``_shot``) already says how it is costed.
-            if shot.model in KNOWN_MODELS and self._unpriced_clause(shot.model):
+            if shot.model in unpriced:
                 self._warn(self._model_path(shot.index), _unpriced_warning(shot.model), shot.id)
 
     def _unpriced_clause(self, model: object) -> str:

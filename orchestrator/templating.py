@@ -307,7 +307,11 @@ class TemplateRenderer:
         try:
             ast = self._env.parse(source)
             names = tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
-            return _Compiled(self._env.from_string(_count_loops(ast)), names)
+            template = self._env.from_string(_count_loops(ast))
+            # Jinja keeps a template's globals as a ChainMap over the environment's, and every render copies its keys
+            # into a set (ChainMap iteration is Python code): a plain dict of the same globals, built once, is cheap.
+            template.globals = dict(template.globals)
+            return _Compiled(template, names)
         except jinja2.TemplateSyntaxError as exc:
             where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
             return Rendered(error=f"template syntax error: {exc.message}{where}")

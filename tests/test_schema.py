@@ -291,3 +291,11 @@ def test_requests_per_second_reaches_1000(rps: str, ok: bool) -> None:
     # CometAPI publishes no per-key request limit: a big production may ask for up to 1,000 (the CLI's --rps bound).
     found = problems(SHOTS.replace("project: p", f"project: p\nlimits: {{requests_per_second: {rps}}}"))
     assert (found == []) is ok, found
+
+
+def test_ids_are_checked_by_their_pattern_alone_and_bad_ones_still_worded_by_jsonschema() -> None:
+    # Every shot has an id and no two share one: memoising by value never helps, so a match skips jsonschema.
+    assert {"id", "callback_url"} <= set(schema._validators().quick)
+    assert problems(SHOTS) == []
+    [bad] = problems(SHOTS.replace("id: s1", "id: 's 1'"))
+    assert (bad.line, bad.shot) == (4, "s 1") and "id" in bad.message
