@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,22 +25,28 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 def render_fields(shot: ResolvedShot) -> dict[str, Any]:
     """The render-relevant fields of a shot as plain JSON values: what the fingerprint hashes and plan compares."""
+    return _render_fields(vars(shot))
+
+
+def _render_fields(shot: Mapping[str, Any]) -> dict[str, Any]:
+    # From the shot's fields by name: the resolver has them in a dict before the shot exists (see ``fingerprint_of``).
+    static_mask = shot["static_mask"]
     return {
-        "model": shot.model,
-        "mode": shot.mode,
-        "duration": shot.duration,
-        "cfg_scale": shot.cfg_scale,
-        "aspect_ratio": shot.aspect_ratio,
-        "prompt": shot.prompt,
-        "negative_prompt": shot.negative_prompt,
-        "images": [image.identity for image in shot.images],
-        "static_mask": shot.static_mask.identity if shot.static_mask else None,
+        "model": shot["model"],
+        "mode": shot["mode"],
+        "duration": shot["duration"],
+        "cfg_scale": shot["cfg_scale"],
+        "aspect_ratio": shot["aspect_ratio"],
+        "prompt": shot["prompt"],
+        "negative_prompt": shot["negative_prompt"],
+        "images": [image.identity for image in shot["images"]],
+        "static_mask": static_mask.identity if static_mask else None,
         "dynamic_masks": [
             {
                 "mask": group.mask.identity,
                 "trajectories": [[p.x, p.y] for p in group.trajectories],
             }
-            for group in shot.dynamic_masks
+            for group in shot["dynamic_masks"]
         ],
     }
 
@@ -50,7 +57,13 @@ def canonical_json(value: Any) -> str:
 
 def fingerprint(shot: ResolvedShot) -> str:
     """The hex sha256 of the shot's render fields (the shot's own ``fingerprint`` attribute is ignored)."""
-    document = {"v": FINGERPRINT_VERSION, **render_fields(shot)}
+    return fingerprint_of(vars(shot))
+
+
+def fingerprint_of(fields: Mapping[str, Any]) -> str:
+    """``fingerprint`` of the shot these ``ResolvedShot`` fields would make (every render field given), without
+    making it: the resolver builds each of a big spec's shots once, not once more just to hash it."""
+    document = {"v": FINGERPRINT_VERSION, **_render_fields(fields)}
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 

@@ -71,8 +71,4 @@ class RunOptions:
     # for and keep rendering meanwhile). Giving up stops the run like an account error; every shot stays resumable.
     unreachable_at_start: float = 3.0
     unreachable_after: float = 300.0
-    # How far the provider's clock may be from ours, in seconds: its own timestamps (a task's end) are trusted only
-    # beyond this (see TaskWatcher: a list is judged to lag only when it showed a task running this long after it
-    # ended).
-    clock_skew: float = 1.0
     seed: int | None = None

@@ -12,6 +12,7 @@ Each shot falls in one category:
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -125,50 +126,103 @@ def output_file(base: Path, relative: str) -> Path | None:
     A manifest is a file anyone can edit: an output path that is absolute, climbs out of ``base`` (``../``, a
     symlink) or names a device or FIFO (``/dev/zero`` would be hashed forever) is treated as missing, never opened.
     """
+    try:
+        found = _regular_file_inside(os.path.realpath(base), relative)
+    except (OSError, ValueError):
+        return None
+    return Path(found[0]) if found is not None else None
+
+
+def _regular_file_inside(root: str, relative: str) -> tuple[str, os.stat_result] | None:
+    """``relative``'s real path under ``root`` (a real path itself) and its ``stat``, if it is a regular file there.
+
+    The usual output path (``shot/file.mp4``, no symlink) is checked with one ``lstat`` per part: resolving every
+    path in full (``Path.resolve``, twice per output) was the largest cost of planning a big production. Anything
+    else (a symlink, ``..``, ``.``) is resolved in full and must still land inside ``root``.
+    """
     if not isinstance(relative, str) or not relative or "\\" in relative or "\0" in relative:
         return None  # not a str: the manifest's types are not checked on load
-    if Path(relative).is_absolute():
+    if os.path.isabs(relative):
         return None
-    try:
-        root = base.resolve()
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root) or not stat.S_ISREG(path.stat().st_mode):
+    parts = relative.split("/")
+    path, info = root, None
+    if "" not in parts and "." not in parts and ".." not in parts:
+        for part in parts:
+            path = f"{path}/{part}" if path != "/" else f"/{part}"
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                info = None
+                break
+    if info is None:
+        path = os.path.realpath(os.path.join(root, relative))
+        if os.path.commonpath((root, path)) != root:
             return None
-    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop on older Pythons
-        return None
-    return path
+        info = os.stat(path)
+    return (path, info) if stat.S_ISREG(info.st_mode) else None
 
 
 def outputs_intact(record: ShotRecord, base: Path, *, verify_hash: bool = True) -> bool:
     """True when every recorded output exists inside ``base`` with its recorded size (and, by default, sha256)."""
+    return _outputs_intact(record, os.path.realpath(base), verify_hash=verify_hash)
+
+
+def _outputs_intact(record: ShotRecord, root: str, *, verify_hash: bool = True) -> bool:
     if not record.outputs:
         return False
     for output in record.outputs:
-        path = output_file(base, output.path)
-        if path is None:
-            return False
         try:
-            if path.stat().st_size != output.bytes:
+            found = _regular_file_inside(root, output.path)
+            if found is None or found[1].st_size != output.bytes:
                 return False
-            if verify_hash and _sha256_file(path) != output.sha256:
+            if verify_hash and file_sha256(found[0]) != output.sha256:
                 return False
-        except OSError:
+        except (OSError, ValueError):
             return False
     return True
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class _Identity:
+    """What changes when a file's bytes may have: ``ctime`` too, which even a write that puts ``mtime`` back moves."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, info: os.stat_result) -> _Identity:
+        return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+# sha256 of the outputs this process has hashed, by path, with the identity the file had when it was read. Planning
+# again (the API, a review app, ``run`` after ``plan`` in one process) hashes only files whose identity changed.
+_HASHES: dict[str, tuple[_Identity, str]] = {}
+_MAX_HASHES = 200_000  # about 40 MB at most; past it the cache starts afresh
+
+
+def file_sha256(path: str) -> str:
+    """The file's sha256, from this process's cache while its device, inode, size, mtime and ctime are unchanged."""
+    with open(path, "rb") as handle:
+        identity = _Identity.of(os.fstat(handle.fileno()))  # before reading: a write meanwhile moves it on
+        cached = _HASHES.get(path)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    if len(_HASHES) >= _MAX_HASHES:
+        _HASHES.clear()
+    _HASHES[path] = (identity, digest)
+    return digest
 
 
 def classify(
-    shot: ResolvedShot, record: ShotRecord | None, base: Path, *, running_in: LockInfo | None = None
+    shot: ResolvedShot, record: ShotRecord | None, base: Path | str, *, running_in: LockInfo | None = None
 ) -> PlanEntry:
-    """The shot's category. ``running_in``: the live run holding the output folder's lock, if any."""
+    """The shot's category. ``running_in``: the live run holding the output folder's lock, if any.
+
+    ``base`` is the output folder; a ``str`` is taken as its real path already (``make_plan`` resolves it once).
+    """
     if record is None:
         return PlanEntry(shot.id, NEW, shot=shot, reason="not rendered before")
     if record.fingerprint != shot.fingerprint:
@@ -177,7 +231,8 @@ def classify(
         reason = "changed: " + ", ".join(c.describe() for c in changes) if changes else "changed: fingerprint"
         return PlanEntry(shot.id, CHANGED, shot, record, fields, reason, changes)
     if record.status == SUCCEEDED:
-        if outputs_intact(record, base):
+        root = base if isinstance(base, str) else os.path.realpath(base)
+        if _outputs_intact(record, root):
             return PlanEntry(shot.id, UNCHANGED, shot, record)
         return PlanEntry(shot.id, FAILED_BEFORE, shot, record, reason="output missing or modified")
     if running_in is not None and record.status != FAILED:
@@ -226,7 +281,8 @@ def make_plan(
     """
     records = manifest.shots if manifest else {}
     shots = list(shots)
-    entries = [classify(shot, records.get(shot.id), manifest_dir, running_in=running_in) for shot in shots]
+    root = os.path.realpath(manifest_dir)  # once, not per output
+    entries = [classify(shot, records.get(shot.id), root, running_in=running_in) for shot in shots]
     present = {shot.id for shot in shots}
     entries += [
         PlanEntry(shot_id, REMOVED, record=record, reason="no longer in the spec")

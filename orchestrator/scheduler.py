@@ -187,7 +187,6 @@ class Scheduler:
             min_gap=self.options.poll.batch_min_interval,
             enabled=self.options.poll.batch and self.caps.list_tasks and isinstance(provider, ListsTasks),
             notify=self._notice,
-            clock_skew=self.options.clock_skew,
         )
         self._rounds: anyio.CancelScope | None = None  # the watcher's rounds, while they run
         self._shots_left = 0

@@ -79,6 +79,9 @@ class _LimitedNamespace(Namespace):
         super().__setitem__(name, value)
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class _LimitedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox: no attribute escapes, and no ``items.append(...)`` changing the vars every later shot
     sees. Jinja's sandbox bounds ``range`` but neither time nor memory, so this one also counts loop iterations and
@@ -99,6 +102,17 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         if sum(map(len, parts)) > MAX_RENDERED:
             raise jinja2.exceptions.SecurityError("result too large")
         return "".join(parts)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `shot.number` on a plain dict: Jinja tries the attribute first and gets there through an AttributeError,
+        # a third of rendering a big spec's prompts. A dict has no attribute of that name, so go straight to the key,
+        # with the same result (the value, or undefined when the key is missing).
+        if obj.__class__ is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**" and isinstance(right, int) and abs(right) > 100:
@@ -293,7 +307,11 @@ class TemplateRenderer:
         try:
             ast = self._env.parse(source)
             names = tuple(sorted(jinja2.meta.find_undeclared_variables(ast)))
-            return _Compiled(self._env.from_string(_count_loops(ast)), names)
+            template = self._env.from_string(_count_loops(ast))
+            # Jinja keeps a template's globals as a ChainMap over the environment's, and every render copies its keys
+            # into a set (ChainMap iteration is Python code): a plain dict of the same globals, built once, is cheap.
+            template.globals = dict(template.globals)
+            return _Compiled(template, names)
         except jinja2.TemplateSyntaxError as exc:
             where = f" (template line {exc.lineno})" if exc.lineno and exc.lineno > 1 else ""
             return Rendered(error=f"template syntax error: {exc.message}{where}")

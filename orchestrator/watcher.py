@@ -8,6 +8,11 @@ due, and every task it reports counts as polled, which pushes the next round out
 tasks this run created since the oldest one followed, so it always reaches back that far (other clients of the
 account may add a few: there is slack).
 
+A list may lag behind the tasks' own state. A task that a round still shows running well past its expected end is
+asked about on its own; if it has ended, the next round decides. Every such judgement is made from when rounds set
+out (taken before the rate bucket), never from when the task was expected to end: under ``--rps`` the bucket holds
+rounds back, and a task that ended while a round waited is not a list that lags.
+
 It is best effort, like the lookup by external id. A task the list does not show is handed back to be polled on its
 own; so is every task, for the rest of the run, when the provider does not list (any answer but a transient error,
 or transient errors only until it has listed once), or when the watcher stops for any other reason (the run gave up
@@ -48,8 +53,13 @@ class Watch:
     status: str = ""
     task: Task | None = None  # set once a round saw the task end
     seen_at: float = 0.0  # when that round's answer came
-    listed_running: float | None = None  # when the latest round that showed it still running was sent
     alone: bool = False  # the list cannot tell about this task: poll it on its own
+    # When the latest round that showed the task running set out: before the rate bucket, so the round left then
+    # or later. A rate cap can hold a round back for seconds; only what a round says from then on is evidence.
+    listed_at: float = -math.inf
+    overdue_at: float = math.inf  # set while the task waits for a round since it became overdue (rung by it)
+    ended: Task | None = None  # asked on its own, the task had ended: the next round says if the list lags
+    ended_at: float = 0.0  # when that answer came
     bell: anyio.Event = field(default_factory=anyio.Event)
 
     @property
@@ -59,15 +69,6 @@ class Watch:
     def ring(self) -> None:
         self.bell.set()
         self.bell = anyio.Event()
-
-
-def _listed_after_it_ended(watch: Watch, task: Task, *, clock_skew: float) -> bool:
-    """Did a round sent after the task ended (by the provider's own clock, give or take ``clock_skew`` seconds) still
-    show it running? Only that proves the list lags: a task that ended between the last round and the direct
-    question is simply done. Without the provider's end time, a finished task the list never reported is lag."""
-    if task.updated_at is None or watch.listed_running is None:
-        return True
-    return watch.listed_running > task.updated_at / 1000 + clock_skew
 
 
 class TaskWatcher:
@@ -90,10 +91,8 @@ class TaskWatcher:
         min_gap: float,
         enabled: bool = True,
         notify: Callable[[str], None] | None = None,
-        clock_skew: float = 1.0,
     ) -> None:
         self._fetch = fetch
-        self._clock_skew = clock_skew
         self._schedule = schedule
         self._on_seen = on_seen
         self._retry_delay = retry_delay
@@ -150,9 +149,13 @@ class TaskWatcher:
     ) -> bool:
         """Wait until ``watch`` settles (True) or ``deadline`` passes first (False); it is unwatched either way.
 
-        ``check()`` raises to stop waiting (the run is stopping). A task still running in the list ``overdue_after``
-        seconds after ``created`` (then twice that, and so on) is asked about on its own with ``ask``: if it has in
-        fact ended, the list lags behind, so listing stops for the rest of the run and the watch settles with it.
+        ``check()`` raises to stop waiting (the run is stopping). A task that a round set out after ``created +
+        overdue_after`` (then twice that, and so on) still shows running is asked about on its own with ``ask``. If it
+        has in fact ended, the next round that sets out after that answer decides: still "running" there, the list
+        lags behind, so listing stops for the rest of the run; the watch settles with the task either way.
+
+        Every time is taken from when a round set out, never from when the task was expected: under a rate cap the
+        bucket holds rounds (and the ask) back, and a task that ended while they waited is not a lagging list.
         """
         try:
             while not watch.settled:
@@ -160,22 +163,39 @@ class TaskWatcher:
                 now = time.time()
                 if now >= deadline:
                     return False
-                if now >= created + overdue_after:
-                    task = await ask(watch.task_id)
-                    if task is not None and task.status.finished and not watch.settled:
-                        if _listed_after_it_ended(watch, task, clock_skew=self._clock_skew):
-                            self.give_up(
-                                f"the provider's list still showed task {watch.task_id} running after it ended"
-                            )
-                        watch.task, watch.seen_at = task, time.time()
-                    overdue_after *= 2
-                    continue
+                overdue_at = created + overdue_after
+                wake_at = min(deadline, overdue_at)
+                if now >= overdue_at:
+                    if watch.ended is not None:
+                        # No round answered for it since (rounds failing, say): the task's own answer stands.
+                        self._settle(watch, watch.ended, watch.ended_at)
+                        continue
+                    if watch.listed_at >= overdue_at:  # a round that set out since still showed it running
+                        task = await ask(watch.task_id)
+                        if task is not None and task.status.finished and not watch.settled:
+                            self._suspect(watch, task)
+                        overdue_after *= 2
+                        continue
+                    watch.overdue_at = overdue_at  # the next round that shows it running rings the bell
+                    wake_at = deadline
                 bell = watch.bell
-                with anyio.move_on_after(min(deadline, created + overdue_after) - now):
+                with anyio.move_on_after(wake_at - now):
                     await bell.wait()
         finally:
             self.unwatch(watch)
         return True
+
+    def _suspect(self, watch: Watch, task: Task) -> None:
+        """The task, asked on its own, has ended: a round as soon as may be, to see whether the list knows yet."""
+        watch.ended, watch.ended_at = task, time.time()
+        watch.due = watch.ended_at
+        watch.generation = self._generation
+        self._poke()
+
+    @staticmethod
+    def _settle(watch: Watch, task: Task, seen_at: float) -> None:
+        watch.task, watch.seen_at = task, seen_at
+        watch.ring()
 
     # --- the rounds ---------------------------------------------------------------------------------------------
 
@@ -221,7 +241,9 @@ class TaskWatcher:
         for watch in self._watches.values():
             if watch.settled:
                 continue
-            if watch.generation != self._generation:
+            if watch.ended is not None:
+                watch.due = watch.ended_at  # a round to settle it as soon as the gap allows
+            elif watch.generation != self._generation:
                 watch.due = self._schedule(watch)
                 watch.generation = self._generation
             pending.append(watch)
@@ -249,7 +271,9 @@ class TaskWatcher:
                 continue
             task = by_id.get(watch.task_id)
             if task is None:
-                if watch.added < started:
+                if watch.ended is not None:
+                    self._settle(watch, watch.ended, watch.ended_at)  # off the page now: its own answer stands
+                elif watch.added < started:
                     if full and len(tasks) < MAX_LIST_PAGE:
                         short = True
                     else:
@@ -258,11 +282,16 @@ class TaskWatcher:
                 continue
             watch.last_poll = answered
             if task.status.finished:
-                watch.task = task
-                watch.seen_at = answered
-                watch.ring()
+                self._settle(watch, task, answered)
                 continue
-            watch.listed_running = started
+            if watch.ended is not None and started > watch.ended_at:
+                # Set out after the task itself said it had ended, and still "running": the list lags behind.
+                self._settle(watch, watch.ended, watch.ended_at)
+                self.give_up(f"the provider's list still showed task {watch.task_id} running after it ended")
+                return
+            watch.listed_at = max(watch.listed_at, started)
+            if started >= watch.overdue_at:
+                watch.ring()  # overdue, and still running in a round that set out since: worth asking on its own
             if task.status != watch.status:
                 watch.status = task.status
                 self._on_seen(watch, task)

@@ -34,6 +34,10 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MISSING = object()
+# Event classes bound once: the builder tests the class of every one of a big spec's ~750,000 events.
+_SCALAR = yaml.ScalarEvent
+_MAPPING_END = yaml.MappingEndEvent
+_SEQUENCE_END = yaml.SequenceEndEvent
 MAX_SPEC_BYTES = 64 * 1024 * 1024  # a 10,000-shot spec is about 2 MB; this only stops /dev/zero and runaway files
 MAX_DEPTH = 100  # real specs nest about 6 deep; deeper would hit Python's recursion limit here or downstream
 MAX_EXPANDED = 2_000_000  # values after aliases are expanded: a 10,000-shot spec has about 150,000
@@ -267,9 +271,11 @@ class _Builder:
         self._enter(start)
         items: list[Any] = []
         for event in events:
-            if isinstance(event, yaml.SequenceEndEvent):
+            if event.__class__ is _SEQUENCE_END:
                 break
-            items.append(self.value(events, event, (*path, len(items))))
+            child = (*path, len(items))
+            value = self._plain_scalar(event, child) if event.__class__ is _SCALAR else _MISSING
+            items.append(value if value is not _MISSING else self.value(events, event, child))
         self._depth -= 1
         return items
 
@@ -277,10 +283,11 @@ class _Builder:
         self._enter(start)
         result: dict[str, Any] = {}
         merged: list[Any] = []
+        keys = self.keys
         for event in events:
-            if isinstance(event, yaml.MappingEndEvent):
+            if event.__class__ is _MAPPING_END:
                 break
-            if isinstance(event, yaml.ScalarEvent) and event.value == "<<" and event.implicit[0]:
+            if event.__class__ is _SCALAR and event.value == "<<" and event.implicit[0]:
                 merged.append(self.value(events, next(events), path))
                 continue
             key = self._key(events, event)
@@ -291,13 +298,31 @@ class _Builder:
             mark: Any = event.start_mark
             child = (*path, key)
             if key in result:
-                first = self.keys[child][0]
+                first = keys[child][0]
                 message = f"duplicate key `{key}` (first at line {first}); YAML would silently keep only the last"
                 self._error(event, message)
-            self.keys[child] = (mark.line + 1, mark.column + 1)
-            result[key] = self.value(events, value_event, child)
+            keys[child] = (mark.line + 1, mark.column + 1)
+            value = self._plain_scalar(value_event, child) if value_event.__class__ is _SCALAR else _MISSING
+            result[key] = value if value is not _MISSING else self.value(events, value_event, child)
         self._depth -= 1
         return self._merge(start, merged, result) if merged else result
+
+    def _plain_scalar(self, event: yaml.ScalarEvent, path: PathKey) -> Any:
+        """``value`` for the commonest events, scalars without tag or anchor (quoted, or plain and seen before); else
+        ``_MISSING``.
+
+        Most of a big spec's values are such scalars (keys, modes, durations, set names): taking them here, without
+        ``value``'s dispatch, is a third of the build.
+        """
+        if event.anchor is not None or event.tag is not None:
+            return _MISSING
+        # Quoted, untagged: a string as written (what ``_construct`` makes of it). Plain: the cache of ``_scalar``.
+        found = self._plain.get(event.value, _MISSING) if event.implicit[0] else event.value
+        if found is not _MISSING:
+            mark: Any = event.start_mark
+            self.values[path] = (mark.line + 1, mark.column + 1)
+            self._expanded += 1
+        return found
 
     def _merge(self, start: yaml.Event, merged: list[Any], own: dict[str, Any]) -> dict[str, Any]:
         # `<<: *base` (or a list of them): keys from the merged mappings, the mapping's own keys winning.
@@ -313,6 +338,10 @@ class _Builder:
         return combined
 
     def _key(self, events: Iterator[yaml.Event], event: yaml.Event) -> str | None:
+        if event.__class__ is _SCALAR and event.tag is None and event.implicit[0]:
+            found = self._plain.get(event.value)
+            if found.__class__ is str:
+                return found  # a plain key seen before: the usual case
         if not isinstance(event, yaml.ScalarEvent):
             self._error(event, "a mapping key must be a plain word, not a list or mapping")
             self.value(events, event, ("?",))  # consume it

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator import plan as plan_module
 from orchestrator.errors import ManifestError
 from orchestrator.fingerprint import request_record
 from orchestrator.manifest import (
@@ -125,6 +126,66 @@ def test_succeeded_shot_whose_video_is_gone_or_modified_is_retried(tmp_path: Pat
         video.write_bytes(b"x" * record.outputs[0].bytes)  # same size, other bytes: only the hash can tell
     entry = make_plan([s], Manifest(project="demo", shots={"s1": record}), manifest_dir=tmp_path).entries[0]
     assert (entry.category, entry.reason) == (FAILED_BEFORE, "output missing or modified")
+
+
+def counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The outputs the plan reads to hash, in order (``file_digest`` is only called on a cache miss)."""
+    read: list[str] = []
+    real = hashlib.file_digest
+
+    def spy(handle: Any, digest: str) -> Any:
+        read.append(handle.name)
+        return real(handle, digest)
+
+    monkeypatch.setattr(plan_module.hashlib, "file_digest", spy)
+    return read
+
+
+def test_planning_again_hashes_only_outputs_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shots = [shot(f"s{i}") for i in range(3)]
+    manifest = Manifest(project="demo", shots={s.id: rendered(s, tmp_path) for s in shots})
+    read = counting_reads(monkeypatch)
+    plan_module._HASHES.clear()
+
+    def categories() -> list[str]:
+        return [e.category for e in make_plan(shots, manifest, manifest_dir=tmp_path).entries]
+
+    assert categories() == [UNCHANGED] * 3 and len(read) == 3
+    assert categories() == [UNCHANGED] * 3 and len(read) == 3  # nothing changed: nothing read again
+
+    video = tmp_path / manifest.shots["s1"].outputs[0].path
+    before = video.stat()
+    video.write_bytes(b"x" * before.st_size)  # same size, other bytes
+    os.utime(video, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime put back: ctime still moves
+    assert categories() == [UNCHANGED, FAILED_BEFORE, UNCHANGED]
+    assert read[3:] == [str(video.resolve())]
+
+
+def test_a_file_replaced_by_another_is_hashed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = shot("s1")
+    manifest = Manifest(project="demo", shots={"s1": rendered(s, tmp_path)})
+    read = counting_reads(monkeypatch)
+    assert make_plan([s], manifest, manifest_dir=tmp_path).entries[0].category == UNCHANGED
+    video = tmp_path / manifest.shots["s1"].outputs[0].path
+    stand_in = video.with_name("other.mp4")
+    stand_in.write_bytes(b"y" * video.stat().st_size)
+    os.replace(stand_in, video)  # another inode under the same name
+    assert make_plan([s], manifest, manifest_dir=tmp_path).entries[0].category == FAILED_BEFORE
+    assert read == [str(video.resolve())] * 2
+
+
+def test_output_paths_with_symlinks_inside_the_folder_still_count(tmp_path: Path) -> None:
+    s = shot("s1")
+    record = rendered(s, tmp_path)
+    (tmp_path / "alias").symlink_to(tmp_path / "s1")  # a link that stays inside the output folder
+    record.outputs[0].path = record.outputs[0].path.replace("s1/", "alias/", 1)
+    assert make_plan([s], Manifest(project="demo", shots={"s1": record}), manifest_dir=tmp_path).entries[
+        0
+    ].category == (UNCHANGED)
+    record.outputs[0].path = "./" + record.outputs[0].path
+    assert make_plan([s], Manifest(project="demo", shots={"s1": record}), manifest_dir=tmp_path).entries[
+        0
+    ].category == (UNCHANGED)
 
 
 def test_unfinished_shot_is_failed_before_with_its_state(tmp_path: Path) -> None:

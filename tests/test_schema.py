@@ -284,3 +284,18 @@ def test_what_the_validator_refuses_for_a_schema_reason_the_schema_refuses_too(
     assert check_project(spec).errors, "the validator accepts it"
     data = yaml.safe_load(spec.read_text(encoding="utf-8"))  # YAML 1.1, as the tool reads it
     assert list(jsonschema.Draft202012Validator(schema.load_schema()).iter_errors(data)), "the schema accepts it"
+
+
+@pytest.mark.parametrize(("rps", "ok"), [("1000", True), ("0.5", True), ("1001", False), ("0", False)])
+def test_requests_per_second_reaches_1000(rps: str, ok: bool) -> None:
+    # CometAPI publishes no per-key request limit: a big production may ask for up to 1,000 (the CLI's --rps bound).
+    found = problems(SHOTS.replace("project: p", f"project: p\nlimits: {{requests_per_second: {rps}}}"))
+    assert (found == []) is ok, found
+
+
+def test_ids_are_checked_by_their_pattern_alone_and_bad_ones_still_worded_by_jsonschema() -> None:
+    # Every shot has an id and no two share one: memoising by value never helps, so a match skips jsonschema.
+    assert {"id", "callback_url"} <= set(schema._validators().quick)
+    assert problems(SHOTS) == []
+    [bad] = problems(SHOTS.replace("id: s1", "id: 's 1'"))
+    assert (bad.line, bad.shot) == (4, "s 1") and "id" in bad.message

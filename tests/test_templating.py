@@ -142,3 +142,14 @@ def test_template_size_is_bounded_before_compiling(renderer: TemplateRenderer, m
     assert rendered.error == f"the template is {len(huge):,} characters; the limit is {MAX_TEMPLATE:,}"
     monkeypatch.undo()
     assert renderer.render("{{ style }}" * 900, variables={"style": "s"}).text == "s" * 900
+
+
+def test_a_dicts_keys_read_as_attributes_and_its_methods_stay_methods(renderer: TemplateRenderer) -> None:
+    # `shot.number` goes straight to the key (no AttributeError on the way): same answers as Jinja's own lookup.
+    values = {"v": {"name": "n", "keys": 1}}
+    assert renderer.render("{{ v.name }}", variables=values).text == "n"
+    assert renderer.render("{{ v.keys }}", variables=values).text.startswith("<built-in method keys of dict")
+    assert renderer.render("{{ v['keys'] }}", variables=values).text == "1"
+    missing = renderer.render("{{ v.nope }}", variables=values).error
+    assert missing is not None and "'dict object' has no attribute 'nope'" in missing
+    assert renderer.render("{{ v.__class__ }}", variables=values).text == ""  # still the sandbox's to refuse

@@ -29,6 +29,8 @@ _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u206
 def printable(text: str, *, newlines: bool = True) -> str:
     """``text`` safe for the terminal: control characters shown as ``\\x1b``-style escapes (and newlines too with
     ``newlines=False``, for one-line fields such as table cells and ids)."""
+    if text.isascii() and text.isprintable():
+        return text  # no control character, no bidi override, no newline: the usual case, and a big table's
     if not newlines:
         text = text.replace("\r", "\\r").replace("\n", "\\n")
     return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)

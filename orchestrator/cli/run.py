@@ -25,6 +25,9 @@ PROVIDER_NAMES = (
     "cometapi",
     "kling",
 )
+# The spec's own bound too (schemas/project.schema.json, limits.requests_per_second): CometAPI publishes no per-key
+# request limit, so the cap is ours, high enough for 10,000-shot productions and low enough to catch a typo.
+MAX_RPS = 1000.0
 
 
 @cli.command("run")
@@ -37,7 +40,9 @@ PROVIDER_NAMES = (
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Tasks in flight at the provider.")
 @click.option(
-    "--rps", type=FiniteFloatRange(min=0, min_open=True, max=100), help="Cap on HTTP requests per second (at most 100)."
+    "--rps",
+    type=FiniteFloatRange(min=0, min_open=True, max=MAX_RPS),
+    help=f"Cap on HTTP requests per second (at most {MAX_RPS:g}).",
 )
 @click.option("--only", multiple=True, metavar="GLOB", help="Only shots whose id matches (repeatable).")
 @click.option("--force", multiple=True, metavar="GLOB", help="Render matching shots again even if unchanged.")

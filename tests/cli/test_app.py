@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
-from orchestrator.cli._app import COMMAND_MODULES
+from orchestrator.cli._app import COMMAND_MODULES, printable
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("av", "numpy", "starlette", "httpx")
@@ -100,3 +100,18 @@ def test_a_folder_given_as_spec_is_one_line_too(tmp_path: Path, command: str) ->
     result = CliRunner().invoke(cli, [command, str(tmp_path)])
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == f"{tmp_path}:1:1: is a directory, not a spec file"
+
+
+@pytest.mark.parametrize(
+    ("text", "newlines", "shown"),
+    [
+        ("s001  new  2 units", False, "s001  new  2 units"),  # printable ASCII: as it is
+        ("tab\there", False, "tab\there"),  # a tab is kept: it moves the cursor only along the line
+        ("two\nlines", True, "two\nlines"),
+        ("two\nlines", False, "two\\nlines"),
+        ("caf\u00e9 \u202eevil", False, "caf\u00e9 \\u202eevil"),
+        ("", False, ""),
+    ],
+)
+def test_printable_leaves_plain_text_alone_and_escapes_the_rest(text: str, newlines: bool, shown: str) -> None:
+    assert printable(text, newlines=newlines) == shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -13,8 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
+from rich.console import Console
 
 from orchestrator.cli import cli
+from orchestrator.cli.plan import _plan_line, render_plan
 from orchestrator.fingerprint import request_record
 from orchestrator.manifest import (
     FAILED,
@@ -27,6 +30,8 @@ from orchestrator.manifest import (
     load_manifest,
     save_manifest,
 )
+from orchestrator.plan import plan_project
+from orchestrator.pricing import project_pricing
 from orchestrator.spec import load_project
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -128,6 +133,37 @@ def test_plan_of_removed_and_failed_shots(spec: Path) -> None:
     assert "! s2  failed before, will retry: content moderation  2 units" in result.output
     assert "- s3  removed from the spec (outputs kept)" in result.output
     assert result.output.splitlines()[-1] == "1 unchanged, 1 to retry, 1 removed - est. 2 units"
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipe", "terminal"])
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "no-colour"])
+def test_the_plan_is_written_in_one_go_byte_for_byte_as_rich_prints_it_line_by_line(
+    spec: Path, terminal: bool, no_color: bool
+) -> None:
+    fake_run(spec, failed=("s2",))
+    manifest_path = spec.parent / "renders" / "manifest.json"
+    manifest = load_manifest(manifest_path)
+    manifest.shots["s2"].error = "moderation\tsaid \x1b[31mno\u202e"  # a tab (rich expands it), ESC, bidi override
+    manifest.shots["gone"] = ShotRecord(status=SUCCEEDED, fingerprint="f")
+    save_manifest(manifest, manifest_path)
+    spec.write_text(spec_text(SHOTS.replace("along the pier", "along the quay")))
+    project = load_project(spec)
+    plan, pricing = plan_project(project), project_pricing(spec=project.pricing, flags=())
+
+    def console() -> tuple[Console, io.StringIO]:
+        buffer = io.StringIO()
+        return Console(file=buffer, highlight=False, soft_wrap=True, force_terminal=terminal, no_color=no_color), buffer
+
+    batched, batched_out = console()
+    render_plan(plan, pricing, batched)
+    one_by_one, one_by_one_out = console()
+    width = max(len(entry.shot_id) for entry in plan.entries)
+    for entry in plan.entries:
+        one_by_one.print(_plan_line(entry, pricing, width).text())
+    table = batched_out.getvalue().split("\n\n")[0] + "\n"
+    assert table == one_by_one_out.getvalue()
+    assert "\x1b[31mno" not in table and "\u202e" not in table and "\\x1b[31mno\\u202e" in table
+    assert ("\x1b[" in table) is terminal  # colour codes on a terminal only
 
 
 def test_plan_beside_a_live_run_says_which_process_has_the_shot_in_flight(spec: Path) -> None:

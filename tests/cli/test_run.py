@@ -105,6 +105,14 @@ def test_dry_run_sends_nothing(tmp_path: Path, simulator: LocalSimulator, remote
     assert code == 1 and "more than --max-cost 1" in err
 
 
+def test_rps_goes_up_to_1000_and_no_further(tmp_path: Path, remote_env: dict[str, str]) -> None:
+    spec = write_spec(tmp_path, 2)
+    code, _out, err = invoke(str(spec), "--provider", "cometapi", "--dry-run", "--rps", "1000")
+    assert code == 0, err
+    code, _out, err = invoke(str(spec), "--provider", "cometapi", "--dry-run", "--rps", "1000.5")
+    assert code == 2 and "--rps" in err and "1000" in err
+
+
 def test_dry_run_with_only_shows_and_totals_the_selected_shots(tmp_path: Path, remote_env: dict[str, str]) -> None:
     spec = write_spec(tmp_path, 3)
     code, out, err = invoke(str(spec), "--only", "shot1", "--dry-run")
