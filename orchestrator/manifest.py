@@ -11,11 +11,13 @@ lock, and the version-1 file format that folders made before the store hold.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import socket
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +28,11 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from orchestrator.errors import ManifestError, ManifestLockedError
+
+try:  # POSIX only: the folder's lock (see ``ManifestLock``)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from orchestrator.store.database import RenderStore
@@ -511,106 +518,160 @@ def start_render(previous: ShotRecord | None, *, fingerprint: str, request: dict
 # --- the lock ------------------------------------------------------------------------------------------------------
 
 LOCK_NAME = ".lock"
+# A reader (``plan``, through ``live_holder``) tries the lock for an instant; a run that starts in that instant waits
+# this long for it rather than report a holder that is not there.
+_LOCK_PATIENCE = 0.25
+_LOCK_POLL = 0.01
 
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Who holds a manifest's lock: process id, host and start time."""
+    """Who holds a folder's lock: process id, host and start time, as the holder wrote them into the lock file."""
 
     pid: int
     host: str
     started_at: str
 
     def describe(self) -> str:
+        if self.pid <= 0:
+            return "a process that has not written its details"
         return f"pid {self.pid} on {self.host}, started {self.started_at}"
 
 
-class ManifestLock:
-    """``<out>/.lock``: one run at a time per output folder. A lock left by a dead process is taken over.
+_UNKNOWN_HOLDER = LockInfo(pid=0, host="", started_at="")
 
-    The lock is a file created with ``O_EXCL`` holding the owner's pid, host and start time. Liveness is checked with
-    ``kill(pid, 0)`` on the same host; a lock from another host is always respected (we cannot tell if it is alive).
+
+class ManifestLock:
+    """``<out>/.lock``: one run at a time per output folder, held through a kernel lock (``flock``) on the file.
+
+    The kernel releases the lock when its holder exits, however it exits (``kill -9`` included), so nothing ever has
+    to judge whether a holder is still alive, and the file is never deleted: deleting a lock file by path is how two
+    runs end up holding two different files of one name. The holder writes its pid, host and start time into the
+    file for messages (who holds the folder, which run has a shot in flight) and empties it when it releases; the
+    file's content never decides anything, only the kernel lock does.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.held = False
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def acquire(self) -> None:
+        """Take the lock, or raise ``ManifestLockedError`` naming the process that holds it."""
+        _make_folder(self.path.parent, lock=self.path)
+        fd = self._open(os.O_RDWR | os.O_CREAT)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise ManifestError(
-                f"{self.path.parent}: cannot create the output folder ({reason})", path=str(self.path)
-            ) from None
-        for _ in range(3):
-            if self._try_create():
-                self.held = True
-                return
-            holder = self._read()
-            if holder is not None and _alive(holder):
+            if not _try_lock(fd, exclusive=True, patience=_LOCK_PATIENCE, path=self.path):
+                holder = _holder(fd, patience=_LOCK_PATIENCE)
                 raise ManifestLockedError(
-                    f"{self.path.parent}: another run is using this output folder ({holder.describe()}); "
-                    f"wait for it to finish or stop it. If no run is active, delete {self.path}",
+                    f"{self.path.parent}: another run is using this output folder (held by {holder.describe()}); "
+                    "wait for it to finish or stop it",
                     path=str(self.path),
                 )
-            # Stale (dead owner, or a half-written lock from a crash): take it over.
-            self.path.unlink(missing_ok=True)
-        raise ManifestLockedError(f"{self.path}: could not take the lock; try again", path=str(self.path))
+            _write_holder(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
 
     def release(self) -> None:
-        if not self.held:
+        """Give the lock back (closing the file drops the kernel lock), leaving the file empty for the next run."""
+        fd, self._fd = self._fd, None
+        if fd is None:
             return
-        holder = self._read()
-        if holder is not None and holder.pid == os.getpid():
-            self.path.unlink(missing_ok=True)
-        self.held = False
-
-    def _try_create(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()}
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(info) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        return True
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # no finished run's pid is ever shown as a holder
+        finally:
+            os.close(fd)
 
     def live_holder(self) -> LockInfo | None:
-        """The live run holding this lock, if one does (``None`` when free or left by a dead process). Only reads."""
-        holder = self._read()
-        return holder if holder is not None and _alive(holder) else None
+        """The run holding this lock, if one does; ``None`` when it is free. Creates nothing and writes nothing.
 
-    def _read(self) -> LockInfo | None:
+        Judged by trying a shared lock for an instant: it fails only while a run holds the lock.
+        """
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return LockInfo(pid=int(data["pid"]), host=str(data["host"]), started_at=str(data["started_at"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            fd = self._open(os.O_RDONLY)
+        except FileNotFoundError:
             return None
+        except ManifestError:
+            return None  # a lock file we cannot open: no run of ours is holding it for us to report
+        try:
+            if _try_lock(fd, exclusive=False, patience=0.0, path=self.path):
+                return None
+            return _holder(fd, patience=_LOCK_PATIENCE)
+        finally:
+            os.close(fd)  # drops the shared lock, if it was taken
+
+    def _open(self, flags: int) -> int:
+        # O_NOFOLLOW: a symlink planted at <out>/.lock would have us lock (and write into) another file.
+        try:
+            return os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise ManifestError(
+                f"{self.path}: cannot open the folder's lock file ({exc.strerror or exc})", path=str(self.path)
+            ) from None
 
 
-def _alive(holder: LockInfo) -> bool:
-    if holder.host != socket.gethostname():
-        return True
+def _make_folder(folder: Path, *, lock: Path) -> None:
     try:
-        os.kill(holder.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return _not_zombie(holder.pid)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ManifestError(f"{folder}: cannot create the output folder ({reason})", path=str(lock)) from None
 
 
-def _not_zombie(pid: int) -> bool:
-    # A killed child that its parent has not reaped yet still answers kill(pid, 0); it holds nothing any more.
+def _try_lock(fd: int, *, exclusive: bool, patience: float, path: Path) -> bool:
+    """Take ``flock`` on ``fd`` without blocking, trying again for up to ``patience`` seconds; False while held."""
+    if fcntl is None:  # pragma: no cover (POSIX has it)
+        raise ManifestError(f"{path}: this platform has no kernel file locks (fcntl); runs need a POSIX system")
+    operation = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, operation)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_LOCK_POLL)
+        except OSError as exc:
+            raise ManifestError(
+                f"{path}: cannot lock the output folder ({exc.strerror or exc}); this filesystem may not support "
+                "file locks",
+                path=str(path),
+            ) from None
+        else:
+            return True
+
+
+def _write_holder(fd: int) -> None:
+    # Not fsynced: the content is for messages only, and the kernel lock it describes does not outlive a crash.
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": now_iso()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+
+
+def _holder(fd: int, *, patience: float) -> LockInfo:
+    """What the holder wrote into the lock file. It writes right after taking the lock: give it ``patience``."""
+    deadline = time.monotonic() + patience
+    while True:
+        info = _read_holder(fd)
+        if info is not None or time.monotonic() >= deadline:
+            return info or _UNKNOWN_HOLDER
+        time.sleep(_LOCK_POLL)
+
+
+def _read_holder(fd: int) -> LockInfo | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return LockInfo(pid=int(data["pid"]), host=str(data["host"]), started_at=str(data["started_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # --- the run's view of the store ------------------------------------------------------------------------------------

@@ -1,11 +1,10 @@
-"""The run's records on the render store: group commit, new renders, the lock, corrupt and foreign manifests."""
+"""The run's records on the render store: group commit, new renders, corrupt and foreign manifests (the lock:
+``test_manifest_lock.py``)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orchestrator.errors import ManifestError, ManifestLockedError
+from orchestrator.errors import ManifestError
 from orchestrator.manifest import (
     LOCK_NAME,
     SUCCEEDED,
@@ -123,41 +122,13 @@ async def test_a_new_render_keeps_the_previous_one_as_a_row(tmp_path: Path) -> N
     store.close()
 
 
-def test_lock_stops_a_second_run_and_is_released(tmp_path: Path) -> None:
-    store = ManifestStore.open(tmp_path / "manifest.json", project="p")
-    with pytest.raises(ManifestLockedError, match=f"pid {os.getpid()}"):
-        ManifestStore.open(tmp_path / "manifest.json", project="p")
-    store.close()
-    assert not (tmp_path / LOCK_NAME).exists()
-    ManifestStore.open(tmp_path / "manifest.json", project="p").close()
-
-
-def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    import socket
-
-    info = {"pid": int(dead.stdout), "host": socket.gethostname(), "started_at": "2020-01-01T00:00:00Z"}
-    (tmp_path / LOCK_NAME).write_text(json.dumps(info))
-    store = ManifestStore.open(tmp_path / "manifest.json", project="p")
-    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
-    store.close()
-
-
-def test_half_written_lock_is_taken_over(tmp_path: Path) -> None:
-    (tmp_path / LOCK_NAME).write_text("")
-    lock = ManifestLock(tmp_path / LOCK_NAME)
-    lock.acquire()
-    assert lock.held
-    lock.release()
-
-
 def test_corrupt_manifest_is_an_error_naming_the_file_and_is_never_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "manifest.json"
     path.write_text('{"manifest_version": 1, "shots": {')
     with pytest.raises(ManifestError, match=r"manifest\.json.*corrupt"):
         ManifestStore.open(path, project="p")
     assert path.read_text() == '{"manifest_version": 1, "shots": {'
-    assert not (tmp_path / LOCK_NAME).exists()  # the lock is released on the way out
+    assert ManifestLock(tmp_path / LOCK_NAME).live_holder() is None  # the lock is released on the way out
 
 
 def test_foreign_manifest_is_refused(tmp_path: Path) -> None:
@@ -183,7 +154,6 @@ def test_unknown_field_update_is_a_bug_not_silently_stored(tmp_path: Path) -> No
 
 
 def test_atomic_writes_get_the_usual_file_mode_not_a_private_one(tmp_path: Path) -> None:
-    import os
 
     from orchestrator.manifest import write_atomic
 

@@ -20,6 +20,7 @@ from orchestrator.manifest import (
     SUBMITTED,
     SUCCEEDED,
     Manifest,
+    ManifestLock,
     Output,
     ShotRecord,
     save_manifest,
@@ -335,20 +336,24 @@ def test_unfinished_shots_of_a_live_run_are_in_flight_there_not_failed(tmp_path:
         "done": rendered(done, tmp_path),
         "broken": rendered(broken, tmp_path, status=FAILED, error="content moderation"),
     }
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00Z"}
-    (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
-    running_in = running_run(tmp_path)
+    lock = ManifestLock(tmp_path / LOCK_NAME)
+    lock.acquire()  # a live run holds the folder (this process, through its own open of the lock file)
+    try:
+        running_in = running_run(tmp_path)
+    finally:
+        lock.release()
     assert running_in is not None and running_in.pid == os.getpid()
     plan = make_plan([busy, done, broken], manifest, manifest_dir=tmp_path, running_in=running_in)
     reasons = {entry.shot_id: entry.reason for entry in plan.entries}
     assert reasons["busy"] == (
-        f"in flight in the run of process {os.getpid()} (on {socket.gethostname()}, started 2026-01-01T00:00:00Z); "
+        f"in flight in the run of process {os.getpid()} (on {socket.gethostname()}, started {running_in.started_at}); "
         "plan again when it ends"
     )
     assert reasons["broken"] == "content moderation"  # a failure is still a failure
 
-    (tmp_path / LOCK_NAME).write_text(json.dumps({**holder, "pid": dead_pid()}))
-    assert running_run(tmp_path) is None  # a stale lock: the last run stopped half-way
+    holder = {"pid": dead_pid(), "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00Z"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
+    assert running_run(tmp_path) is None  # what a killed run leaves: its details, and no kernel lock
     plan = make_plan([busy], manifest, manifest_dir=tmp_path, running_in=running_run(tmp_path))
     assert plan.entries[0].reason == "last run left it submitted"
 

@@ -27,6 +27,7 @@ from orchestrator.events import NOTICE, SHOT, Event
 from orchestrator.manifest import (
     DOWNLOADING,
     FAILED,
+    LOCK_NAME,
     PENDING,
     PENDING_REMOTE,
     PROCESSING,
@@ -34,6 +35,7 @@ from orchestrator.manifest import (
     SUBMITTING,
     SUCCEEDED,
     UNCONFIRMED,
+    ManifestLock,
     load_manifest,
 )
 from orchestrator.polling import PollPolicy
@@ -65,7 +67,7 @@ async def test_happy_path_renders_every_shot_and_records_outputs(tmp_path: Path)
     assert manifest.finished_at is not None
     path = [e.new for e in events if e.kind == SHOT and e.shot_id == "s0"]
     assert path[:2] == [SUBMITTING, SUBMITTED] and path[-2:] == [DOWNLOADING, SUCCEEDED]
-    assert not (tmp_path / ".lock").exists()
+    assert ManifestLock(tmp_path / LOCK_NAME).live_holder() is None  # given back
 
 
 @pytest.mark.anyio

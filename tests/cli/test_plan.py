@@ -25,6 +25,7 @@ from orchestrator.manifest import (
     SUBMITTED,
     SUCCEEDED,
     Manifest,
+    ManifestLock,
     Output,
     ShotRecord,
     load_manifest,
@@ -171,9 +172,12 @@ def test_plan_beside_a_live_run_says_which_process_has_the_shot_in_flight(spec: 
     manifest = load_manifest(manifest_path)
     manifest.shots["s2"].status, manifest.shots["s2"].outputs = SUBMITTED, []
     save_manifest(manifest, manifest_path)
-    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00Z"}
-    (manifest_path.parent / LOCK_NAME).write_text(json.dumps(lock))
-    result = invoke("plan", str(spec))
+    lock = ManifestLock(manifest_path.parent / LOCK_NAME)
+    lock.acquire()  # a live run holds the folder
+    try:
+        result = invoke("plan", str(spec))
+    finally:
+        lock.release()
     assert f"! s2  in flight in the run of process {os.getpid()} (on {socket.gethostname()}" in result.output
     assert "failed before, will retry: " not in result.output
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from orchestrator.cli import cli
-from orchestrator.manifest import LOCK_NAME, SUCCEEDED, UNCONFIRMED, load_manifest
+from orchestrator.manifest import LOCK_NAME, SUCCEEDED, UNCONFIRMED, ManifestLock, load_manifest
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,13 +158,15 @@ def test_failed_shots_exit_1_with_a_reason_table(
 def test_lock_contention_is_a_clear_error(tmp_path: Path, remote_env: dict[str, str]) -> None:
     spec = write_spec(tmp_path, 1)
     (tmp_path / "out").mkdir()
-    import socket
-
-    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00Z"}
-    (tmp_path / "out" / LOCK_NAME).write_text(json.dumps(lock))
-    code, _, err = invoke(str(spec), "--provider", "cometapi")
+    lock = ManifestLock(tmp_path / "out" / LOCK_NAME)
+    lock.acquire()  # a live run holds the folder
+    try:
+        code, _, err = invoke(str(spec), "--provider", "cometapi")
+    finally:
+        lock.release()
     assert code == 1
-    assert "another run is using this output folder" in err and f"pid {os.getpid()}" in err
+    assert "another run is using this output folder (held by" in err and f"pid {os.getpid()}" in err
+    assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
 
 
@@ -264,7 +266,7 @@ def test_sigint_exits_130_and_the_next_run_resumes_cleanly(
     assert process.returncode == 130, err
     assert time.monotonic() - started < 10
     assert "run the same command again to resume" in err
-    assert not (tmp_path / "out" / LOCK_NAME).exists()
+    assert ManifestLock(tmp_path / "out" / LOCK_NAME).live_holder() is None
     simulator.configure(render_time=0.3)
 
     code, _, err = invoke(str(spec), "--provider", "cometapi")

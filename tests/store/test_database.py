@@ -22,7 +22,7 @@ from orchestrator.errors import (
     StoreCorruptError,
     StoreError,
 )
-from orchestrator.manifest import DOWNLOADING, QUEUED, SUBMITTED, SUCCEEDED
+from orchestrator.manifest import DOWNLOADING, LOCK_NAME, QUEUED, SUBMITTED, SUCCEEDED, ManifestLock
 from orchestrator.store import DATABASE_NAME, OutputFile, RenderStore, load_state, read_database
 
 from .conftest import request
@@ -255,7 +255,7 @@ def _refused(out: Path, error: type[StoreError], match: str, *, by_readers: bool
         with pytest.raises(error):
             load_state(out)
     assert _digest(database) == before  # never overwritten, never "repaired"
-    assert not (out / ".lock").exists()  # and the lock was given back
+    assert ManifestLock(out / LOCK_NAME).live_holder() is None  # and the lock was given back
     assert not Path(f"{database}-wal").exists()
 
 
@@ -321,4 +321,4 @@ def test_leftovers_of_a_killed_write_are_cleared_on_open(tmp_path: Path) -> None
         leftover.write_text("half")
     RenderStore.open(out, project="pilot").close()
     assert not any(leftover.exists() for leftover in leftovers)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", DATABASE_NAME]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "manifest.json", DATABASE_NAME]

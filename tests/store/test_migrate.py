@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ForeignStoreError, ManifestError, StoreError
-from orchestrator.manifest import MANIFEST_NAME, PENDING_REMOTE, SUCCEEDED, UNCONFIRMED, Manifest, Render, ShotRecord
+from orchestrator.manifest import (
+    LOCK_NAME,
+    MANIFEST_NAME,
+    PENDING_REMOTE,
+    SUCCEEDED,
+    UNCONFIRMED,
+    Manifest,
+    Render,
+    ShotRecord,
+)
 from orchestrator.store import DATABASE_NAME, V1_KEPT_NAME, RenderStore, load_state, state_from_v1
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "manifest-v1" / "manifest.json"
@@ -90,7 +99,7 @@ def test_the_old_file_is_kept_beside_and_the_migration_runs_once(folder: Path) -
 
 def test_readers_see_a_version_1_folder_as_its_migration_would_make_it(folder: Path) -> None:
     before = load_state(folder)  # read only: nothing written
-    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME]
+    assert sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME) == [MANIFEST_NAME]
     store = RenderStore.open(folder, project="fixture")
     assert store.state().renders == before.renders
     store.close()
@@ -116,7 +125,7 @@ def test_another_file_where_the_old_one_must_be_kept_stops_the_migration(folder:
 def test_another_projects_manifest_is_not_migrated(folder: Path) -> None:
     with pytest.raises(ForeignStoreError, match="belongs to project 'fixture', not 'pilot'"):
         RenderStore.open(folder, project="pilot")
-    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME]
+    assert sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME) == [MANIFEST_NAME]
 
 
 def test_a_corrupt_version_1_manifest_is_not_migrated(folder: Path) -> None:
@@ -126,7 +135,7 @@ def test_a_corrupt_version_1_manifest_is_not_migrated(folder: Path) -> None:
     before = (folder / MANIFEST_NAME).read_bytes()
     with pytest.raises(ManifestError, match="manifest is corrupt"):
         RenderStore.open(folder, project="fixture")
-    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST_NAME]
+    assert sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME) == [MANIFEST_NAME]
     assert (folder / MANIFEST_NAME).read_bytes() == before
 
 
