@@ -255,11 +255,13 @@ def in_flight_reason(holder: LockInfo) -> str:
 
 
 def running_run(folder: Path) -> LockInfo | None:
-    """The live run holding ``folder``'s lock, if one does; ``None`` when free or left by a dead process.
+    """The live run holding ``folder``'s lock, if one does; ``None`` when it is free (a killed run's lock is free:
+    the kernel released it).
 
-    Only reads the lock: a plan never takes it.
+    Judged by trying the lock for an instant, never by the pid in the file: a plan never holds it, writes nothing
+    and creates no lock file.
     """
-    # The lock's own reader and liveness check, so the plan agrees with the run that would be refused.
+    # The lock's own check, so the plan agrees with the run that would be refused.
     return ManifestLock(folder / LOCK_NAME).live_holder()
 
 

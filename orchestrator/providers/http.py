@@ -14,6 +14,7 @@ takes an ``httpx.Auth``. What it adds to a plain client (docs/wire.md, "Transpor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -221,19 +222,29 @@ class _Spool:
         self._buffered = 0
 
     def finish(self, dest: Path) -> None:
-        """Write the rest, fsync and rename the temp file to ``dest`` (blocking: call it in a worker thread)."""
+        """Write the rest, fsync and rename the temp file to ``dest`` (blocking: call it in a worker thread).
+
+        Any step may raise ``OSError`` (a full disk shows at the flush, the fsync or the close); the caller then
+        calls ``discard``.
+        """
         self.spill()
         assert self._file is not None
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._file.close()
+        file, self._file = self._file, None
+        file.close()
         os.replace(self.tmp, dest)
 
     def discard(self) -> None:
-        """Drop everything, the temp file included; synchronous so that it also runs during cancellation."""
-        if self._file is not None:
-            self._file.close()
-        self.tmp.unlink(missing_ok=True)
+        """Drop everything, the temp file included; never raises, and is synchronous so that it also runs during
+        cancellation. A close that fails (the unwritten rest of a full disk's buffer) still closes the file."""
+        file, self._file = self._file, None
+        self._chunks.clear()
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink(missing_ok=True)
 
 
 # --- the pooled transport -----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -65,6 +66,7 @@ from orchestrator.store.records import (
 DATABASE_NAME = "renders.db"
 APPLICATION_ID = 0x4F524348  # "ORCH" in the database header: tells our file from any other program's SQLite file
 _BUILDING_PREFIX = f".{DATABASE_NAME}.new"  # a database being built (new folder, migration), renamed when complete
+_DOWNLOAD_PART = re.compile(r"\..+\.[0-9a-f]{12}\.part")  # a download on its way (``providers.http.download``)
 
 _STATUS_CHECK = ", ".join(f"'{status}'" for status in STATUSES)
 SCHEMA = f"""
@@ -740,12 +742,28 @@ def _render_from_row(
 
 
 def _clear_leftovers(directory: Path) -> None:
-    """Remove what a process killed mid-write left: a database being built, a snapshot's temporary file."""
+    """Remove what a process killed mid-write left: a database being built, a snapshot's temporary file, the
+    ``.part`` files of downloads (anywhere under the folder, beside the videos they were becoming).
+
+    Called under the folder's lock only: no other run can be writing any of them. Only names this tool makes are
+    touched, and symlinked folders are not followed.
+    """
     if not directory.is_dir():
         return
     for pattern in (f"{_BUILDING_PREFIX}.*", f".{MANIFEST_NAME}.*.tmp"):
         for leftover in directory.glob(pattern):
             _remove(leftover)
+    for part in _download_parts(directory):
+        with contextlib.suppress(OSError):
+            part.unlink()
+
+
+def _download_parts(directory: Path) -> Iterator[Path]:
+    """The temp files of downloads under ``directory``: ``.<video name>.<12 hex>.part`` (see ``providers.http``)."""
+    for folder, _subfolders, names in os.walk(directory):
+        for name in names:
+            if _DOWNLOAD_PART.fullmatch(name):
+                yield Path(folder, name)
 
 
 def _remove(path: Path) -> None:

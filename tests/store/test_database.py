@@ -322,3 +322,25 @@ def test_leftovers_of_a_killed_write_are_cleared_on_open(tmp_path: Path) -> None
     RenderStore.open(out, project="pilot").close()
     assert not any(leftover.exists() for leftover in leftovers)
     assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME, "manifest.json", DATABASE_NAME]
+
+
+def test_downloads_a_killed_run_left_half_way_are_cleared_by_the_next_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "s01" / "deep").mkdir(parents=True)
+    parts = [out / "s01" / ".3f2a9c0d1b7e.mp4.0123456789ab.part", out / "s01" / "deep" / ".x.mp4.abcdefabcdef.part"]
+    kept = [out / "s01" / "3f2a9c0d1b7e.mp4", out / "s01" / "notes.part", out / ".report.html.x1.tmp"]
+    for path in parts + kept:
+        path.write_bytes(b"half a video")  # what kill -9 in the middle of a download leaves
+    store = RenderStore.open(out, project="pilot")
+    assert not any(part.exists() for part in parts)
+    assert all(path.read_bytes() == b"half a video" for path in kept)  # not ours to clear: left alone
+    store.close()
+
+
+def test_leftovers_are_not_cleared_while_another_run_holds_the_folder(store: RenderStore) -> None:
+    part = store.directory / "s01" / ".v.mp4.0123456789ab.part"
+    part.parent.mkdir()
+    part.write_bytes(b"being written by the run that holds the folder")
+    with pytest.raises(ManifestLockedError):
+        RenderStore.open(store.directory, project="pilot")
+    assert part.exists()
