@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from orchestrator.cli import cli
-from orchestrator.manifest import MANIFEST_NAME, SUBMITTED, ManifestStore
+from orchestrator.manifest import LOCK_NAME, MANIFEST_NAME, SUBMITTED, ManifestLock, ManifestStore
 from orchestrator.store import DATABASE_NAME
 
 SPEC = """\
@@ -93,4 +93,7 @@ def test_a_corrupt_store_is_one_line_naming_it_for_every_command(
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(database) in lines[0], result.stderr
     assert "Traceback" not in result.output
     assert database.read_bytes() == before  # never overwritten, never "repaired"
-    assert sorted(p.name for p in out.iterdir()) == [DATABASE_NAME]  # no lock, no log, no snapshot left behind
+    # No log, no snapshot left behind; the lock file (kept, never deleted) is free and empty.
+    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) == [DATABASE_NAME]
+    assert ManifestLock(out / LOCK_NAME).live_holder() is None
+    assert not (out / LOCK_NAME).exists() or (out / LOCK_NAME).read_text() == ""
