@@ -108,8 +108,26 @@ def test_a_symlink_in_place_of_the_lock_is_refused_and_its_target_untouched(tmp_
 
 @pytest.fixture
 def simulator() -> Iterator[LocalSimulator]:
-    with LocalSimulator(SimulatorOptions(render_time=0.5, render_jitter=0.0, cheap_video=True, seed=1)) as sim:
+    with LocalSimulator(SimulatorOptions(render_time=1.0, render_jitter=0.0, cheap_video=True, seed=1)) as sim:
         yield sim
+
+
+# ``orchestrator run SPEC --provider cometapi``, started when the test says go: each process has done its imports by
+# then, so that the runs reach the folder together rather than one after the other has finished.
+RUN_AT_THE_SIGNAL = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import orchestrator.api, orchestrator.store.database
+    from orchestrator.cli import main
+    go, spec = Path(sys.argv[1]), sys.argv[2]
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.0005)
+    sys.argv = ["orchestrator", "run", spec, "--provider", "cometapi"]
+    main()
+    """
+)
 
 
 @pytest.mark.timeout(120)
@@ -119,7 +137,7 @@ def test_of_runs_started_at_once_exactly_one_proceeds(
 ) -> None:
     n, runs = 3, 3
     spec = write_two_board_spec(tmp_path, n, project="race", concurrency=n)
-    out = tmp_path / "out"
+    out, go = tmp_path / "out", tmp_path / "go"
     out.mkdir()
     holder = None
     if lock_file == "stale":
@@ -129,22 +147,32 @@ def test_of_runs_started_at_once_exactly_one_proceeds(
         (out / LOCK_NAME).write_text("")
     else:
         holder = hold_lock_in_a_process(out)
-    env = {**os.environ, "COMETAPI_BASE_URL": simulator.base_url, "COMETAPI_KEY": "test-key-not-secret"}
-    command = [sys.executable, "-m", "orchestrator", "run", str(spec), "--provider", "cometapi"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "COMETAPI_BASE_URL": simulator.base_url,
+        "COMETAPI_KEY": "test-key-not-secret",
+    }
+    command = [sys.executable, "-c", RUN_AT_THE_SIGNAL, str(go), str(spec)]
     try:
         processes = [
             subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(runs)
         ]
-        errors = [p.communicate(timeout=90)[1] for p in processes]
-        results = [(p.pid, p.returncode, err) for p, err in zip(processes, errors, strict=True)]
+        for process in processes:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        go.touch()
+        streams = [process.communicate(timeout=90) for process in processes]
+        results = [(p.pid, p.returncode, err) for p, (_, err) in zip(processes, streams, strict=True)]
     finally:
         if holder is not None:
             kill_9(holder)
     proceeded = [pid for pid, code, _ in results if code == 0]
     refused = [(code, err) for _, code, err in results if code != 0]
     expected_holder = holder.pid if holder is not None else proceeded[0]
-    assert len(proceeded) == (0 if holder is not None else 1), results
+    assert len(proceeded) == (0 if holder is not None else 1), [
+        (*result, out[-300:]) for result, (out, _) in zip(results, streams, strict=True)
+    ]
     for code, err in refused:
         assert code == 1 and "Traceback" not in err
         lines = [line for line in err.splitlines() if "another run is using" in line]
