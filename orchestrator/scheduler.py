@@ -60,7 +60,7 @@ from orchestrator.errors import (
     TaskNotFoundError,
     TransientError,
 )
-from orchestrator.events import NOTICE, PROGRESS, SHOT, Event, EventBus
+from orchestrator.events import EventBus
 from orchestrator.fingerprint import request_record
 from orchestrator.limits import AdaptiveSlots, RateBucket, Stopped, backoff_delay
 from orchestrator.manifest import (
@@ -88,6 +88,7 @@ from orchestrator.polling import PollPlanner
 from orchestrator.pricing import Pricing
 from orchestrator.providers.base import MAX_LIST_PAGE, Capabilities, ListsTasks, Provider, Task, TaskStatus
 from orchestrator.reachability import Reachability, Unreachable, Unresolved
+from orchestrator.recorder import Recorder
 from orchestrator.shot import ResolvedShot
 from orchestrator.watcher import TaskWatcher, Watch
 
@@ -163,6 +164,7 @@ class Scheduler:
         self._downloads = anyio.CapacityLimiter(max(1, self.options.max_downloads))
         self._create_calls = anyio.CapacityLimiter(max(1, self.options.max_creates))
         self.stats = SchedulerStats()
+        self.recorder = Recorder(store=store, bus=self.bus, timeline=self.stats.timeline)
         self.abort_reason: str | None = None
         self.interrupted = False
         self._rng = random.Random(self.options.seed)
@@ -186,7 +188,7 @@ class Scheduler:
             retry_delay=self._delay,
             min_gap=self.options.poll.batch_min_interval,
             enabled=self.options.poll.batch and self.caps.list_tasks and isinstance(provider, ListsTasks),
-            notify=self._notice,
+            notify=self.recorder.notice,
         )
         self._rounds: anyio.CancelScope | None = None  # the watcher's rounds, while they run
         self._shots_left = 0
@@ -194,7 +196,7 @@ class Scheduler:
             endpoint=getattr(self.provider, "base_url", "") or self.provider.name,
             at_start=self.options.unreachable_at_start,
             after=self.options.unreachable_after,
-            notify=self._notice,
+            notify=self.recorder.notice,
             on_give_up=self._give_up,
         )
 
@@ -231,7 +233,7 @@ class Scheduler:
         """No new creates from now on; tasks in flight are followed to the end."""
         if not self.slots.closed:
             self.slots.close()
-            self._notice(f"stopped submitting: {reason}")
+            self.recorder.notice(f"stopped submitting: {reason}")
 
     def interrupt(self) -> None:
         """First call: stop submitting and polling, record creates in progress (bounded wait). Second: stop now."""
@@ -259,15 +261,15 @@ class Scheduler:
         except _Interrupted:
             return
         except Unresolved as exc:
-            await self._note_error(shot.id, str(exc))
+            await self.recorder.note_error(shot.id, str(exc))
         except AccountError as exc:
             self._account_error(exc)
-            await self._note_error(shot.id, f"stopped: {exc.message}")
+            await self.recorder.note_error(shot.id, f"stopped: {exc.message}")
         except ManifestError:
             raise
         except OrchestratorError as exc:
             # Anything else this shot ran into stays with this shot; the record keeps its resumable state.
-            await self._note_error(shot.id, exc.message)
+            await self.recorder.note_error(shot.id, exc.message)
         finally:
             # Whatever happened, a slot this shot took is given back (a leaked slot would stall the whole run).
             held = self._flights.pop(shot.id, None)
@@ -341,7 +343,7 @@ class Scheduler:
             return None
         if self.slots.try_take():
             flight = self._track(_Flight(shot=self._new_attempt(shot, previous), created=time.time(), holds_slot=True))
-            self._mark(shot.id, "slot")
+            self.recorder.mark(shot.id, "slot")
             return await self._create(flight)
         # No slot free: wait "on deck". The next few shots in line record ``submitting`` while they wait, so that
         # when a slot frees the create leaves at once instead of after a manifest write.
@@ -353,12 +355,12 @@ class Scheduler:
             try:
                 await self.slots.acquire()
             except Stopped:
-                await self._set(shot.id, PENDING, detail="not submitted", error=self._not_submitted())
+                await self.recorder.set(shot.id, PENDING, detail="not submitted", error=self._not_submitted())
                 return None
             flight.holds_slot = True
-            self._mark(shot.id, "slot")
+            self.recorder.mark(shot.id, "slot")
         # The create leaves now. Where a lookup can settle a crash in between, this need not wait for the disk.
-        await self._set(shot.id, SUBMITTING, submitted_at=now_iso(), durable=not self.caps.absence_is_proof)
+        await self.recorder.set(shot.id, SUBMITTING, submitted_at=now_iso(), durable=not self.caps.absence_is_proof)
         flight.created = time.time()
         return await self._send(flight)
 
@@ -381,7 +383,7 @@ class Scheduler:
 
     async def _mark_queued(self, shot: ResolvedShot) -> None:
         """Durably record the external id the create will carry while the shot waits for a slot."""
-        await self._set(
+        await self.recorder.set(
             shot.id,
             QUEUED,
             external_task_id=shot.external_task_id,
@@ -393,7 +395,7 @@ class Scheduler:
 
     async def _mark_submitting(self, shot: ResolvedShot) -> None:
         """Durably record the external id the create will carry, before it can be sent."""
-        await self._set(
+        await self.recorder.set(
             shot.id,
             SUBMITTING,
             external_task_id=shot.external_task_id,
@@ -417,7 +419,7 @@ class Scheduler:
             if tries > 1 and self.slots.closed:
                 if not maybe_sent:
                     # Every try so far was refused for sure (rate limits): nothing was created under this id.
-                    await self._set(shot.id, PENDING, detail="not submitted", error=self._not_submitted())
+                    await self.recorder.set(shot.id, PENDING, detail="not submitted", error=self._not_submitted())
                 # Otherwise left "submitting": the next run confirms the external id before sending anything.
                 raise _Interrupted
             try:
@@ -426,9 +428,9 @@ class Scheduler:
                     self.stats.creates += 1
                     sent = flight.sent_at = time.time()
                     async with self._create_calls:
-                        self._mark(shot.id, "sent")
+                        self.recorder.mark(shot.id, "sent")
                         task = await self.reach.call(self.provider.create_task(shot))
-                self._mark(shot.id, "answered")
+                self.recorder.mark(shot.id, "answered")
             except DuplicateExternalIdError:
                 found = await self._lookup(shot.external_task_id)
                 if found is None:
@@ -436,11 +438,11 @@ class Scheduler:
                     return None
                 task = found
             except ShotRejectedError as exc:
-                await self._set(shot.id, FAILED, detail=exc.message, error=exc.message, finished_at=now_iso())
+                await self.recorder.set(shot.id, FAILED, detail=exc.message, error=exc.message, finished_at=now_iso())
                 return None
             except AccountError as exc:
                 # A definite refusal: nothing was created, so the next run may reuse this attempt's id.
-                await self._set(shot.id, PENDING, detail="not submitted", error=f"not submitted: {exc.message}")
+                await self.recorder.set(shot.id, PENDING, detail="not submitted", error=f"not submitted: {exc.message}")
                 raise
             except (RateLimitedError, ConcurrencyLimitError) as exc:
                 await self._congested(flight, exc, tries)
@@ -466,7 +468,7 @@ class Scheduler:
                         raise  # left "submitting": the next run looks it up before sending anything
                     # Every try was refused before it was sent: nothing was created, so the next run may reuse
                     # this attempt's id (the provider would refuse it as a duplicate anyway).
-                    await self._set(shot.id, PENDING, detail="not submitted", error=f"not submitted: {stop}")
+                    await self.recorder.set(shot.id, PENDING, detail="not submitted", error=f"not submitted: {stop}")
                     raise _Interrupted from None
                 continue
             flight.created = task.started_on(sent=sent, received=time.time())
@@ -478,20 +480,20 @@ class Scheduler:
         """1302/1303/429 on a create: lower the target, give the slot back, wait, and queue for a slot again."""
         self.stats.congestion += 1
         if self.slots.congested():
-            self._notice(f"provider says too many ({exc.message}); in-flight target now {self.slots.capacity}")
+            self.recorder.notice(f"provider says too many ({exc.message}); in-flight target now {self.slots.capacity}")
         self._give_back_slot(flight)
         await self._pause(exc, tries)
         try:
             await self.slots.acquire()
         except Stopped:
             # The 429 was a definite answer: nothing was created under this id yet.
-            await self._set(flight.shot.id, PENDING, detail="not submitted", error=self._not_submitted())
+            await self.recorder.set(flight.shot.id, PENDING, detail="not submitted", error=self._not_submitted())
             raise _Interrupted from None
         flight.holds_slot = True
-        self._mark(flight.shot.id, "slot")
+        self.recorder.mark(flight.shot.id, "slot")
 
     async def _record_task(self, flight: _Flight, task: Task, *, detail: str = "") -> None:
-        await self._set(
+        await self.recorder.set(
             flight.shot.id,
             SUBMITTED,
             detail=detail or f"task {task.task_id}",
@@ -539,14 +541,14 @@ class Scheduler:
     async def _unconfirmed(self, shot: ResolvedShot, reason: str, *, again: bool = False) -> None:
         """Leave the shot ``unconfirmed``: its create may have been billed, and nothing is sent without the user."""
         message = reason if again else _unconfirmed_message(shot, reason, provider=self.provider.name)
-        await self._set(shot.id, UNCONFIRMED, detail="create not confirmed", error=message)
+        await self.recorder.set(shot.id, UNCONFIRMED, detail="create not confirmed", error=message)
 
     # --- poll ---------------------------------------------------------------------------------------------------
 
     async def _follow(self, flight: _Flight) -> Task | None:
         """Poll until the task ends. Returns the finished task when a video is to be downloaded."""
         shot = flight.shot
-        record = self._record(shot.id)
+        record = self.recorder.record(shot.id)
         task_id = record.task_id or ""
         policy = self.options.poll
         last_poll: float | None = None
@@ -563,7 +565,7 @@ class Scheduler:
             if watch is None:
                 return None
             if watch.task is not None:
-                self._mark(shot.id, "detected", watch.seen_at)
+                self.recorder.mark(shot.id, "detected", watch.seen_at)
                 return await self._finished(flight, watch.task)
             last_poll = watch.last_poll  # the list cannot tell about it: go on polling it on its own
         while True:
@@ -604,7 +606,7 @@ class Scheduler:
             retry_at = None
             last_poll = time.time()
             if task.status.finished:
-                self._mark(shot.id, "detected", last_poll)
+                self.recorder.mark(shot.id, "detected", last_poll)
                 return await self._finished(flight, task)
             self._seen(shot.id, task)
 
@@ -653,19 +655,17 @@ class Scheduler:
 
     def _seen(self, shot_id: str, task: Task) -> None:
         """A poll or list round found the task still running: note what it tells (informative, not durable)."""
-        record = self._record(shot_id)
+        record = self.recorder.record(shot_id)
         if task.raw_status and record.provider_status != task.raw_status:
             self.store.update(shot_id, provider_status=task.raw_status)
         if task.status is TaskStatus.PROCESSING and record.status == SUBMITTED:
-            self._set_now(shot_id, PROCESSING, task=task)
+            self.recorder.set_now(shot_id, PROCESSING, task=task)
         if task.progress and self._progress.get(shot_id) != task.progress:
             self._progress[shot_id] = task.progress
-            # Not a transition: old and new are the state it is in, so a view can say "s01: processing 40%".
-            state = self._record(shot_id).status
-            self.bus.emit(Event(PROGRESS, shot_id=shot_id, old=state, new=state, data={"progress": task.progress}))
+            self.recorder.progress(shot_id, task.progress)
 
     async def _deadline_passed(self, shot: ResolvedShot) -> None:
-        await self._set(
+        await self.recorder.set(
             shot.id,
             PENDING_REMOTE,
             detail="deadline passed",
@@ -682,7 +682,7 @@ class Scheduler:
             )
         else:
             message = f"task {task_id} not found at the provider; run again to submit the shot as a new attempt"
-        await self._set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso())
+        await self.recorder.set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso())
 
     def _next_poll(self, flight: _Flight, last_poll: float | None, *, batched: bool = False) -> float:
         if flight.resumed and last_poll is None:
@@ -712,7 +712,7 @@ class Scheduler:
         self._end_flight(flight)
         if task.status is TaskStatus.FAILED:
             reason = task.status_message or "the provider reported the task failed"
-            await self._set(
+            await self.recorder.set(
                 shot.id,
                 FAILED,
                 detail=reason,
@@ -727,17 +727,17 @@ class Scheduler:
         self._observe(flight, task)
         if not task.videos:
             message = "the provider reported success but returned no video"
-            await self._set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso(), task=task)
+            await self.recorder.set(shot.id, FAILED, detail=message, error=message, finished_at=now_iso(), task=task)
             return None
         # Not awaited on disk: a crash before the next write leaves the shot "processing" with its task id, and
         # the next run polls it and downloads just the same. The success after the download is durable.
-        await self._set(shot.id, DOWNLOADING, task=task, durable=False)
+        await self.recorder.set(shot.id, DOWNLOADING, task=task, durable=False)
         return task
 
     def _observe(self, flight: _Flight, task: Task) -> None:
         if task.created_at and task.updated_at:
-            self._mark(flight.shot.id, "provider_created", task.created_at / 1000)
-            self._mark(flight.shot.id, "provider_ended", task.updated_at / 1000)
+            self.recorder.mark(flight.shot.id, "provider_created", task.created_at / 1000)
+            self.recorder.mark(flight.shot.id, "provider_ended", task.updated_at / 1000)
         if task.created_at and task.updated_at and task.updated_at > task.created_at:
             seconds = (task.updated_at - task.created_at) / 1000
         elif flight.resumed:
@@ -755,7 +755,7 @@ class Scheduler:
         try:
             dest = self._output_path(shot)
         except ShotRejectedError as exc:
-            await self._set(shot.id, FAILED, detail=exc.message, error=exc.message, finished_at=now_iso())
+            await self.recorder.set(shot.id, FAILED, detail=exc.message, error=exc.message, finished_at=now_iso())
             return
         policy = self.options.retry
         video = task.videos[0]
@@ -771,14 +771,14 @@ class Scheduler:
                 retryable = not isinstance(exc, DownloadError) or exc.retryable
                 if tries == policy.download_attempts or not retryable:
                     message = f"download failed ({exc.message}); the render is safe at the provider, run again"
-                    await self._set(shot.id, DOWNLOADING, detail=message, error=message)
+                    await self.recorder.set(shot.id, DOWNLOADING, detail=message, error=message)
                     return
                 await anyio.sleep(backoff_delay(tries, base=policy.base, cap=policy.cap, rng=self._rng))
                 continue
-            self._mark(shot.id, "downloaded")
+            self.recorder.mark(shot.id, "downloaded")
             output = Output(path=self._relative(done.path), sha256=done.sha256, bytes=done.bytes)
             cost = self.pricing.shot_units(shot) if self.pricing else None
-            await self._set(
+            await self.recorder.set(
                 shot.id,
                 SUCCEEDED,
                 outputs=[output],
@@ -802,66 +802,6 @@ class Scheduler:
         return Path(os.path.relpath(path.resolve(), self.store.directory.resolve())).as_posix()
 
     # --- shared helpers -----------------------------------------------------------------------------------------
-
-    def _record(self, shot_id: str) -> ShotRecord:
-        record = self.store.record(shot_id)
-        if record is None:
-            raise KeyError(shot_id)
-        return record
-
-    async def _set(
-        self,
-        shot_id: str,
-        status: str,
-        *,
-        detail: str = "",
-        task: Task | None = None,
-        durable: bool = True,
-        **fields: object,
-    ) -> None:
-        """Change a shot's state, make it durable (unless told it need not be), then tell the listeners.
-
-        Only the two purely informative steps (processing, downloading) pass ``durable=False``: they ride on the
-        next write instead of waiting for their own, which keeps the manifest off the critical path of polling.
-        """
-        before = self.store.record(shot_id)
-        old = before.status if before else None
-        self.store.update(shot_id, status=status, **fields)
-        if durable:
-            with anyio.CancelScope(shield=True):
-                # A write that started must finish: the manifest is how the next run knows what was paid for.
-                await self.store.commit()
-        self._announce(shot_id, old, status, detail=detail, task=task)
-
-    def _set_now(self, shot_id: str, status: str, *, task: Task | None = None, detail: str = "") -> None:
-        """A purely informative change (like ``_set(..., durable=False)``), for code that cannot await."""
-        before = self.store.record(shot_id)
-        old = before.status if before else None  # read before the update, which changes that very record
-        self.store.update(shot_id, status=status)
-        self._announce(shot_id, old, status, detail=detail, task=task)
-
-    def _announce(self, shot_id: str, old: str | None, status: str, *, detail: str, task: Task | None) -> None:
-        record = self._record(shot_id)
-        data: dict[str, object] = {"attempt": record.attempts}
-        if record.task_id:
-            data["task_id"] = record.task_id
-        if task is not None and task.updated_at:
-            data["provider_updated_at"] = task.updated_at
-        if task is not None and task.progress:
-            data["progress"] = task.progress
-        if record.error and status in (FAILED, PENDING_REMOTE, PENDING, DOWNLOADING, UNCONFIRMED):
-            data["error"] = record.error
-        self.bus.emit(Event(SHOT, shot_id=shot_id, old=old, new=status, detail=detail, data=data))
-
-    async def _note_error(self, shot_id: str, message: str) -> None:
-        if self.store.record(shot_id) is None:
-            return
-        self.store.update(shot_id, error=message)
-        with anyio.CancelScope(shield=True):
-            await self.store.commit()
-
-    def _notice(self, message: str) -> None:
-        self.bus.emit(Event(NOTICE, detail=message))
 
     def _account_error(self, exc: AccountError) -> None:
         if self.abort_reason is None:
@@ -906,13 +846,13 @@ class Scheduler:
     def _take_resumed_slot(self, flight: _Flight) -> None:
         self.slots.take()
         flight.holds_slot = True
-        self._mark(flight.shot.id, "slot")
+        self.recorder.mark(flight.shot.id, "slot")
 
     def _give_back_slot(self, flight: _Flight) -> None:
         if flight.holds_slot:
             flight.holds_slot = False
             self.slots.release()
-            self._mark(flight.shot.id, "released")
+            self.recorder.mark(flight.shot.id, "released")
 
     @contextmanager
     def _create_under_way(self) -> Iterator[None]:
@@ -925,9 +865,6 @@ class Scheduler:
             self._creating -= 1
             if self._creating == 0:
                 self._creates_done.set()
-
-    def _mark(self, shot_id: str, step: str, at: float | None = None) -> None:
-        self.stats.timeline.setdefault(shot_id, {})[step] = time.time() if at is None else at
 
     def _end_flight(self, flight: _Flight) -> None:
         self._give_back_slot(flight)
