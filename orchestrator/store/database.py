@@ -64,6 +64,7 @@ from orchestrator.store.records import (
 
 DATABASE_NAME = "renders.db"
 APPLICATION_ID = 0x4F524348  # "ORCH" in the database header: tells our file from any other program's SQLite file
+PAGE_SIZE = 1024
 _BUILDING_PREFIX = f".{DATABASE_NAME}.new"  # a database being built (new folder, migration), renamed when complete
 
 _STATUS_CHECK = ", ".join(f"'{status}'" for status in STATUSES)
@@ -561,6 +562,9 @@ def _build(path: Path, state: FolderState) -> None:
     _remove(path)
     connection = sqlite3.connect(path, isolation_level=None)
     try:
+        # Small pages: a commit writes each page it changed whole to the log, and a run's commits change a few
+        # renders each, scattered over the ones in flight; at 1 KiB a page that costs a quarter of the default.
+        connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         connection.execute("PRAGMA journal_mode = DELETE")
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
