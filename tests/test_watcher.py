@@ -267,3 +267,28 @@ def test_a_watcher_turned_off_hands_every_task_back() -> None:
     )  # fmt: skip
     watch = watcher.watch("1", seq=watcher.created(), key=None)
     assert watch.alone and watch.settled
+
+
+@dataclass
+class CrowdedAtFirst(ListingProvider):
+    """Other clients' tasks crowd the first ``crowded_lists`` pages, then leave."""
+
+    crowded_lists: int = 2
+
+    async def list_tasks(self, *, page_size: int) -> list[Task]:
+        self.others = 15 if self.requests["list"] < self.crowded_lists else 0
+        return await super().list_tasks(page_size=page_size)
+
+
+@pytest.mark.anyio
+async def test_a_doubled_page_is_halved_again_once_half_of_it_has_long_been_enough(tmp_path: Path) -> None:
+    shots = [make_shot(f"s{i:02d}") for i in range(80)]
+    provider = CrowdedAtFirst(render=0.02)
+    await run(provider, shots, tmp_path, concurrency=3)
+    assert set(statuses(tmp_path).values()) == {SUCCEEDED}
+    assert provider.requests["get"] == 0
+    sizes = provider.page_sizes
+    doubled = max(sizes)
+    assert doubled >= 2 * sizes[0]  # the crowd made the first pages fall short
+    # Once the crowd left, every round found this run's tasks near the top: the page went back to its own size.
+    assert sizes[-1] <= doubled // 2, sizes
