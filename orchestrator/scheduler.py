@@ -156,6 +156,7 @@ class Scheduler:
         self.options = options or RunOptions()
         self.bus = bus or EventBus()
         self.out_dir = (out_dir or store.directory).resolve()
+        self._store_dir = store.directory.resolve()  # resolved once, not once per video (a syscall per part)
         self.pricing = pricing
         self.slots = AdaptiveSlots(self.options.concurrency, cooldown=self.options.congestion_cooldown)
         self.bucket = RateBucket(self.options.requests_per_second)
@@ -799,7 +800,7 @@ class Scheduler:
         return dest
 
     def _relative(self, path: Path) -> str:
-        return Path(os.path.relpath(path.resolve(), self.store.directory.resolve())).as_posix()
+        return Path(os.path.relpath(path.resolve(), self._store_dir)).as_posix()
 
     # --- shared helpers -----------------------------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ from orchestrator.providers.base import MAX_LIST_PAGE, Task
 _TRIES_BEFORE_LISTING_WORKS = 2
 # Rounds in a row with room on the page yet none of the tasks followed, before the run stops listing.
 _BLIND_ROUNDS = 3
+# Full rounds in a row that found every task followed in the first half of the page, before a doubled page is halved.
+_ROOMY_ROUNDS = 20
 
 
 @dataclass(eq=False)
@@ -107,6 +109,7 @@ class TaskWatcher:
         self._last_round = -math.inf
         self._blind_rounds = 0  # rounds in a row that showed none of the tasks followed
         self._stretch = 1  # pages are this many times the size our own tasks need (doubled when one fell short)
+        self._roomy_rounds = 0  # full rounds in a row in which half the page would have done
         self._generation = 0
         self._changed: anyio.Event | None = None  # made in the event loop, on first use
 
@@ -256,6 +259,9 @@ class TaskWatcher:
 
     def _take(self, tasks: list[Task], *, started: float, answered: float, full: bool) -> None:
         by_id = {task.task_id: task for task in tasks}
+        # Where each task is on the page, only while pages are stretched (to tell when they may shrink again).
+        places = {task.task_id: place for place, task in enumerate(tasks)} if self._stretch > 1 else {}
+        deepest = -1  # how far down the page the deepest task followed was
         judged = [w for w in self._watches.values() if not w.settled and w.added < started]
         if judged and not full and not any(w.task_id in by_id for w in judged):
             # Room to spare on the page, yet none of this run's tasks on it: a list that lags behind by a moment,
@@ -266,6 +272,7 @@ class TaskWatcher:
             return
         self._blind_rounds = 0
         short = False  # the full page did not reach back to every task
+        missing = False  # a task followed was not on the longest page there is
         for watch in list(self._watches.values()):
             if watch.settled:
                 continue
@@ -277,10 +284,12 @@ class TaskWatcher:
                     if full and len(tasks) < MAX_LIST_PAGE:
                         short = True
                     else:
+                        missing = True
                         watch.alone = True  # the list cannot tell about this task: it is polled on its own
                         watch.ring()
                 continue
             watch.last_poll = answered
+            deepest = max(deepest, places.get(watch.task_id, -1))
             if task.status.finished:
                 self._settle(watch, task, answered)
                 continue
@@ -297,9 +306,29 @@ class TaskWatcher:
                 self._on_seen(watch, task)
             watch.due = self._schedule(watch)
             watch.generation = self._generation
+        if full and not missing:
+            self._fit_page(short=short, roomy=deepest < len(tasks) // 2)
+        elif short:
+            self._fit_page(short=True, roomy=False)
+
+    def _fit_page(self, *, short: bool, roomy: bool) -> None:
+        """Longer pages after one fell short; half as long again once half of each full page has long been enough.
+
+        Only full pages tell: a shorter one holds the whole list, whatever its size.
+        """
         if short:
             # Other clients of the account, or more creates meanwhile than the slack allowed: longer pages from now.
             self._stretch = min(2 * self._stretch, MAX_LIST_PAGE)
+            self._roomy_rounds = 0
+        elif roomy and self._stretch > 1:
+            # Every task followed was in the first half of the page, round after round: the crowd that made a page
+            # fall short (a burst of creates at start-up, often) has gone, and each round parses the whole page.
+            self._roomy_rounds += 1
+            if self._roomy_rounds >= _ROOMY_ROUNDS:
+                self._stretch //= 2
+                self._roomy_rounds = 0
+        else:
+            self._roomy_rounds = 0
 
     def give_up(self, reason: str, *, quiet: bool = False) -> None:
         """Stop listing for the rest of the run: every task followed is handed back to be polled on its own."""

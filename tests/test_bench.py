@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -73,3 +74,51 @@ def test_the_bench_client_uses_the_simulators_own_keys(bench: ModuleType) -> Non
         LocalSimulator.LOCAL_ACCESS_KEY,
         LocalSimulator.LOCAL_SECRET_KEY,
     )
+
+
+@pytest.fixture(scope="module")
+def scale_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("scale_bench", ROOT / "bench" / "scale_bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _scale_figures(scale_bench: ModuleType, **changes: object) -> object:
+    figures = {
+        "n": 10_000,
+        "concurrency": 200,
+        "render": 5.0,
+        "succeeded": 10_000,
+        "makespan": 262.5,
+        "client_cpu_seconds": 35.0,
+        "peak_rss_mb": 120.0,
+        "written_bytes": 180_000_000,
+        "video_bytes": 32_000_000,
+        "store_files_bytes": 26_000_000,
+        "requests": 23_000,
+        "duplicates": 0,
+    }
+    return scale_bench.ScaleFigures(**{**figures, **changes})
+
+
+def test_the_scale_bench_judges_each_target_from_its_own_figures(scale_bench: ModuleType) -> None:
+    figures = _scale_figures(scale_bench)
+    # ideal = ceil(10,000 / 200) waves x 5 s; the videos are the client's writes too, but not the store's.
+    assert figures.ideal == 250.0 and figures.makespan_over_ideal == pytest.approx(1.05)  # type: ignore[attr-defined]
+    assert figures.store_written_mb == pytest.approx(148.0)  # type: ignore[attr-defined]
+    assert figures.cpu_ms_per_shot == pytest.approx(3.5) and figures.requests_per_shot == 2.3  # type: ignore[attr-defined]
+    assert all(figures.verdicts().values())  # type: ignore[attr-defined]
+    # 10,001 shots need a 51st wave: the ideal rounds up.
+    assert _scale_figures(scale_bench, n=10_001).ideal == 255.0  # type: ignore[attr-defined]
+    over = _scale_figures(scale_bench, written_bytes=240_000_000, duplicates=1, makespan=280.0, succeeded=9_999)
+    verdicts = over.verdicts()  # type: ignore[attr-defined]
+    assert [name for name, ok in verdicts.items() if not ok] == [
+        "store written",
+        "makespan",
+        "no duplicates",
+        "all succeeded",
+    ]
+    assert "OVER" in "\n".join(over.lines())  # type: ignore[attr-defined]

@@ -267,3 +267,32 @@ def test_a_watcher_turned_off_hands_every_task_back() -> None:
     )  # fmt: skip
     watch = watcher.watch("1", seq=watcher.created(), key=None)
     assert watch.alone and watch.settled
+
+
+@pytest.mark.anyio
+async def test_a_doubled_page_is_halved_again_once_half_of_it_has_long_been_enough() -> None:
+    sizes: list[int] = []
+    ours = [Task(f"t{n}", TaskStatus.PROCESSING) for n in range(3)]
+
+    async def fetch(page_size: int) -> list[Task]:
+        sizes.append(page_size)
+        await anyio.lowlevel.checkpoint()
+        # First a page crowded by other clients' tasks (ours fell off it), then ours on top, the rest the others'.
+        top = [] if len(sizes) == 1 else ours
+        others = [Task(f"other-{n}", TaskStatus.PROCESSING) for n in range(page_size - len(top))]
+        if len(sizes) == 40:
+            scope.cancel()
+        return [*top, *others]
+
+    watcher = TaskWatcher(
+        fetch=fetch, schedule=lambda w: 0.0, on_seen=lambda w, t: None, retry_delay=lambda e, n: 0.0, min_gap=0.0,
+    )  # fmt: skip
+    for task in ours:
+        watcher.watch(task.task_id, seq=watcher.created(), key=None)
+    await anyio.sleep(0.001)  # the watches are older than the first round
+    with anyio.CancelScope() as scope:
+        await watcher.run()
+    first = sizes[0]
+    assert sizes[1] == 2 * first  # the crowded page fell short: twice as long from then on
+    # 20 full rounds with every task followed in the first half of the page: as long as our own tasks need again.
+    assert sizes[1:21] == [2 * first] * 20 and sizes[21:] == [first] * (len(sizes) - 21)

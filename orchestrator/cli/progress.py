@@ -5,7 +5,9 @@ Each view is an event listener (``orchestrator.events``); the scheduler knows no
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
 import json
 import statistics
 import time
@@ -134,19 +136,40 @@ def estimate_remaining(*, durations: Sequence[float], ages: Sequence[float], wai
     """
     if not durations:
         return None
+    # The finished durations sorted, with sums of each tail: the ones longer than an age are a tail, so each shot in
+    # flight costs a bisection rather than a pass over every render finished so far (10,000 of them, 4 times a
+    # second, in a big production).
+    ordered = sorted(durations)
+    tail_sums = list(itertools.accumulate(reversed(ordered)))[::-1]  # tail_sums[i] = sum(ordered[i:])
     ends: list[float] = []
     for age in ages:
-        longer = [duration - age for duration in durations if duration > age]
-        if not longer:
+        first = bisect.bisect_right(ordered, age)
+        count = len(ordered) - first
+        if not count:
             return None
-        ends.append(statistics.fmean(longer))
-    typical = statistics.median(durations)
+        ends.append(tail_sums[first] / count - age)
+    typical = statistics.median(ordered)
     busy = sorted(ends)
     free = busy[-max(slots, 1) :] if len(busy) > slots else busy + [0.0] * (max(slots, 1) - len(busy))
+    return max([*_fill_slots(free, waiting=waiting, each=typical), *busy])
+
+
+def _fill_slots(free: list[float], *, waiting: int, each: float) -> list[float]:
+    """When each slot frees once ``waiting`` shots of ``each`` seconds went, each to the first slot that frees.
+
+    Once the slots free within ``each`` of one another, every further round gives each slot one shot in turn: those
+    rounds are added at once, so thousands of waiting shots cost no more than a few rounds.
+    """
+    heapq.heapify(free)
+    while waiting and (max(free) - free[0] > each or waiting < len(free)):
+        heapq.heappush(free, heapq.heappop(free) + each)
+        waiting -= 1
+    rounds, waiting = divmod(waiting, len(free))
+    free = [at + rounds * each for at in free]
     heapq.heapify(free)
     for _ in range(waiting):
-        heapq.heappush(free, heapq.heappop(free) + typical)
-    return max([*free, *busy])
+        heapq.heappush(free, heapq.heappop(free) + each)
+    return free
 
 
 def format_eta(seconds: float | None) -> str:

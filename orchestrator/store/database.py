@@ -65,6 +65,7 @@ from orchestrator.store.records import (
 
 DATABASE_NAME = "renders.db"
 APPLICATION_ID = 0x4F524348  # "ORCH" in the database header: tells our file from any other program's SQLite file
+PAGE_SIZE = 1024
 _BUILDING_PREFIX = f".{DATABASE_NAME}.new"  # a database being built (new folder, migration), renamed when complete
 _DOWNLOAD_PART = re.compile(r"\..+\.[0-9a-f]{12}\.part")  # a download on its way (``providers.http.download``)
 
@@ -159,6 +160,9 @@ class RenderStore:
         self._lock = lock
         self._facts = state.facts
         self._shots: dict[str, ShotRow] = {row.shot_id: row for row in state.shots}
+        # The position a new shot's row gets (last): kept, not recomputed, so that adding a shot costs the same
+        # in a 10,000-shot folder as in an empty one.
+        self._end_position = max((row.position for row in state.shots), default=-1) + 1
         self._renders: dict[int, RenderRecord] = {render.render_id: render for render in state.renders}
         self._by_shot: dict[str, list[int]] = {}
         for render in state.renders:
@@ -385,7 +389,8 @@ class RenderStore:
     def place_shots(self, shot_ids: Sequence[str]) -> None:
         """Put shots in the spec's order: these first, in this order (new ones get a row), the rest after them."""
         wanted = list(dict.fromkeys(shot_ids))
-        rest = [shot_id for shot_id in self.shot_ids if shot_id not in set(wanted)]
+        placed = set(wanted)  # built once: a set built per shot made closing a 10,000-shot run quadratic
+        rest = [shot_id for shot_id in self.shot_ids if shot_id not in placed]
         for position, shot_id in enumerate(wanted + rest):
             row = self._shots.get(shot_id) or ShotRow(shot_id=shot_id, position=position)
             if row.position != position or shot_id not in self._shots:
@@ -486,12 +491,13 @@ class RenderStore:
 
     def _put_shot(self, row: ShotRow) -> None:
         self._shots[row.shot_id] = row
+        self._end_position = max(self._end_position, row.position + 1)
         with self._pending:
             self._dirty_shots.add(row.shot_id)
             self._version += 1
 
     def _next_position(self) -> int:
-        return max((row.position for row in self._shots.values()), default=-1) + 1
+        return self._end_position
 
 
 # --- reading a folder without opening it for a run ---------------------------------------------------------------
@@ -558,6 +564,9 @@ def _build(path: Path, state: FolderState) -> None:
     _remove(path)
     connection = sqlite3.connect(path, isolation_level=None)
     try:
+        # Small pages: a commit writes each page it changed whole to the log, and a run's commits change a few
+        # renders each, scattered over the ones in flight; at 1 KiB a page that costs a quarter of the default.
+        connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         connection.execute("PRAGMA journal_mode = DELETE")
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")

@@ -10,6 +10,7 @@ would make it (``orchestrator.store.migrate``). See docs/store.md, "The snapshot
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,29 @@ def snapshot_json(state: FolderState) -> dict[str, Any]:
 
 
 def snapshot_text(state: FolderState) -> str:
-    return json.dumps(snapshot_json(state), indent=2, ensure_ascii=False) + "\n"
+    return "".join(snapshot_chunks(state))
+
+
+def snapshot_chunks(state: FolderState) -> Iterator[str]:
+    """The snapshot's text, one shot at a time: the bytes of ``json.dumps(snapshot_json(state), indent=2)``.
+
+    Written this way so that the snapshot of a 10,000-shot store never exists whole in memory (its JSON values and
+    its text were most of a big run's peak RSS); each shot is indented as it would be at its depth in the file.
+    """
+    head = json.dumps({**snapshot_json(FolderState(facts=state.facts)), "shots": {}}, indent=2, ensure_ascii=False)
+    if not state.shots:
+        yield head + "\n"
+        return
+    yield head.removesuffix("{}\n}") + "{"
+    for index, row in enumerate(state.shots):
+        shot = json.dumps(_shot_json(state, row), indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        yield f"{',' if index else ''}\n    {json.dumps(row.shot_id, ensure_ascii=False)}: {shot}"
+    yield "\n  }\n}\n"
 
 
 def write_snapshot(state: FolderState, path: Path) -> None:
     """Write the snapshot atomically: a crash leaves the old file or the new one, never a mix."""
-    write_atomic(path, snapshot_text(state))
+    write_atomic(path, snapshot_chunks(state))
 
 
 def read_snapshot(path: Path) -> FolderState:

@@ -117,6 +117,17 @@ def test_eta_from_render_times_and_slots() -> None:
     assert estimate_remaining(durations=[10.0], ages=[9.0, 8.0, 0.0], waiting=1, slots=2) == 12.0
 
 
+def test_eta_of_a_big_production_fills_the_slots_round_by_round() -> None:
+    # 10,000 waiting behind 200 slots of 5 s renders: 50 rounds. A slot still busy for a second ends its 50 a
+    # second later; with 199 busy for 5 s and that one, the 10,001st shot goes to the slot that frees first.
+    assert estimate_remaining(durations=[5.0], ages=[], waiting=10_000, slots=200) == 250.0
+    assert estimate_remaining(durations=[5.0], ages=[4.0], waiting=10_000, slots=200) == 251.0
+    assert estimate_remaining(durations=[5.0], ages=[0.0] * 199 + [4.0], waiting=10_001, slots=200) == 256.0
+    # Slots that free further apart than one render: the free one takes ten 1 s shots while the other ends its
+    # 30 s render (20 s in), then each takes one of the last two.
+    assert estimate_remaining(durations=[1.0, 1.0, 30.0], ages=[20.0], waiting=12, slots=2) == 11.0
+
+
 def test_no_eta_for_a_shot_that_outlived_every_render_seen() -> None:
     assert estimate_remaining(durations=[10.0, 12.0], ages=[13.0], waiting=0, slots=2) is None
 

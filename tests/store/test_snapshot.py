@@ -20,6 +20,7 @@ from orchestrator.store import (
     read_snapshot,
     snapshot_text,
 )
+from orchestrator.store.snapshot import snapshot_json
 
 from .conftest import request
 
@@ -57,6 +58,18 @@ def test_the_snapshot_is_deterministic_and_marks_the_current_render(store: Rende
     assert [r["current"] for r in renders] == [False, True]
     assert (renders[1]["take"], renders[1]["variant"]) == (2, "close-up")
     assert list(renders[0]["request"]) == sorted(renders[0]["request"])
+
+
+def test_the_snapshot_written_shot_by_shot_is_the_json_of_the_whole(store: RenderStore) -> None:
+    # Written a shot at a time (a big store's snapshot never whole in memory), yet byte for byte the one document,
+    # with ids that JSON must escape and renders nested at every depth.
+    assert snapshot_text(store.state()) == json.dumps(snapshot_json(store.state()), indent=2) + "\n"  # no shots
+    _fill(store)
+    store.new_render('s "quoted"\n', fingerprint=FP, request=request("café"))
+    store.place_shots(["s01", "s02", 's "quoted"\n'])
+    whole = json.dumps(snapshot_json(store.state()), indent=2, ensure_ascii=False) + "\n"
+    assert snapshot_text(store.state()) == whole
+    assert (store.write_snapshot()).read_text(encoding="utf-8") == whole
 
 
 def test_a_snapshot_copied_elsewhere_stands_for_its_folder(store: RenderStore, tmp_path: Path) -> None:
