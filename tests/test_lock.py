@@ -1,4 +1,4 @@
-"""``<out>/.lock``: one run per output folder through a kernel lock (``flock``), whatever the file holds."""
+"""The folder lock (orchestrator.lock): one run per output folder through flock, whatever starts at once."""
 
 from __future__ import annotations
 
