@@ -15,6 +15,7 @@ end and downloads its video, and nothing is created.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,9 +36,11 @@ from orchestrator.manifest import (
     UNCONFIRMED,
     Manifest,
     ManifestStore,
+    epoch_seconds,
     has_manifest,
     now_iso,
 )
+from orchestrator.options import DEFAULT_RETRY_POLICY
 from orchestrator.providers.base import Provider, Task, TaskStatus
 from orchestrator.shot import ResolvedProject
 
@@ -78,7 +81,7 @@ async def aadopt(
         expected = store.manifest.shots[shot_id].external_task_id
         name = provider if isinstance(provider, str) else (project.provider or DEFAULT_PROVIDER)
         async with open_run_provider(provider, name=name, simulator_options=simulator_options, out_dir=out_dir) as live:
-            task = await _query(live, task_id)
+            task = await _query(live, task_id, sent_at=epoch_seconds(store.manifest.shots[shot_id].submitted_at))
         checked = _check_task(store.manifest, shot_id, task, expected=expected)
         record = store.manifest.shots[shot_id]
     except BaseException:
@@ -155,11 +158,15 @@ def _check_record(manifest: Manifest, shot_id: str, task_id: str) -> None:
         )
 
 
-async def _query(provider: Provider, task_id: str) -> Task:
+async def _query(provider: Provider, task_id: str, *, sent_at: float | None) -> Task:
     try:
         return await provider.get_task(task_id)
     except TaskNotFoundError:
-        raise ConfigError(f"{provider.name} knows no task {task_id}: check the id in your provider's console") from None
+        message = f"{provider.name} knows no task {task_id}: check the id in your provider's console"
+        if sent_at is not None and time.time() - sent_at < DEFAULT_RETRY_POLICY.not_visible_grace:
+            # A gateway's own table shows a task a while after its create: "unknown" this soon may mean "not yet".
+            message += "; the shot's create was sent moments ago, and a gateway may not show its task yet: try again"
+        raise ConfigError(message) from None
 
 
 def _check_task(manifest: Manifest, shot_id: str, task: Task, *, expected: str | None) -> bool:

@@ -87,3 +87,20 @@ async def test_adopt_refuses_a_task_whose_external_id_is_another_renders(tmp_pat
 async def test_adopt_needs_renders_to_attach_to(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="no renders here yet"):
         await aadopt(project_of(tmp_path, make_shot("a")), "a", "1", provider=FakeProvider())
+
+
+@pytest.mark.anyio
+async def test_an_unknown_task_right_after_the_create_says_a_gateway_may_not_show_it_yet(tmp_path: Path) -> None:
+    project, provider = await unconfirmed(tmp_path)
+    with pytest.raises(ConfigError, match="may not show its task yet: try again"):
+        await aadopt(project, "a", "999999", provider=provider)
+
+    # Long after the create, "unknown" is just unknown.
+    from orchestrator.manifest import ManifestStore
+
+    store = ManifestStore.open(tmp_path / "out" / "manifest.json", project="demo")
+    store.update("a", submitted_at="2026-01-01T00:00:00.000Z")
+    store.close()
+    with pytest.raises(ConfigError) as caught:
+        await aadopt(project, "a", "999999", provider=provider)
+    assert "knows no task 999999" in caught.value.message and "try again" not in caught.value.message
