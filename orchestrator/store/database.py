@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -47,10 +46,12 @@ from orchestrator.manifest import (
     PENDING,
     STATUSES,
     ManifestLock,
+    fsync_dir,
     new_salt,
     now_iso,
 )
 from orchestrator.store import migrate, snapshot
+from orchestrator.store.leftovers import clear_leftovers, remove_database
 from orchestrator.store.records import (
     DEFAULT_TAKE,
     STORE_VERSION,
@@ -67,7 +68,6 @@ DATABASE_NAME = "renders.db"
 APPLICATION_ID = 0x4F524348  # "ORCH" in the database header: tells our file from any other program's SQLite file
 PAGE_SIZE = 1024
 _BUILDING_PREFIX = f".{DATABASE_NAME}.new"  # a database being built (new folder, migration), renamed when complete
-_DOWNLOAD_PART = re.compile(r"\..+\.[0-9a-f]{12}\.part")  # a download on its way (``providers.http.download``)
 
 _STATUS_CHECK = ", ".join(f"'{status}'" for status in STATUSES)
 SCHEMA = f"""
@@ -209,7 +209,7 @@ class RenderStore:
         lock.acquire()
         connection: sqlite3.Connection | None = None
         try:
-            _clear_leftovers(directory)
+            clear_leftovers(directory, building_prefix=_BUILDING_PREFIX)
             created_from = _create_if_missing(directory, project=project)
             connection = _connect(directory / DATABASE_NAME, readonly=False)
             state = _read_state(connection, directory / DATABASE_NAME)
@@ -555,13 +555,13 @@ def _create_if_missing(directory: Path, *, project: str) -> Path | None:
     except OSError as exc:
         raise StoreError(f"{database}: cannot create the store ({exc.strerror or exc})", path=str(database)) from None
     finally:
-        _remove(building)
-    _fsync_directory(directory)
+        remove_database(building)
+    fsync_dir(directory)
     return source
 
 
 def _build(path: Path, state: FolderState) -> None:
-    _remove(path)
+    remove_database(path)
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         # Small pages: a commit writes each page it changed whole to the log, and a run's commits change a few
@@ -750,37 +750,6 @@ def _render_from_row(
 # --- files ---------------------------------------------------------------------------------------------------------
 
 
-def _clear_leftovers(directory: Path) -> None:
-    """Remove what a process killed mid-write left: a database being built, a snapshot's temporary file, the
-    ``.part`` files of downloads (anywhere under the folder, beside the videos they were becoming).
-
-    Called under the folder's lock only: no other run can be writing any of them. Only names this tool makes are
-    touched, and symlinked folders are not followed.
-    """
-    if not directory.is_dir():
-        return
-    for pattern in (f"{_BUILDING_PREFIX}.*", f".{MANIFEST_NAME}.*.tmp"):
-        for leftover in directory.glob(pattern):
-            _remove(leftover)
-    for part in _download_parts(directory):
-        with contextlib.suppress(OSError):
-            part.unlink()
-
-
-def _download_parts(directory: Path) -> Iterator[Path]:
-    """The temp files of downloads under ``directory``: ``.<video name>.<12 hex>.part`` (see ``providers.http``)."""
-    for folder, _subfolders, names in os.walk(directory):
-        for name in names:
-            if _DOWNLOAD_PART.fullmatch(name):
-                yield Path(folder, name)
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        with contextlib.suppress(OSError):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-
-
 def _manifest_version(path: Path) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("manifest_version")
@@ -794,17 +763,6 @@ def _starts_like_sqlite(path: Path) -> bool:
             return handle.read(16) == SQLITE_MAGIC
     except OSError:
         return False
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _split(script: str) -> list[str]:
