@@ -5,7 +5,7 @@
 Goals: `plan` at most 1.5 s of CPU, `validate` at most 5 s of wall time, each for the whole process (interpreter
 start-up and imports included, as a user runs them). Both specs are `validate_bench.py`'s (20 boards, reused).
 
-For `plan`, the output folder holds a manifest written with `orchestrator.manifest` in which every shot succeeded
+For `plan`, the output folder holds a manifest written with `orchestrator.store.manifest` in which every shot succeeded
 and its output (a small file) is on disk with its recorded hash: the plan does its real work (fingerprints, every
 output checked) and finds every shot unchanged. CPU is the child's user + system time (`os.wait4`).
 """
@@ -56,10 +56,10 @@ def time_command(*args: str) -> Timing:
 
 def write_manifest(spec: Path) -> int:
     """A manifest beside the spec's output folder in which every shot succeeded, its output on disk: shots written."""
-    from orchestrator.fingerprint import request_record
-    from orchestrator.manifest import SUCCEEDED, Manifest, Output, ShotRecord, now_iso, save_manifest
-    from orchestrator.plan import manifest_path_for
-    from orchestrator.spec import load_project
+    from orchestrator.plan.plan import manifest_path_for
+    from orchestrator.spec.fingerprint import request_record
+    from orchestrator.spec.load import load_project
+    from orchestrator.store.manifest import SUCCEEDED, Manifest, Output, ShotRecord, now_iso, save_manifest
 
     project = load_project(spec)
     path = manifest_path_for(project)

@@ -53,8 +53,8 @@ sys.path.insert(0, str(ROOT))
 def make_project(n: int, work: Path) -> Any:
     from PIL import Image
 
-    from orchestrator.fingerprint import fingerprint
-    from orchestrator.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
+    from orchestrator.spec.fingerprint import fingerprint
+    from orchestrator.spec.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
 
     boards: list[ImageRef] = []
     for k, colour in enumerate([(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]):
@@ -103,8 +103,8 @@ def make_project(n: int, work: Path) -> Any:
 
 async def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from orchestrator.api import arun_project
-    from orchestrator.events import SHOT, Event
-    from orchestrator.polling import PollPolicy
+    from orchestrator.run.events import SHOT, Event
+    from orchestrator.run.polling import PollPolicy
 
     project = make_project(args.n, work)
     lags: list[float] = []

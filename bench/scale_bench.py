@@ -125,7 +125,7 @@ def written_so_far() -> int:
 
 async def run_client(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from orchestrator.api import arun_project
-    from orchestrator.events import SHOT, Event
+    from orchestrator.run.events import SHOT, Event
 
     project = make_project(args.n, work)
     last_done = [0.0]

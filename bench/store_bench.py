@@ -30,8 +30,8 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 
-from orchestrator.manifest import DOWNLOADING, PROCESSING, QUEUED, SUBMITTED, SUBMITTING, SUCCEEDED, now_iso
 from orchestrator.store import DATABASE_NAME, OutputFile, RenderStore
+from orchestrator.store.manifest import DOWNLOADING, PROCESSING, QUEUED, SUBMITTED, SUBMITTING, SUCCEEDED, now_iso
 
 CHANGES_PER_RENDER = 6
 

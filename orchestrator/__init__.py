@@ -28,25 +28,25 @@ from orchestrator.errors import (
     RunAbortedError,
     SpecError,
 )
-from orchestrator.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
+from orchestrator.spec.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from orchestrator.api import RunResult, arun_project, run_project
-    from orchestrator.plan import Plan, plan_project
-    from orchestrator.spec import Validation, check_project, load_project
+    from orchestrator.plan.plan import Plan, plan_project
+    from orchestrator.spec.load import Validation, check_project, load_project
 
 # name -> module that defines it; resolved lazily by __getattr__ below (PEP 562).
 _LAZY: dict[str, str] = {
     "RunResult": "orchestrator.api",
     "arun_project": "orchestrator.api",
     "run_project": "orchestrator.api",
-    "Plan": "orchestrator.plan",
-    "plan_project": "orchestrator.plan",
-    "Validation": "orchestrator.spec",
-    "check_project": "orchestrator.spec",
-    "load_project": "orchestrator.spec",
+    "Plan": "orchestrator.plan.plan",
+    "plan_project": "orchestrator.plan.plan",
+    "Validation": "orchestrator.spec.load",
+    "check_project": "orchestrator.spec.load",
+    "load_project": "orchestrator.spec.load",
 }
 
 

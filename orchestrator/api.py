@@ -27,8 +27,15 @@ import anyio
 import anyio.to_thread
 
 from orchestrator.errors import ConfigError
-from orchestrator.events import RUN_FINISHED, RUN_STARTED, Event, EventBus, Listener
-from orchestrator.manifest import (
+from orchestrator.plan.plan import CHANGED, Plan, PlanEntry, make_plan, running_run
+from orchestrator.plan.pricing import Pricing
+from orchestrator.providers.base import Provider
+from orchestrator.run.events import RUN_FINISHED, RUN_STARTED, Event, EventBus, Listener
+from orchestrator.run.options import RetryPolicy, RunOptions
+from orchestrator.run.polling import PollPolicy
+from orchestrator.run.scheduler import IN_FLIGHT_STATES, Scheduler, SchedulerStats
+from orchestrator.spec.shot import ResolvedProject, ResolvedShot
+from orchestrator.store.manifest import (
     MANIFEST_NAME,
     PENDING_REMOTE,
     SUCCEEDED,
@@ -38,13 +45,6 @@ from orchestrator.manifest import (
     has_manifest,
     read_or_new,
 )
-from orchestrator.options import RetryPolicy, RunOptions
-from orchestrator.plan import CHANGED, Plan, PlanEntry, make_plan, running_run
-from orchestrator.polling import PollPolicy
-from orchestrator.pricing import Pricing
-from orchestrator.providers.base import Provider
-from orchestrator.scheduler import IN_FLIGHT_STATES, Scheduler, SchedulerStats
-from orchestrator.shot import ResolvedProject, ResolvedShot
 
 if TYPE_CHECKING:
     from orchestrator.providers.local import SimulatorOptions
@@ -509,7 +509,7 @@ def load_spec(spec: str | os.PathLike[str] | ResolvedProject) -> ResolvedProject
     """A resolved project, from a path (loaded and validated: ``SpecError``) or as given."""
     if isinstance(spec, ResolvedProject):
         return spec
-    from orchestrator.spec import load_project
+    from orchestrator.spec.load import load_project
 
     return load_project(spec)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator import images
+from orchestrator.spec import images
 
 
 @pytest.fixture(autouse=True)

@@ -14,12 +14,12 @@ import anyio
 import anyio.lowlevel
 
 from orchestrator.errors import AccountError, ConcurrencyLimitError, DuplicateExternalIdError, TaskNotFoundError
-from orchestrator.events import Event, EventBus
-from orchestrator.manifest import ManifestStore, load_manifest
-from orchestrator.polling import PollPolicy
 from orchestrator.providers.base import Capabilities, Download, Task, TaskStatus, Video
-from orchestrator.scheduler import RetryPolicy, RunOptions, Scheduler
-from orchestrator.shot import ImageRef, ResolvedShot
+from orchestrator.run.events import Event, EventBus
+from orchestrator.run.polling import PollPolicy
+from orchestrator.run.scheduler import RetryPolicy, RunOptions, Scheduler
+from orchestrator.spec.shot import ImageRef, ResolvedShot
+from orchestrator.store.manifest import ManifestStore, load_manifest
 from tests.helpers import hand_shot
 
 FAST_POLL = PollPolicy(

@@ -12,8 +12,8 @@ from typing import Any
 
 from PIL import Image
 
-from orchestrator.fingerprint import fingerprint
-from orchestrator.shot import ImageRef, ResolvedShot
+from orchestrator.spec.fingerprint import fingerprint
+from orchestrator.spec.shot import ImageRef, ResolvedShot
 
 
 def write_board(path: Path, size: tuple[int, int] = (640, 360), colour: tuple[int, int, int] = (10, 20, 30)) -> Path:

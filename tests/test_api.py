@@ -13,13 +13,13 @@ from PIL import Image
 
 from orchestrator.api import arun_project, prepare, run_project
 from orchestrator.errors import ConfigError
-from orchestrator.events import RUN_FINISHED, RUN_STARTED, Event
-from orchestrator.manifest import FAILED, PENDING, SUCCEEDED, load_manifest
-from orchestrator.plan import CHANGED, UNCHANGED
-from orchestrator.polling import PollPolicy
+from orchestrator.plan.plan import CHANGED, UNCHANGED
 from orchestrator.providers.local import SimulatorOptions
-from orchestrator.scheduler import RetryPolicy
-from orchestrator.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
+from orchestrator.run.events import RUN_FINISHED, RUN_STARTED, Event
+from orchestrator.run.polling import PollPolicy
+from orchestrator.run.scheduler import RetryPolicy
+from orchestrator.spec.shot import ImageRef, Limits, ResolvedProject, ResolvedShot
+from orchestrator.store.manifest import FAILED, PENDING, SUCCEEDED, load_manifest
 from tests.helpers import fingerprinted
 
 FAST = {
@@ -201,7 +201,7 @@ def test_demo_spec_renders_with_cheap_video(tmp_path: Path) -> None:
     spec = Path(__file__).resolve().parent.parent / "specs" / "demo" / "project.yaml"
     if not spec.exists():
         pytest.skip("no demo spec")
-    pytest.importorskip("orchestrator.spec")
+    pytest.importorskip("orchestrator.spec.load")
     events: list[Event] = []
     record: Callable[[Event], None] = events.append
     result = run_project(

@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
-from orchestrator.spec import check_project
+from orchestrator.spec.load import check_project
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -23,21 +23,21 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from orchestrator import yamlsource
 from orchestrator.cli import cli
 from orchestrator.cli._app import DEBUG_VARIABLE
 from orchestrator.config import kling_credentials_from_env
 from orchestrator.errors import DownloadError, ManifestError, ProviderError
-from orchestrator.fingerprint import request_record
-from orchestrator.manifest import SUCCEEDED, Manifest, Output, Render, ShotRecord, load_manifest, save_manifest
-from orchestrator.plan import output_file
+from orchestrator.plan.plan import output_file
 from orchestrator.providers.classify import redact
 from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.kling import KlingProvider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
-from orchestrator.report import _Thumbnailer
-from orchestrator.spec import load_project
-from orchestrator.templating import TemplateRenderer
+from orchestrator.report.html import _Thumbnailer
+from orchestrator.spec import yamlsource
+from orchestrator.spec.fingerprint import request_record
+from orchestrator.spec.load import load_project
+from orchestrator.spec.templating import TemplateRenderer
+from orchestrator.store.manifest import SUCCEEDED, Manifest, Output, Render, ShotRecord, load_manifest, save_manifest
 
 
 def boards(folder: Path) -> tuple[str, str]:
@@ -769,12 +769,12 @@ def test_a_full_disk_for_the_report_is_one_line(tmp_path: Path, monkeypatch: pyt
     # Simulated, not /dev/full: a regression that renames a temp file over the target would replace a device node.
     import errno
 
-    import orchestrator.report
+    import orchestrator.report.html
 
     def full(path: Path, text: str) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(orchestrator.report, "write_atomic", full)
+    monkeypatch.setattr(orchestrator.report.html, "write_atomic", full)
     spec = write_spec(tmp_path)
     out = tmp_path / "out"
     succeeded_manifest(spec, out, [])
@@ -949,8 +949,8 @@ def test_a_spec_at_a_revision_cannot_read_outside_the_repository(tmp_path: Path)
 
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    from orchestrator.diff import load_side
     from orchestrator.errors import SpecError
+    from orchestrator.plan.diff import load_side
 
     secret = tmp_path / "secret.png"
     Image.new("RGB", (640, 360), (1, 1, 1)).save(secret)

@@ -28,7 +28,7 @@ from orchestrator.cli._app import (
     printable,
     refuse_missing,
 )
-from orchestrator.diff import (
+from orchestrator.plan.diff import (
     ADDED,
     CHANGED,
     DELETE,
@@ -42,7 +42,7 @@ from orchestrator.diff import (
     diff_to_json,
     split_revision,
 )
-from orchestrator.plan import (
+from orchestrator.plan.plan import (
     FAILED_BEFORE,
     LEGEND,
     MARKS,
@@ -57,9 +57,9 @@ from orchestrator.plan import (
     summary_line,
     units_label,
 )
-from orchestrator.pricing import Pricing, project_pricing
-from orchestrator.report import write_report
-from orchestrator.status import StatusSummary, locate_manifest, summarize
+from orchestrator.plan.pricing import Pricing, project_pricing
+from orchestrator.report.html import write_report
+from orchestrator.report.status import StatusSummary, locate_manifest, summarize
 
 P = ParamSpec("P")
 R = TypeVar("R")

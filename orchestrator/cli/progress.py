@@ -1,6 +1,6 @@
 """What ``orchestrator run`` shows while it works: a live view on a terminal, plain lines otherwise, or JSON events.
 
-Each view is an event listener (``orchestrator.events``); the scheduler knows none of them.
+Each view is an event listener (``orchestrator.run.events``); the scheduler knows none of them.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli._app import counted, printable
-from orchestrator.events import NOTICE, PROGRESS, RUN_FINISHED, RUN_STARTED, SHOT, Event
-from orchestrator.manifest import FAILED, PENDING, STATUSES, SUBMITTING, SUCCEEDED, UNCONFIRMED
-from orchestrator.plan import units_label
+from orchestrator.plan.plan import units_label
+from orchestrator.run.events import NOTICE, PROGRESS, RUN_FINISHED, RUN_STARTED, SHOT, Event
+from orchestrator.store.manifest import FAILED, PENDING, STATUSES, SUBMITTING, SUCCEEDED, UNCONFIRMED
 
 if TYPE_CHECKING:
     from orchestrator.api import RunResult

@@ -87,7 +87,7 @@ def run_command(
 
     from orchestrator.api import arun_project
     from orchestrator.cli.progress import JsonView, LiveView, PlainView, View, print_summary
-    from orchestrator.polling import PollPolicy
+    from orchestrator.run.polling import PollPolicy
 
     if dry_run:
         _dry_run(spec, out=out, only=only, force=force, max_cost=max_cost, as_json=as_json)
@@ -139,7 +139,7 @@ def _dry_run(
     from rich.console import Console
 
     from orchestrator.api import prepare
-    from orchestrator.plan import units_label
+    from orchestrator.plan.plan import units_label
 
     prepared = prepare(spec, out=out, only=only or None, force=force or None)
     over = max_cost is not None and prepared.cost > max_cost

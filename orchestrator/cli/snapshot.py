@@ -12,8 +12,8 @@ import click
 
 from orchestrator.cli._app import cli, counted, handle_errors, printable
 from orchestrator.errors import ConfigError, StoreError
-from orchestrator.manifest import MANIFEST_NAME
 from orchestrator.store.database import DATABASE_NAME, read_database
+from orchestrator.store.manifest import MANIFEST_NAME
 from orchestrator.store.snapshot import write_snapshot
 
 # Where to look when given no target, as ``status`` and ``report`` do: the current folder, then ./renders.
@@ -62,7 +62,7 @@ def store_of(target: str | None) -> Path:
     elif path.name == DATABASE_NAME:
         database = path
     else:
-        from orchestrator.spec import load_project
+        from orchestrator.spec.load import load_project
 
         database = load_project(path).output_dir / DATABASE_NAME
     if not database.is_file():

@@ -11,8 +11,8 @@ import click
 
 from orchestrator.cli._app import DEBUG_VARIABLE, EXIT_FAILED, EXIT_OK, cli, handle_errors, printable
 from orchestrator.errors import Problem
-from orchestrator.schema import schema_text
-from orchestrator.spec import Validation, check_project, summarize
+from orchestrator.spec.load import Validation, check_project, summarize
+from orchestrator.spec.schema import schema_text
 
 
 @cli.command()

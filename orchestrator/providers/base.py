@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from orchestrator.shot import ResolvedShot
+from orchestrator.spec.shot import ResolvedShot
 
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 
@@ -134,7 +134,7 @@ MAX_LIST_PAGE = 500  # the list route's largest page (docs/wire.md)
 
 @runtime_checkable
 class ListsTasks(Protocol):
-    """A provider that can also list its recent tasks: one call answers for many (see ``orchestrator.watcher``)."""
+    """A provider that can also list its recent tasks: one call answers for many (see ``orchestrator.run.watcher``)."""
 
     async def list_tasks(self, *, page_size: int) -> list[Task]:
         """The account's most recent tasks, newest first, at most ``page_size`` (1 to ``MAX_LIST_PAGE``). One call.

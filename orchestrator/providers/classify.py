@@ -373,7 +373,8 @@ def _compose(summary: str, *, code: int | None, http_status: int, provider_messa
 
 def _retry_after(kind: type[ProviderError], headers: Mapping[str, str]) -> float | None:
     # The provider's own hint only. The floors that 1303 and a saturated gateway call for are the retry policy's
-    # (``orchestrator.options.RetryPolicy.floor_for``): one place, and one switch that makes backoff instant in tests.
+    # (``orchestrator.run.options.RetryPolicy.floor_for``): one place, and one switch that makes backoff instant in
+    # tests.
     return parse_retry_after(headers.get("retry-after"))
 
 

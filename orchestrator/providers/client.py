@@ -38,7 +38,7 @@ from orchestrator.providers.wire import (
     read_reply,
     with_external_id,
 )
-from orchestrator.shot import ResolvedShot
+from orchestrator.spec.shot import ResolvedShot
 
 __all__ = ["Dialect", "ProviderClient", "SecretAuth"]
 

@@ -26,7 +26,7 @@ import httpx
 from orchestrator.errors import ServerError, ShotRejectedError
 from orchestrator.providers.base import Task, TaskStatus, Video
 from orchestrator.providers.classify import COMETAPI_HINTS, Hints, Operation, Secrets, classify_error, read_answer
-from orchestrator.shot import ImageRef, ResolvedShot
+from orchestrator.spec.shot import ImageRef, ResolvedShot
 
 __all__ = [
     "BASE64_CACHE_SIZE",

@@ -39,7 +39,9 @@ from orchestrator.errors import (
     StoreCorruptError,
     StoreError,
 )
-from orchestrator.manifest import (
+from orchestrator.store import migrate, snapshot
+from orchestrator.store.leftovers import clear_leftovers, remove_database
+from orchestrator.store.manifest import (
     LOCK_NAME,
     MANIFEST_NAME,
     MANIFEST_VERSION,
@@ -50,8 +52,6 @@ from orchestrator.manifest import (
     new_salt,
     now_iso,
 )
-from orchestrator.store import migrate, snapshot
-from orchestrator.store.leftovers import clear_leftovers, remove_database
 from orchestrator.store.records import (
     DEFAULT_TAKE,
     STORE_VERSION,

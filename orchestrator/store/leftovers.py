@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator.manifest import MANIFEST_NAME
+from orchestrator.store.manifest import MANIFEST_NAME
 
 DOWNLOAD_PART = re.compile(r"\..+\.[0-9a-f]{12}\.part")  # a download on its way (``providers.http.download``)
 

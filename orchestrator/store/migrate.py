@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from orchestrator.errors import StoreError
-from orchestrator.manifest import (
+from orchestrator.store.manifest import (
     PENDING_REMOTE,
     SUCCEEDED,
     UNCONFIRMED,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.manifest import PENDING
+from orchestrator.store.manifest import PENDING
 
 STORE_VERSION = 1
 """The store's schema version: the database's ``user_version`` and the ``store_version`` of its snapshot."""

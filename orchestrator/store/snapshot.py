@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 
 from orchestrator.errors import ManifestError, NewerStoreError, StoreCorruptError
-from orchestrator.manifest import MANIFEST_VERSION, STATUSES, Manifest, write_atomic
+from orchestrator.store.manifest import MANIFEST_VERSION, STATUSES, Manifest, write_atomic
 from orchestrator.store.migrate import state_from_v1
 from orchestrator.store.records import (
     STORE_VERSION,

@@ -18,8 +18,11 @@ from rich.console import Console
 
 from orchestrator.cli import cli
 from orchestrator.cli.plan import _plan_line, render_plan
-from orchestrator.fingerprint import request_record
-from orchestrator.manifest import (
+from orchestrator.plan.plan import plan_project
+from orchestrator.plan.pricing import project_pricing
+from orchestrator.spec.fingerprint import request_record
+from orchestrator.spec.load import load_project
+from orchestrator.store.manifest import (
     FAILED,
     LOCK_NAME,
     SUBMITTED,
@@ -31,9 +34,6 @@ from orchestrator.manifest import (
     load_manifest,
     save_manifest,
 )
-from orchestrator.plan import plan_project
-from orchestrator.pricing import project_pricing
-from orchestrator.spec import load_project
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -10,8 +10,8 @@ from rich.console import Console
 
 from orchestrator.api import RunResult
 from orchestrator.cli.progress import JsonView, LiveView, PlainView, estimate_remaining, print_summary
-from orchestrator.events import NOTICE, PROGRESS, RUN_FINISHED, RUN_STARTED, SHOT, Event
-from orchestrator.plan import Plan
+from orchestrator.plan.plan import Plan
+from orchestrator.run.events import NOTICE, PROGRESS, RUN_FINISHED, RUN_STARTED, SHOT, Event
 
 START = Event(
     RUN_STARTED,

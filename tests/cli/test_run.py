@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from orchestrator.cli import cli
-from orchestrator.manifest import LOCK_NAME, SUCCEEDED, UNCONFIRMED, ManifestLock, load_manifest
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
+from orchestrator.store.manifest import LOCK_NAME, SUCCEEDED, UNCONFIRMED, ManifestLock, load_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 

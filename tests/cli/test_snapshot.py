@@ -10,8 +10,8 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from orchestrator.cli import cli
-from orchestrator.manifest import LOCK_NAME, MANIFEST_NAME, SUBMITTED, ManifestLock, ManifestStore
 from orchestrator.store import DATABASE_NAME
+from orchestrator.store.manifest import LOCK_NAME, MANIFEST_NAME, SUBMITTED, ManifestLock, ManifestStore
 
 SPEC = """\
 version: 1

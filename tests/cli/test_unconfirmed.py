@@ -13,9 +13,9 @@ from click.testing import CliRunner
 import orchestrator.providers.local as local
 from orchestrator.api import SIMULATOR_STATE_DIR, run_project
 from orchestrator.cli import cli
-from orchestrator.manifest import SUCCEEDED, UNCONFIRMED, load_manifest
-from orchestrator.options import RetryPolicy
 from orchestrator.providers.local import SimulatorOptions
+from orchestrator.run.options import RetryPolicy
+from orchestrator.store.manifest import SUCCEEDED, UNCONFIRMED, load_manifest
 from tests.helpers import write_two_board_spec
 
 QUICK = {"render_time": 0.2, "render_jitter": 0.0, "cheap_video": True, "seed": 2, "not_visible_for": 0.0}

@@ -41,7 +41,7 @@ from orchestrator.providers.cometapi import (
     parse_task,
 )
 from orchestrator.providers.factory import open_provider
-from orchestrator.shot import DynamicMask, ImageRef, ResolvedShot, TrajectoryPoint
+from orchestrator.spec.shot import DynamicMask, ImageRef, ResolvedShot, TrajectoryPoint
 from tests.helpers import image_ref, write_board
 
 BASE = "http://api.test"

@@ -21,12 +21,12 @@ from orchestrator.errors import (
     ServerError,
     TaskNotFoundError,
 )
-from orchestrator.options import RetryPolicy
 from orchestrator.providers.base import Task, TaskStatus
 from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.factory import LocalProvider, open_provider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
-from orchestrator.shot import ImageRef, ResolvedShot
+from orchestrator.run.options import RetryPolicy
+from orchestrator.spec.shot import ImageRef, ResolvedShot
 from tests.helpers import image_ref
 
 OPTIONS = SimulatorOptions(render_time=0.3, render_jitter=0.0, cheap_video=True, seed=1)

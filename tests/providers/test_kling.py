@@ -17,7 +17,7 @@ from orchestrator.providers.base import Capabilities, Provider, TaskStatus
 from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.factory import open_provider
 from orchestrator.providers.kling import KlingJWT, KlingProvider
-from orchestrator.shot import ResolvedShot
+from orchestrator.spec.shot import ResolvedShot
 from tests.helpers import image_ref, write_board
 
 BASE = "http://kling.test"

@@ -22,11 +22,11 @@ from orchestrator.errors import (
     TransientError,
     UpstreamSaturatedError,
 )
-from orchestrator.options import RetryPolicy
 from orchestrator.providers.base import TaskStatus
 from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.wire import parse_task
-from orchestrator.shot import ResolvedShot
+from orchestrator.run.options import RetryPolicy
+from orchestrator.spec.shot import ResolvedShot
 from tests.helpers import image_ref, write_board
 
 BASE = "http://gateway.test"

@@ -22,8 +22,8 @@ from orchestrator.errors import (
     StoreCorruptError,
     StoreError,
 )
-from orchestrator.manifest import DOWNLOADING, LOCK_NAME, QUEUED, SUBMITTED, SUCCEEDED, ManifestLock
 from orchestrator.store import DATABASE_NAME, OutputFile, RenderStore, load_state, read_database
+from orchestrator.store.manifest import DOWNLOADING, LOCK_NAME, QUEUED, SUBMITTED, SUCCEEDED, ManifestLock
 
 from .conftest import request
 

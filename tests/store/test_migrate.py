@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ForeignStoreError, ManifestError, StoreError
-from orchestrator.manifest import (
+from orchestrator.store import DATABASE_NAME, V1_KEPT_NAME, RenderStore, load_state, state_from_v1
+from orchestrator.store.manifest import (
     LOCK_NAME,
     MANIFEST_NAME,
     PENDING_REMOTE,
@@ -20,7 +21,6 @@ from orchestrator.manifest import (
     Render,
     ShotRecord,
 )
-from orchestrator.store import DATABASE_NAME, V1_KEPT_NAME, RenderStore, load_state, state_from_v1
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "manifest-v1" / "manifest.json"
 

@@ -11,15 +11,15 @@ import anyio
 import pytest
 
 from orchestrator.api import arun_project
-from orchestrator.events import SHOT, Event, EventBus
-from orchestrator.manifest import MANIFEST_NAME, SUCCEEDED, load_manifest
-from orchestrator.plan import CHANGED, plan_project
-from orchestrator.polling import PollPolicy
+from orchestrator.plan.plan import CHANGED, plan_project
 from orchestrator.providers.local import SimulatorOptions
-from orchestrator.scheduler import RetryPolicy, Scheduler
-from orchestrator.shot import Limits, ResolvedProject, ResolvedShot
-from orchestrator.status import locate_manifest
+from orchestrator.report.status import locate_manifest
+from orchestrator.run.events import SHOT, Event, EventBus
+from orchestrator.run.polling import PollPolicy
+from orchestrator.run.scheduler import RetryPolicy, Scheduler
+from orchestrator.spec.shot import Limits, ResolvedProject, ResolvedShot
 from orchestrator.store import DATABASE_NAME, V1_KEPT_NAME, load_state
+from orchestrator.store.manifest import MANIFEST_NAME, SUCCEEDED, load_manifest
 from tests.fake_provider import FakeProvider, make_shot, open_store, options
 from tests.helpers import fingerprinted, image_ref, write_board
 

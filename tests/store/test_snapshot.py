@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import NewerStoreError, StoreCorruptError
-from orchestrator.manifest import MANIFEST_NAME, SUCCEEDED
 from orchestrator.store import (
     DATABASE_NAME,
     SNAPSHOT_VERSION,
@@ -20,6 +19,7 @@ from orchestrator.store import (
     read_snapshot,
     snapshot_text,
 )
+from orchestrator.store.manifest import MANIFEST_NAME, SUCCEEDED
 from orchestrator.store.snapshot import snapshot_json
 
 from .conftest import request

@@ -54,7 +54,7 @@ from orchestrator.providers.local.state import (
     public_options,
 )
 from orchestrator.providers.local.validation import Board, CreateRequest, InvalidRequest, parse_create
-from orchestrator.shot import DEFAULT_MODEL
+from orchestrator.spec.shot import DEFAULT_MODEL
 
 KLING_PREFIXES = ("/kling/v1", "/v1")
 PREFIXES_BY_DIALECT: dict[str, tuple[str, ...]] = {

@@ -19,7 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from orchestrator.shot import ASPECT_RATIOS, KNOWN_MODELS, MODES
+from orchestrator.spec.shot import ASPECT_RATIOS, KNOWN_MODELS, MODES
 
 # The models the simulator accepts: the one Kling documents on this route, and those clients send through gateways
 # (docs/wire.md); all are charged by the same card.

@@ -1,0 +1,372 @@
+"""Plan: what a run would do, decided by comparing resolved shots with the manifest, before anything is sent.
+
+Each shot falls in one category:
+
+- ``new``: the manifest has no record of it;
+- ``changed``: its fingerprint differs from the recorded one (``fields`` says which render fields changed);
+- ``unchanged``: same fingerprint, succeeded, and its outputs are on disk with the recorded hashes;
+- ``failed``: same fingerprint, but the last attempt failed or never finished (it will be retried or resumed);
+- ``removed``: in the manifest but no longer in the spec (outputs are kept, never deleted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ManifestError
+from orchestrator.plan.pricing import Pricing
+from orchestrator.spec.fingerprint import FieldChange, field_changes, request_record
+from orchestrator.spec.shot import ResolvedProject, ResolvedShot
+from orchestrator.store.manifest import (
+    FAILED,
+    LOCK_NAME,
+    MANIFEST_NAME,
+    SUCCEEDED,
+    UNCONFIRMED,
+    LockInfo,
+    Manifest,
+    ManifestLock,
+    ShotRecord,
+    has_manifest,
+    load_manifest,
+)
+
+NEW = "new"
+CHANGED = "changed"
+UNCHANGED = "unchanged"
+FAILED_BEFORE = "failed"
+UNCONFIRMED_BEFORE = "unconfirmed"  # its create may have been billed: settled by the user, never resent by a plan
+REMOVED = "removed"
+CATEGORIES = (NEW, CHANGED, UNCHANGED, FAILED_BEFORE, UNCONFIRMED_BEFORE, REMOVED)
+# Work a run takes up. An unconfirmed shot is confirmed where the provider can, sent again only on the user's word.
+WORK_CATEGORIES = (NEW, CHANGED, FAILED_BEFORE, UNCONFIRMED_BEFORE)
+
+# How each category is marked in the plan's text form, and what the mark means (the legend).
+MARKS: dict[str, str] = {
+    NEW: "+",
+    CHANGED: "~",
+    UNCHANGED: "=",
+    FAILED_BEFORE: "!",
+    UNCONFIRMED_BEFORE: "?",
+    REMOVED: "-",
+}
+LEGEND: dict[str, str] = {
+    NEW: "new, will render",
+    CHANGED: "changed, will rerender",
+    UNCHANGED: "unchanged, output kept",
+    FAILED_BEFORE: "failed before, will retry",
+    UNCONFIRMED_BEFORE: "unconfirmed, may have been billed: adopt its task or run --resend-unconfirmed",
+    REMOVED: "removed from the spec, outputs kept",
+}
+SUMMARY_WORDS: dict[str, str] = {
+    NEW: "new",
+    CHANGED: "changed",
+    UNCHANGED: "unchanged",
+    FAILED_BEFORE: "to retry",
+    UNCONFIRMED_BEFORE: "unconfirmed",
+    REMOVED: "removed",
+}
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    shot_id: str
+    category: str
+    shot: ResolvedShot | None = None  # None for removed shots
+    record: ShotRecord | None = None
+    fields: tuple[str, ...] = ()  # for changed shots: which render fields changed
+    reason: str = ""
+    changes: tuple[FieldChange, ...] = ()  # for changed shots: the same fields, with old and new values
+    running_in: LockInfo | None = None  # for a shot left unfinished: the live run working on it now, if any
+
+    @property
+    def needs_render(self) -> bool:
+        return self.category in WORK_CATEGORIES
+
+    def units(self, pricing: Pricing) -> float:
+        """What this entry would cost in the next run: nothing unless it renders (an unconfirmed shot is not sent
+        again unless the user asks, see ``orchestrator.api.prepare``)."""
+        if not self.needs_render or self.shot is None or self.category == UNCONFIRMED_BEFORE:
+            return 0.0
+        return pricing.shot_units(self.shot)
+
+
+@dataclass(frozen=True)
+class Plan:
+    entries: tuple[PlanEntry, ...] = field(default=())
+
+    def by_category(self, category: str) -> list[PlanEntry]:
+        return [e for e in self.entries if e.category == category]
+
+    @property
+    def to_render(self) -> list[ResolvedShot]:
+        return [e.shot for e in self.entries if e.needs_render and e.shot is not None]
+
+    @property
+    def has_work(self) -> bool:
+        return any(e.needs_render for e in self.entries)
+
+    def counts(self) -> dict[str, int]:
+        """Entries per category, every category present (zero when empty), in display order."""
+        return {category: len(self.by_category(category)) for category in CATEGORIES}
+
+    def total_units(self, pricing: Pricing) -> float:
+        return sum(entry.units(pricing) for entry in self.entries)
+
+
+def output_file(base: Path, relative: str) -> Path | None:
+    """The regular file a manifest output names, or ``None`` when it is missing or not ours to read.
+
+    A manifest is a file anyone can edit: an output path that is absolute, climbs out of ``base`` (``../``, a
+    symlink) or names a device or FIFO (``/dev/zero`` would be hashed forever) is treated as missing, never opened.
+    """
+    try:
+        found = _regular_file_inside(os.path.realpath(base), relative)
+    except (OSError, ValueError):
+        return None
+    return Path(found[0]) if found is not None else None
+
+
+def _regular_file_inside(root: str, relative: str) -> tuple[str, os.stat_result] | None:
+    """``relative``'s real path under ``root`` (a real path itself) and its ``stat``, if it is a regular file there.
+
+    The usual output path (``shot/file.mp4``, no symlink) is checked with one ``lstat`` per part: resolving every
+    path in full (``Path.resolve``, twice per output) was the largest cost of planning a big production. Anything
+    else (a symlink, ``..``, ``.``) is resolved in full and must still land inside ``root``.
+    """
+    if not isinstance(relative, str) or not relative or "\\" in relative or "\0" in relative:
+        return None  # not a str: the manifest's types are not checked on load
+    if os.path.isabs(relative):
+        return None
+    parts = relative.split("/")
+    path, info = root, None
+    if "" not in parts and "." not in parts and ".." not in parts:
+        for part in parts:
+            path = f"{path}/{part}" if path != "/" else f"/{part}"
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                info = None
+                break
+    if info is None:
+        path = os.path.realpath(os.path.join(root, relative))
+        if os.path.commonpath((root, path)) != root:
+            return None
+        info = os.stat(path)
+    return (path, info) if stat.S_ISREG(info.st_mode) else None
+
+
+def outputs_intact(record: ShotRecord, base: Path, *, verify_hash: bool = True) -> bool:
+    """True when every recorded output exists inside ``base`` with its recorded size (and, by default, sha256)."""
+    return _outputs_intact(record, os.path.realpath(base), verify_hash=verify_hash)
+
+
+def _outputs_intact(record: ShotRecord, root: str, *, verify_hash: bool = True) -> bool:
+    if not record.outputs:
+        return False
+    for output in record.outputs:
+        try:
+            found = _regular_file_inside(root, output.path)
+            if found is None or found[1].st_size != output.bytes:
+                return False
+            if verify_hash and file_sha256(found[0]) != output.sha256:
+                return False
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What changes when a file's bytes may have: ``ctime`` too, which even a write that puts ``mtime`` back moves."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, info: os.stat_result) -> _Identity:
+        return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+# sha256 of the outputs this process has hashed, by path, with the identity the file had when it was read. Planning
+# again (the API, a review app, ``run`` after ``plan`` in one process) hashes only files whose identity changed.
+_HASHES: dict[str, tuple[_Identity, str]] = {}
+_MAX_HASHES = 200_000  # about 40 MB at most; past it the cache starts afresh
+
+
+def file_sha256(path: str) -> str:
+    """The file's sha256, from this process's cache while its device, inode, size, mtime and ctime are unchanged."""
+    with open(path, "rb") as handle:
+        identity = _Identity.of(os.fstat(handle.fileno()))  # before reading: a write meanwhile moves it on
+        cached = _HASHES.get(path)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    if len(_HASHES) >= _MAX_HASHES:
+        _HASHES.clear()
+    _HASHES[path] = (identity, digest)
+    return digest
+
+
+def classify(
+    shot: ResolvedShot, record: ShotRecord | None, base: Path | str, *, running_in: LockInfo | None = None
+) -> PlanEntry:
+    """The shot's category. ``running_in``: the live run holding the output folder's lock, if any.
+
+    ``base`` is the output folder; a ``str`` is taken as its real path already (``make_plan`` resolves it once).
+    """
+    if record is None:
+        return PlanEntry(shot.id, NEW, shot=shot, reason="not rendered before")
+    if record.fingerprint != shot.fingerprint:
+        changes = _changes(record, shot)
+        fields = tuple(change.name for change in changes) or ("fingerprint",)
+        reason = "changed: " + ", ".join(c.describe() for c in changes) if changes else "changed: fingerprint"
+        return PlanEntry(shot.id, CHANGED, shot, record, fields, reason, changes)
+    if record.status == SUCCEEDED:
+        root = base if isinstance(base, str) else os.path.realpath(base)
+        if _outputs_intact(record, root):
+            return PlanEntry(shot.id, UNCHANGED, shot, record)
+        return PlanEntry(shot.id, FAILED_BEFORE, shot, record, reason="output missing or modified")
+    if running_in is not None and record.status != FAILED:
+        # Not a run that stopped half-way: one that is working on it now (its lock says which process).
+        return PlanEntry(
+            shot.id, FAILED_BEFORE, shot, record, reason=in_flight_reason(running_in), running_in=running_in
+        )
+    if record.status == UNCONFIRMED:
+        reason = f"its create may have been billed; external id {record.external_task_id}"
+        return PlanEntry(shot.id, UNCONFIRMED_BEFORE, shot, record, reason=reason)
+    reason = record.error or f"last run left it {record.status}"
+    return PlanEntry(shot.id, FAILED_BEFORE, shot, record, reason=reason)
+
+
+def in_flight_reason(holder: LockInfo) -> str:
+    return (
+        f"in flight in the run of process {holder.pid} (on {holder.host}, started {holder.started_at}); "
+        "plan again when it ends"
+    )
+
+
+def running_run(folder: Path) -> LockInfo | None:
+    """The live run holding ``folder``'s lock, if one does; ``None`` when it is free (a killed run's lock is free:
+    the kernel released it).
+
+    Judged by trying the lock for an instant, never by the pid in the file: a plan never holds it, writes nothing
+    and creates no lock file.
+    """
+    # The lock's own check, so the plan agrees with the run that would be refused.
+    return ManifestLock(folder / LOCK_NAME).live_holder()
+
+
+def _changes(record: ShotRecord, shot: ResolvedShot) -> tuple[FieldChange, ...]:
+    # A record that never got as far as a request (or one written by an older fingerprint version) has nothing to
+    # compare field by field: then the fingerprint alone says it changed.
+    if not record.request:
+        return ()
+    return tuple(field_changes(record.request, request_record(shot)))
+
+
+def make_plan(
+    shots: Iterable[ResolvedShot], manifest: Manifest | None, *, manifest_dir: Path, running_in: LockInfo | None = None
+) -> Plan:
+    """Compare shots with the manifest (``None`` when there is none yet); removed shots come last.
+
+    ``running_in`` is the live run holding the folder's lock (see ``running_run``): its unfinished shots are in flight
+    there, not failed.
+    """
+    records = manifest.shots if manifest else {}
+    shots = list(shots)
+    root = os.path.realpath(manifest_dir)  # once, not per output
+    entries = [classify(shot, records.get(shot.id), root, running_in=running_in) for shot in shots]
+    present = {shot.id for shot in shots}
+    entries += [
+        PlanEntry(shot_id, REMOVED, record=record, reason="no longer in the spec")
+        for shot_id, record in records.items()
+        if shot_id not in present
+    ]
+    return Plan(tuple(entries))
+
+
+def manifest_path_for(project: ResolvedProject, *, out: Path | None = None) -> Path:
+    """Where a project's manifest lives: ``<out>/manifest.json``, out being ``--out`` or the spec's output_dir."""
+    return (out if out is not None else project.output_dir) / MANIFEST_NAME
+
+
+def read_manifest_for(project: ResolvedProject, path: Path) -> Manifest | None:
+    """The project's manifest, or ``None`` before its first run. A manifest of another project is an error."""
+    if not has_manifest(path):
+        return None
+    manifest = load_manifest(path)  # the folder's store when it has one
+    if manifest.project != project.project:
+        raise ManifestError(
+            f"{path}: this manifest belongs to project {manifest.project!r}, not {project.project!r}; "
+            "choose another output folder with --out",
+            path=str(path),
+        )
+    return manifest
+
+
+def plan_project(project: ResolvedProject, *, out: Path | None = None) -> Plan:
+    """The plan for a resolved project against its manifest (none yet: every shot is new)."""
+    path = manifest_path_for(project, out=out)
+    manifest = read_manifest_for(project, path)
+    running_in = running_run(path.parent) if manifest is not None else None
+    return make_plan(project.shots, manifest, manifest_dir=path.parent, running_in=running_in)
+
+
+def format_units(units: float) -> str:
+    """Units for people: ``14.5``, ``3``, ``0.25``; never ``1e+06`` nor sixteen decimals."""
+    text = f"{units:,.2f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def units_label(units: float) -> str:
+    """``1 unit``, ``3.5 units``."""
+    return f"{format_units(units)} unit{'' if units == 1 else 's'}"
+
+
+def summary_line(plan: Plan, pricing: Pricing) -> str:
+    """One line, e.g. ``3 new, 2 changed, 10 unchanged, 1 removed - est. 14.5 units`` (empty categories left out).
+
+    When a shot to render has a model without a rate card, the line says whose rates its cost was estimated at:
+    ``2 new - est. 4 units (kling-v2-1 estimated at kling-v1-6's rates)``.
+    """
+    parts = [f"{count} {SUMMARY_WORDS[category]}" for category, count in plan.counts().items() if count]
+    line = f"{', '.join(parts) or 'no shots'} - est. {units_label(plan.total_units(pricing))}"
+    note = pricing.estimate_note(plan.to_render)
+    return f"{line} ({note})" if note else line
+
+
+def plan_to_json(plan: Plan, pricing: Pricing) -> dict[str, Any]:
+    """The plan as plain JSON: per shot category, changed fields (old and new values), reason and units.
+
+    ``summary.unpriced_models`` lists the models of shots to render that have no rate card (costed at
+    ``summary.estimated_at``'s rates).
+    """
+    summary = {
+        **plan.counts(),
+        "units": plan.total_units(pricing),
+        "has_work": plan.has_work,
+        "unpriced_models": list(pricing.unpriced(plan.to_render)),
+        "estimated_at": pricing.fallback_model,
+    }
+    return {"summary": summary, "shots": [_entry_json(entry, pricing) for entry in plan.entries]}
+
+
+def _entry_json(entry: PlanEntry, pricing: Pricing) -> dict[str, Any]:
+    return {
+        "id": entry.shot_id,
+        "category": entry.category,
+        "fields": list(entry.fields),
+        "changes": [{"field": c.name, "old": c.old, "new": c.new} for c in entry.changes],
+        "reason": entry.reason,
+        "units": entry.units(pricing),
+        "fingerprint": entry.shot.fingerprint if entry.shot else (entry.record.fingerprint if entry.record else ""),
+    }

@@ -1,0 +1,170 @@
+"""Status: a manifest summed up (shots per status, shots needing attention with their reasons, units).
+
+Units come two ways: the estimate (``cost``, from the rate card, recorded when a render succeeded) and the charge
+(``charged``, what the provider said it took: ``final_unit_deduction``, 0 for a failed task). A shot whose render
+was sent but has no charged figure yet (still running, an older manifest, a provider that does not say, or an
+unconfirmed create) is listed, so that the charged sum is never mistaken for the whole bill.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+from orchestrator.spec.shot import ResolvedProject
+from orchestrator.store.database import SQLITE_MAGIC
+from orchestrator.store.manifest import (
+    FAILED,
+    MANIFEST_NAME,
+    PENDING_REMOTE,
+    STATUSES,
+    UNCONFIRMED,
+    Manifest,
+    Render,
+    ShotRecord,
+    has_manifest,
+    load_manifest,
+)
+
+# Where ``report`` and ``status`` look when given no target: the current folder, then the usual output folder.
+DEFAULT_LOCATIONS = (Path(MANIFEST_NAME), Path("renders") / MANIFEST_NAME)
+
+# States that need the user's attention, with the reason shown beside them.
+ATTENTION = (FAILED, PENDING_REMOTE, UNCONFIRMED)
+
+# Shown for an unconfirmed shot whose record carries no error text (the scheduler normally writes one).
+UNCONFIRMED_REASON = (
+    "the create's outcome is unknown and it may have been billed, so it is not sent again on its own: find the task "
+    "in the provider's console and attach its id, or ask for a resend explicitly (see docs/run.md)"
+)
+
+
+@dataclass(frozen=True)
+class ShotProblem:
+    shot_id: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    project: str
+    total: int
+    counts: dict[str, int]  # every known status (zero included), then any unknown ones found
+    problems: tuple[ShotProblem, ...]
+    units: float  # estimated: the current renders and every earlier one kept in history
+    charged: float = 0.0  # what the provider says it charged, over the same renders
+    uncharged: tuple[str, ...] = ()  # shots whose current render was sent but has no charged figure yet
+
+    @property
+    def estimated(self) -> float:
+        return self.units
+
+
+def spent_units(record: ShotRecord) -> float:
+    """Estimated units a shot has cost so far: its current render plus earlier renders in its history."""
+    return _per_render(record, current=record.cost, of=lambda render: render.cost)
+
+
+def charged_units(record: ShotRecord) -> float:
+    """Units the provider says a shot has been charged: its current render plus earlier ones in its history."""
+    return _per_render(record, current=record.charged, of=lambda render: render.charged)
+
+
+def _per_render(record: ShotRecord, *, current: float | None, of: Callable[[Render], float | None]) -> float:
+    # Each render counted once: a history that also lists the current render must not bill it twice.
+    seen: set[str | None] = set()
+    total = 0.0
+    if current is not None:
+        total += current
+        seen.add(record.task_id)
+    for render in record.history:
+        value = of(render)
+        if value is not None and (render.task_id is None or render.task_id not in seen):
+            total += value
+            seen.add(render.task_id)
+    return total
+
+
+def awaits_charge(record: ShotRecord) -> bool:
+    """True when the current render reached the provider (or may have) but no charged figure is recorded."""
+    sent = record.task_id is not None or record.cost is not None or record.status == UNCONFIRMED
+    return sent and record.charged is None
+
+
+def attention_reason(record: ShotRecord) -> str:
+    if record.error:
+        return record.error
+    return UNCONFIRMED_REASON if record.status == UNCONFIRMED else "no reason recorded"
+
+
+def summarize(manifest: Manifest) -> StatusSummary:
+    counts = dict.fromkeys(STATUSES, 0)
+    for record in manifest.shots.values():
+        counts[record.status] = counts.get(record.status, 0) + 1
+    problems = tuple(
+        ShotProblem(shot_id, record.status, attention_reason(record))
+        for shot_id, record in manifest.shots.items()
+        if record.status in ATTENTION
+    )
+    records = manifest.shots.values()
+    return StatusSummary(
+        project=manifest.project,
+        total=len(manifest.shots),
+        counts=counts,
+        problems=problems,
+        units=sum(spent_units(record) for record in records),
+        charged=sum(charged_units(record) for record in records),
+        uncharged=tuple(shot_id for shot_id, record in manifest.shots.items() if awaits_charge(record)),
+    )
+
+
+@dataclass(frozen=True)
+class LocatedManifest:
+    path: Path
+    manifest: Manifest
+    spec_dir: Path | None  # known when the target was a spec: where its relative image paths start
+
+
+def looks_like_manifest(path: Path) -> bool:
+    """Decided by content, not name: a JSON object with ``manifest_version``, or an SQLite file (a store)."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+                return True  # whether it is ours, and whole, reading it says in one line
+        raw = path.read_bytes()
+        if not raw.lstrip().startswith(b"{"):
+            return False
+        data = json.loads(raw)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "manifest_version" in data
+
+
+def locate_manifest(
+    target: str | None, *, load_spec: Callable[[], Callable[[Path], ResolvedProject]]
+) -> LocatedManifest:
+    """The records a user means: of a folder (its store, else its manifest), a snapshot or store file, or a spec
+    (its output folder's). Read only: a version-1 folder is not migrated.
+
+    With no target, ``./manifest.json`` then ``./renders/manifest.json``. ``load_spec`` gives the spec loader, asked
+    for only when the target turns out to be a spec.
+    """
+    if target is None:
+        for candidate in DEFAULT_LOCATIONS:
+            if has_manifest(candidate):
+                return LocatedManifest(candidate, load_manifest(candidate), None)
+        raise ConfigError("no renders.db or manifest.json here nor in ./renders: give a folder, a manifest or the spec")
+    path = Path(target)
+    if path.is_dir():
+        return LocatedManifest(path / MANIFEST_NAME, load_manifest(path / MANIFEST_NAME), None)
+    if not path.exists():
+        raise ConfigError(f"{target}: no such file or folder")
+    if looks_like_manifest(path):
+        return LocatedManifest(path, load_manifest(path), None)
+    project = load_spec()(path)
+    manifest_path = project.output_dir / MANIFEST_NAME
+    return LocatedManifest(manifest_path, load_manifest(manifest_path), project.path.parent)
