@@ -29,22 +29,26 @@ import anyio.to_thread
 from orchestrator.errors import ConfigError
 from orchestrator.plan.plan import CHANGED, Plan, PlanEntry, make_plan, running_run
 from orchestrator.plan.pricing import Pricing
-from orchestrator.providers.base import Provider
+from orchestrator.plan.work import IN_FLIGHT_STATES, Render, renders_for, units_to_spend
+from orchestrator.providers.base import Capabilities, Provider
 from orchestrator.run.events import RUN_FINISHED, RUN_STARTED, Event, EventBus, Listener
 from orchestrator.run.options import RetryPolicy, RunOptions
 from orchestrator.run.polling import PollPolicy
-from orchestrator.run.scheduler import IN_FLIGHT_STATES, Scheduler, SchedulerStats
+from orchestrator.run.scheduler import Scheduler, SchedulerStats
+from orchestrator.run.writer import StoreWriter
 from orchestrator.spec.shot import ResolvedProject, ResolvedShot
+from orchestrator.store.database import RenderStore
 from orchestrator.store.manifest import (
     MANIFEST_NAME,
     PENDING_REMOTE,
     SUCCEEDED,
     UNCONFIRMED,
     Manifest,
-    ManifestStore,
     has_manifest,
+    manifest_from_state,
     read_or_new,
 )
+from orchestrator.store.records import FolderState
 
 if TYPE_CHECKING:
     from orchestrator.providers.local import SimulatorOptions
@@ -142,24 +146,13 @@ async def arun_project(
     twice (see ``Prepared.unconfirmed``); without it they are only confirmed where the provider can.
     """
     # Loading images and hashing earlier outputs is blocking file work: keep it off the event loop.
-    prepared = await anyio.to_thread.run_sync(
-        partial(prepare, spec, out=out, only=only, force=force, resend_unconfirmed=resend_unconfirmed)
-    )
-    project, plan, shots, skipped, fresh = (
-        prepared.project,
-        prepared.plan,
-        prepared.shots,
-        prepared.skipped,
-        prepared.fresh,
-    )
-    out_dir, manifest_path, pricing, cost = prepared.out_dir, prepared.manifest_path, prepared.pricing, prepared.cost
-    if max_cost is not None and cost > max_cost:
-        raise ConfigError(
-            f"this run would cost {cost:g} units, more than --max-cost {max_cost:g}; nothing was sent "
-            "(narrow it with --only, or raise the limit)"
-        )
+    project, out_dir = await anyio.to_thread.run_sync(_load, spec, out)
+    choice = _Choice(out=out, only=only, force=force, resend_unconfirmed=resend_unconfirmed, max_cost=max_cost)
     if dry_run:
-        return RunResult(manifest_path=manifest_path, plan=plan, skipped=skipped, dry_run=True)
+        prepared = await anyio.to_thread.run_sync(partial(choice.prepare, project))
+        return RunResult(
+            manifest_path=prepared.manifest_path, plan=prepared.plan, skipped=prepared.skipped, dry_run=True
+        )
     options = RunOptions(
         concurrency=max(1, concurrency or project.limits.concurrency),
         requests_per_second=rps if rps is not None else project.limits.requests_per_second,
@@ -167,32 +160,59 @@ async def arun_project(
         retry=retry or RetryPolicy(),
     )
     name = provider if isinstance(provider, str) else (project.provider or DEFAULT_PROVIDER)
-    async with open_run_provider(provider, name=name, simulator_options=simulator_options, out_dir=out_dir) as live:
-        settings = RunSettings(
-            provider=getattr(live, "name", name),
-            base_url=getattr(live, "base_url", ""),
-            concurrency=options.concurrency,
-            requests_per_second=options.requests_per_second,
-            out_dir=out_dir,
-            manifest_path=manifest_path,
-            to_render=len(shots),
-            skipped=len(skipped),
-            cost=cost,
-        )
+    _selected_ids(project, only=only, force=force)  # a glob matching nothing is refused before anything is opened
+    # The folder's lock first, then the one read of its store that the run decides from.
+    store, state, prepared = await anyio.to_thread.run_sync(
+        partial(_open_and_decide, project, out_dir, choice, provider=getattr(provider, "name", None) or name)
+    )
+    try:
+        opened = open_run_provider(provider, name=name, simulator_options=simulator_options, out_dir=out_dir)
+        live = await opened.__aenter__()
+    except BaseException:
+        store.release()  # nothing was sent: the store stays as it was
+        raise
+    try:
         return await _run(
             project=project,
             provider=live,
-            settings=settings,
+            store=store,
+            state=state,
+            prepared=prepared,
+            resend=resend_unconfirmed,
             options=options,
-            plan=plan,
-            shots=shots,
-            skipped=skipped,
-            fresh=fresh,
-            resend=frozenset(shot.id for shot, _ in prepared.unconfirmed) if resend_unconfirmed else frozenset(),
-            pricing=pricing,
             listeners=listeners,
             handle_signals=handle_signals,
         )
+    finally:
+        await opened.__aexit__(None, None, None)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """What the user asked a run to do, to be decided against the folder's store."""
+
+    out: str | os.PathLike[str] | None
+    only: str | Sequence[str] | None
+    force: str | Sequence[str] | None
+    resend_unconfirmed: bool
+    max_cost: float | None
+
+    def prepare(self, project: ResolvedProject, *, state: FolderState | None = None) -> Prepared:
+        """The plan and what the run would cost; raises ``ConfigError`` past ``max_cost``, before anything is sent."""
+        prepared = prepare(
+            project,
+            out=self.out,
+            only=self.only,
+            force=self.force,
+            resend_unconfirmed=self.resend_unconfirmed,
+            state=state,
+        )
+        if self.max_cost is not None and prepared.cost > self.max_cost:
+            raise ConfigError(
+                f"this run would cost {prepared.cost:g} units, more than --max-cost {self.max_cost:g}; nothing was "
+                "sent (narrow it with --only, or raise the limit)"
+            )
+        return prepared
 
 
 def run_project(
@@ -269,8 +289,11 @@ def prepare(
     only: str | Sequence[str] | None = None,
     force: str | Sequence[str] | None = None,
     resend_unconfirmed: bool = False,
+    state: FolderState | None = None,
 ) -> Prepared:
-    """Load the spec, read the manifest (without locking it) and decide what a run would render and cost.
+    """Load the spec, read the store (without locking it) and decide what a run would render and cost.
+
+    A run passes the ``state`` it read from the store under the folder's lock: the one read it decides from.
 
     Raises ``ConfigError`` when an ``only`` or ``force`` pattern matches no shot: before anything is started or written.
     Unconfirmed shots count in the cost only with ``resend_unconfirmed``: otherwise nothing is sent for them.
@@ -279,13 +302,20 @@ def prepare(
     out_dir = Path(out).resolve() if out is not None else project.output_dir
     manifest_path = out_dir / MANIFEST_NAME
     pricing = Pricing.from_overrides(project.pricing)
-    existing = read_or_new(manifest_path, project=project.project) if has_manifest(manifest_path) else None
-    running_in = running_run(out_dir) if existing is not None else None  # a dry run beside a live run says so
+    if state is not None:
+        existing: Manifest | None = manifest_from_state(state)
+        running_in = None  # the caller holds the lock
+    else:
+        existing = read_or_new(manifest_path, project=project.project) if has_manifest(manifest_path) else None
+        running_in = running_run(out_dir) if existing is not None else None  # a dry run beside a live run says so
     plan = make_plan(project.shots, existing, manifest_dir=out_dir, running_in=running_in)
     shots, skipped, fresh = select(plan, only=only, force=force)
     unconfirmed = _unconfirmed(shots, existing, pricing=pricing)
-    held = frozenset() if resend_unconfirmed else frozenset(shot.id for shot, _ in unconfirmed)
-    cost = _cost([shot for shot in shots if shot.id not in held], existing, fresh=fresh, pricing=pricing)
+    records = existing.shots if existing else {}
+    cost = sum(
+        units_to_spend(shot, records.get(shot.id), pricing=pricing, fresh=shot.id in fresh, resend=resend_unconfirmed)
+        for shot in shots
+    )
     selection = selection_plan(plan, only=only, force=force)
     return Prepared(project, out_dir, manifest_path, plan, shots, skipped, fresh, pricing, cost, selection, unconfirmed)
 
@@ -325,13 +355,27 @@ def select(
 
 def selection_plan(plan: Plan, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None) -> Plan:
     """The part of ``plan`` a run with these globs works on; a forced shot that needed nothing shows as changed."""
-    entries = [
-        replace(entry, category=CHANGED, reason="forced with --force") if forced and not entry.needs_render else entry
-        for entry, _, forced in _selected(plan, only=only, force=force)
-    ]
+    entries = [_forced(entry) if forced else entry for entry, _, forced in _selected(plan, only=only, force=force)]
     if not _patterns(only):  # nothing left out: the shots removed from the spec are still worth a line
         entries += [entry for entry in plan.entries if entry.shot is None]
     return Plan(tuple(entries))
+
+
+def _forced(entry: PlanEntry) -> PlanEntry:
+    """The entry of a shot ``--force`` renders anew: shown as changed when it needed nothing."""
+    if entry.needs_render:
+        return replace(entry, forced=True)
+    return replace(entry, category=CHANGED, reason="forced with --force", forced=True)
+
+
+def _selected_ids(
+    project: ResolvedProject, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None
+) -> list[str]:
+    """The ids of the shots ``only`` selects; ``ConfigError`` for a glob that matches no shot (the spec alone says)."""
+    all_ids = [shot.id for shot in project.shots]
+    chosen = [shot_id for shot_id in all_ids if _matches(shot_id, only, default=True)]
+    _refuse_unmatched(all_ids, chosen, only=only, force=force)
+    return chosen
 
 
 def _selected(
@@ -375,53 +419,78 @@ def _any_match(shot_ids: Iterable[str], pattern: str) -> bool:
     return any(fnmatch.fnmatchcase(shot_id, pattern) for shot_id in shot_ids)
 
 
+def _open_and_decide(
+    project: ResolvedProject, out_dir: Path, choice: _Choice, *, provider: str
+) -> tuple[RenderStore, FolderState, Prepared]:
+    """Take the folder's lock, read its store once and decide the run from that read (``ConfigError`` past
+    ``max_cost``: then the lock is released and nothing was written)."""
+    from orchestrator import __version__
+
+    store = RenderStore.open(
+        out_dir,
+        project=project.project,
+        spec_path=str(project.path),
+        spec_sha256=project.sha256,
+        spec_version=project.version,
+        provider=provider,
+        tool_version=__version__,
+    )
+    try:
+        state = store.state()
+        return store, state, choice.prepare(project, state=state)
+    except BaseException:
+        store.release()
+        raise
+
+
 async def _run(
     *,
     project: ResolvedProject,
     provider: Provider,
-    settings: RunSettings,
+    store: RenderStore,
+    state: FolderState,
+    prepared: Prepared,
+    resend: bool,
     options: RunOptions,
-    plan: Plan,
-    shots: list[ResolvedShot],
-    skipped: tuple[str, ...],
-    fresh: frozenset[str],
-    resend: frozenset[str],
-    pricing: Pricing,
     listeners: Iterable[Listener],
     handle_signals: bool,
 ) -> RunResult:
-    from orchestrator import __version__
-
-    store = await anyio.to_thread.run_sync(
-        partial(
-            ManifestStore.open,
-            settings.manifest_path,
-            project=project.project,
-            spec_path=str(project.path),
-            spec_sha256=project.sha256,
-            spec_version=project.version,
-            provider=settings.provider,
-            tool_version=__version__,
-        )
-    )
-    store.follow_spec_order([shot.id for shot in project.shots])
-    # Every external id sent from this folder carries its salt: two projects of one name never share an id.
-    shots = [replace(shot, salt=store.manifest.salt) for shot in shots]
-    bus = EventBus(listeners)
-    scheduler = Scheduler(
-        provider=provider, store=store, options=options, bus=bus, out_dir=settings.out_dir, pricing=pricing
-    )
-    started = time.monotonic()
+    out_dir = prepared.out_dir
     finished = False
     try:
-        store.save()
-        bus.emit(Event(RUN_STARTED, data={**settings.to_json(), "shots": [s.id for s in shots]}))
-        await _drive(scheduler, shots, fresh=fresh, resend=resend, handle_signals=handle_signals)
+        renders = _renders(prepared, state, provider=provider, resend=resend)
+        settings = RunSettings(
+            provider=getattr(provider, "name", ""),
+            base_url=getattr(provider, "base_url", ""),
+            concurrency=options.concurrency,
+            requests_per_second=options.requests_per_second,
+            out_dir=out_dir,
+            manifest_path=prepared.manifest_path,
+            to_render=len(renders),
+            skipped=len(prepared.skipped),
+            cost=prepared.cost,
+        )
+        bus = EventBus(listeners, journal=StoreWriter(store))
+        scheduler = Scheduler(provider=provider, bus=bus, options=options, out_dir=out_dir, pricing=prepared.pricing)
+        started = time.monotonic()
+        store.commit_now()
+        bus.emit(Event(RUN_STARTED, data={**settings.to_json(), "shots": [render.key for render in renders]}))
+        await _drive(scheduler, renders, handle_signals=handle_signals)
         finished = not scheduler.interrupted
+        after = manifest_from_state(store.state())
     finally:
-        store.close(finished=finished)
+        try:
+            store.place_shots([shot.id for shot in project.shots if store.shot(shot.id) is not None])
+        finally:
+            store.close(finished=finished)
     result = _result(
-        store.manifest, plan=plan, settings=settings, shots=shots, skipped=skipped, scheduler=scheduler, started=started
+        after,
+        plan=prepared.plan,
+        settings=settings,
+        shots=prepared.shots,
+        skipped=prepared.skipped,
+        scheduler=scheduler,
+        started=started,
     )
     bus.emit(
         Event(
@@ -441,20 +510,31 @@ async def _run(
     return result
 
 
-async def _drive(
-    scheduler: Scheduler,
-    shots: list[ResolvedShot],
-    *,
-    fresh: frozenset[str],
-    resend: frozenset[str],
-    handle_signals: bool,
-) -> None:
+def _renders(prepared: Prepared, state: FolderState, *, provider: Provider, resend: bool) -> tuple[Render, ...]:
+    """The plan's work as renders, each knowing how it starts (``orchestrator.plan.work``)."""
+    caps: Capabilities = getattr(provider, "capabilities", None) or Capabilities()
+    unconfirmed = frozenset(shot.id for shot, _ in prepared.unconfirmed)
+    records = manifest_from_state(state).shots if state.shots else {}
+    return renders_for(
+        prepared.shots,
+        records,
+        render_ids={row.shot_id: row.current_render_id for row in state.shots if row.current_render_id is not None},
+        # Every external id sent from this folder carries its salt: two projects of one name never share an id.
+        salt=state.facts.salt,
+        absence_is_proof=caps.absence_is_proof,
+        pricing=prepared.pricing,
+        fresh=prepared.fresh,
+        resend=unconfirmed if resend else frozenset(),
+    )
+
+
+async def _drive(scheduler: Scheduler, renders: Sequence[Render], *, handle_signals: bool) -> None:
     if not handle_signals:
-        await scheduler.run(shots, fresh=fresh, resend=resend)
+        await scheduler.run(renders)
         return
     async with anyio.create_task_group() as group:
         group.start_soon(_interrupt_on_signals, scheduler)
-        await scheduler.run(shots, fresh=fresh, resend=resend)
+        await scheduler.run(renders)
         group.cancel_scope.cancel()
 
 
@@ -505,6 +585,13 @@ def _default_reason(status: str) -> str:
     return f"left {status}; run again"
 
 
+def _load(
+    spec: str | os.PathLike[str] | ResolvedProject, out: str | os.PathLike[str] | None
+) -> tuple[ResolvedProject, Path]:
+    project = load_spec(spec)
+    return project, Path(out).resolve() if out is not None else project.output_dir
+
+
 def load_spec(spec: str | os.PathLike[str] | ResolvedProject) -> ResolvedProject:
     """A resolved project, from a path (loaded and validated: ``SpecError``) or as given."""
     if isinstance(spec, ResolvedProject):
@@ -512,24 +599,6 @@ def load_spec(spec: str | os.PathLike[str] | ResolvedProject) -> ResolvedProject
     from orchestrator.spec.load import load_project
 
     return load_project(spec)
-
-
-def _cost(shots: list[ResolvedShot], manifest: Manifest | None, *, fresh: frozenset[str], pricing: Pricing) -> float:
-    """Units this run may spend: shots that will be created anew (resumed tasks were paid for already)."""
-    records = manifest.shots if manifest else {}
-    total = 0.0
-    for shot in shots:
-        record = records.get(shot.id)
-        paid = (
-            record is not None
-            and shot.id not in fresh
-            and record.fingerprint == shot.fingerprint
-            and bool(record.task_id)
-            and record.status in (*IN_FLIGHT_STATES, SUCCEEDED)
-        )
-        if not paid:
-            total += pricing.shot_units(shot)
-    return total
 
 
 def open_run_provider(

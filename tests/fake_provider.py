@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -14,12 +15,17 @@ import anyio
 import anyio.lowlevel
 
 from orchestrator.errors import AccountError, ConcurrencyLimitError, DuplicateExternalIdError, TaskNotFoundError
-from orchestrator.providers.base import Capabilities, Download, Task, TaskStatus, Video
-from orchestrator.run.events import Event, EventBus
+from orchestrator.plan.pricing import Pricing
+from orchestrator.plan.work import Render, renders_for
+from orchestrator.providers.base import Capabilities, Download, Provider, Task, TaskStatus, Video
+from orchestrator.run.events import Event, EventBus, Listener
 from orchestrator.run.polling import PollPolicy
 from orchestrator.run.scheduler import RetryPolicy, RunOptions, Scheduler
+from orchestrator.run.writer import StoreWriter
+from orchestrator.spec.fingerprint import external_task_id as default_external_id
 from orchestrator.spec.shot import ImageRef, ResolvedShot
-from orchestrator.store.manifest import ManifestStore, load_manifest
+from orchestrator.store.database import RenderStore
+from orchestrator.store.manifest import ManifestStore, load_manifest, manifest_from_state
 from tests.helpers import hand_shot
 
 FAST_POLL = PollPolicy(
@@ -109,9 +115,10 @@ class FakeProvider:
         now = time.time()
         return sum(1 for t in self.tasks.values() if t.created + t.render > now)
 
-    async def create_task(self, shot: ResolvedShot) -> Task:
+    async def create_task(self, shot: ResolvedShot, *, external_task_id: str | None = None) -> Task:
+        external = external_task_id or default_external_id(shot)
         self.requests["create"] += 1
-        self.create_calls[shot.external_task_id] += 1
+        self.create_calls[external] += 1
         if self.on_create is not None:
             self.on_create(shot)
         await anyio.lowlevel.checkpoint()
@@ -120,14 +127,14 @@ class FakeProvider:
             raise faults.pop(0)
         if self.account_error_after is not None and len(self.tasks) >= self.account_error_after:
             raise AccountError("resource pack used up (1102)", code=1102)
-        if shot.external_task_id in self.by_external:
+        if external in self.by_external:
             raise DuplicateExternalIdError("external_task_id already used (1201)", code=1201)
         if self.cap is not None and self.in_flight() >= self.cap:
             raise ConcurrencyLimitError("parallel task over resource pack limit (1303)", code=1303)
         status, message = self.outcomes.get(shot.id, ("succeed", ""))
         task = FakeTask(
             task_id=str(100000 + len(self.tasks)),
-            external_task_id=shot.external_task_id,
+            external_task_id=external,
             shot_id=shot.id,
             created=time.time(),
             render=self.renders.get(shot.id, self.render),
@@ -187,18 +194,67 @@ class FakeProvider:
 
 
 def open_store(out: Path, project: str = "demo") -> ManifestStore:
+    """The folder's store, with the record API tests seed earlier runs' state through."""
     return ManifestStore.open(out / "manifest.json", project=project)
 
 
+def plan_renders(
+    store: ManifestStore | RenderStore,
+    shots: list[ResolvedShot],
+    provider: Provider,
+    *,
+    fresh: Collection[str] = (),
+    resend: Collection[str] = (),
+) -> tuple[Render, ...]:
+    """The renders a run of ``shots`` starts from, decided from the store as the API does (unsalted ids, so tests
+    can name them with ``external_task_id(shot)``)."""
+    state = _renders(store).state()
+    caps = getattr(provider, "capabilities", None) or Capabilities()
+    return renders_for(
+        shots,
+        manifest_from_state(state).shots,
+        render_ids={row.shot_id: row.current_render_id for row in state.shots if row.current_render_id is not None},
+        absence_is_proof=caps.absence_is_proof,
+        pricing=Pricing(),
+        fresh=fresh,
+        resend=resend,
+    )
+
+
+def scheduler_for(
+    provider: Provider,
+    store: ManifestStore | RenderStore,
+    *,
+    listeners: Iterable[Listener] = (),
+    options: RunOptions | None = None,
+    pricing: Pricing | None = None,
+) -> Scheduler:
+    """A scheduler writing ``store`` through its event bus's journal, as a run's is."""
+    renders = _renders(store)
+    bus = EventBus(listeners, journal=StoreWriter(renders))
+    return Scheduler(provider=provider, bus=bus, out_dir=renders.directory, options=options, pricing=pricing)
+
+
+def _renders(store: ManifestStore | RenderStore) -> RenderStore:
+    return store.renders if isinstance(store, ManifestStore) else store
+
+
 async def run(
-    provider: FakeProvider, shots: list[ResolvedShot], out: Path, *, events: list[Event] | None = None, **kw: Any
+    provider: FakeProvider,
+    shots: list[ResolvedShot],
+    out: Path,
+    *,
+    events: list[Event] | None = None,
+    fresh: Collection[str] = (),
+    resend: Collection[str] = (),
+    **kw: Any,
 ) -> Scheduler:
     store = open_store(out)
-    bus = EventBus([events.append] if events is not None else [])
-    scheduler = Scheduler(provider=provider, store=store, options=options(**kw), bus=bus)
+    listeners = [events.append] if events is not None else []
+    scheduler = scheduler_for(provider, store, listeners=listeners, options=options(**kw))
     try:
         with anyio.fail_after(20):
-            await scheduler.run(shots)
+            await scheduler.run(plan_renders(store, shots, provider, fresh=fresh, resend=resend))
     finally:
         store.close()
     return scheduler

@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator.errors import ManifestError
 from orchestrator.plan.pricing import Pricing
+from orchestrator.plan.work import units_to_spend
 from orchestrator.spec.fingerprint import FieldChange, field_changes, request_record
 from orchestrator.spec.shot import ResolvedProject, ResolvedShot
 from orchestrator.store.manifest import (
@@ -84,17 +85,19 @@ class PlanEntry:
     reason: str = ""
     changes: tuple[FieldChange, ...] = ()  # for changed shots: the same fields, with old and new values
     running_in: LockInfo | None = None  # for a shot left unfinished: the live run working on it now, if any
+    forced: bool = False  # rendered anew with --force, even where its task could be reused
 
     @property
     def needs_render(self) -> bool:
         return self.category in WORK_CATEGORIES
 
     def units(self, pricing: Pricing) -> float:
-        """What this entry would cost in the next run: nothing unless it renders (an unconfirmed shot is not sent
-        again unless the user asks, see ``orchestrator.api.prepare``)."""
-        if not self.needs_render or self.shot is None or self.category == UNCONFIRMED_BEFORE:
+        """What this entry would cost in the next run, by the run's own rule (``units_to_spend``): nothing unless it
+        renders, nothing for a task already paid for, and nothing for an unconfirmed shot unless the user resends it
+        (see ``orchestrator.api.prepare``)."""
+        if not (self.needs_render or self.forced) or self.shot is None:
             return 0.0
-        return pricing.shot_units(self.shot)
+        return units_to_spend(self.shot, self.record, pricing=pricing, fresh=self.forced)
 
 
 @dataclass(frozen=True)

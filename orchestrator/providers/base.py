@@ -112,8 +112,9 @@ class Provider(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def create_task(self, shot: ResolvedShot) -> Task:
-        """Submit the shot (with its ``external_task_id``). Raises on any error; never retries by itself."""
+    async def create_task(self, shot: ResolvedShot, *, external_task_id: str | None = None) -> Task:
+        """Submit the shot under ``external_task_id`` (the render's; by default the shot's first attempt's, as
+        ``orchestrator.spec.fingerprint.external_task_id`` makes it). Raises on any error; never retries by itself."""
         ...
 
     async def get_task(self, task_id: str) -> Task:

@@ -38,6 +38,7 @@ from orchestrator.providers.wire import (
     read_reply,
     with_external_id,
 )
+from orchestrator.spec.fingerprint import external_task_id as default_external_id
 from orchestrator.spec.shot import ResolvedShot
 
 __all__ = ["Dialect", "ProviderClient", "SecretAuth"]
@@ -125,16 +126,17 @@ class ProviderClient:
 
     # --- the protocol ---------------------------------------------------------------------------------------------
 
-    async def create_task(self, shot: ResolvedShot) -> Task:
+    async def create_task(self, shot: ResolvedShot, *, external_task_id: str | None = None) -> Task:
+        external = external_task_id or default_external_id(shot)
         # Reading, hashing and encoding up to four 10 MB images (and the JSON around them) stays off the event loop;
         # when every image is already encoded in the cache, the body is a small JSON dump, cheaper than the hop.
-        encode = partial(encoded_body, shot, cache=self._cache)
+        encode = partial(encoded_body, shot, external_task_id=external, cache=self._cache)
         content = encode() if all_encoded(shot, self._cache) else await anyio.to_thread.run_sync(encode)
         reply = await self._call("POST", self.route, content=content, operation="create")
         task = parse_task(reply.data, request_id=reply.request_id)
         if task.external_task_id is None:
             # Some answers leave task_info empty; the id we sent is still the task's.
-            task = with_external_id(task, shot.external_task_id)
+            task = with_external_id(task, external)
         return task
 
     async def get_task(self, task_id: str) -> Task:

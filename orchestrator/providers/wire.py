@@ -26,6 +26,7 @@ import httpx
 from orchestrator.errors import ServerError, ShotRejectedError
 from orchestrator.providers.base import Task, TaskStatus, Video
 from orchestrator.providers.classify import COMETAPI_HINTS, Hints, Operation, Secrets, classify_error, read_answer
+from orchestrator.spec.fingerprint import external_task_id as default_external_id
 from orchestrator.spec.shot import ImageRef, ResolvedShot
 
 __all__ = [
@@ -125,8 +126,11 @@ def encode_image(image: ImageRef, *, cache: Base64Cache | None = None) -> str:
     return text
 
 
-def build_request_body(shot: ResolvedShot, *, cache: Base64Cache | None = None) -> dict[str, Any]:
-    """The create request's JSON body for ``shot``, exactly as docs/wire.md says.
+def build_request_body(
+    shot: ResolvedShot, *, external_task_id: str | None = None, cache: Base64Cache | None = None
+) -> dict[str, Any]:
+    """The create request's JSON body for ``shot``, exactly as docs/wire.md says, carrying ``external_task_id``
+    (the render's; by default the shot's first attempt's, unsalted).
 
     ``duration`` is a string, local files are raw base64 (no ``data:`` prefix), and optional fields appear only
     when the shot sets them. Raises ``ImageChangedError`` if a local file no longer matches its validated hash.
@@ -153,13 +157,14 @@ def build_request_body(shot: ResolvedShot, *, cache: Base64Cache | None = None) 
     body["aspect_ratio"] = shot.aspect_ratio
     if shot.callback_url:
         body["callback_url"] = shot.callback_url
-    body["external_task_id"] = shot.external_task_id
+    body["external_task_id"] = external_task_id or default_external_id(shot)
     return body
 
 
-def encoded_body(shot: ResolvedShot, *, cache: Base64Cache | None) -> bytes:
+def encoded_body(shot: ResolvedShot, *, external_task_id: str, cache: Base64Cache | None) -> bytes:
     """The create body as the bytes that go out (blocking for local files: call it in a worker thread)."""
-    return json.dumps(build_request_body(shot, cache=cache), ensure_ascii=False).encode()
+    body = build_request_body(shot, external_task_id=external_task_id, cache=cache)
+    return json.dumps(body, ensure_ascii=False).encode()
 
 
 def all_encoded(shot: ResolvedShot, cache: Base64Cache) -> bool:

@@ -1,109 +1,162 @@
-"""Recording what happens to a run's shots: the scheduler's one way to change a record and say so.
+"""Recording what happens to a run's renders: every change becomes one event, built from what the run knows.
 
-Each state change goes into the store first (durably, where the next step depends on it: an external id before its
-create leaves, a task id the moment it arrives, every end), then one ``Event`` goes to the listeners (the progress
-view, ``--json``, a notebook). So an event never announces what the store could still lose, and the scheduler never
-prints. The recorder also keeps the run's timeline (when each step of each shot happened), which the benchmark's
-breakdown is made of.
+The recorder keeps, per render, what the run itself knows of it (its state, attempt, task id and last error),
+starting from the ``Render`` values the plan decided, and builds each event from that: it never reads the store
+back. Each event carries its change for the store writer (``orchestrator.run.writer``), which the event bus serves
+first, and durably where the next step depends on it (see ``orchestrator.run.events``). The recorder also keeps the
+run's timeline (when each step of each render happened), which the benchmark's breakdown is made of.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
-import anyio
-
+from orchestrator.plan.work import Render, Start
 from orchestrator.providers.base import Task
-from orchestrator.run.events import NOTICE, PROGRESS, SHOT, Event, EventBus
-from orchestrator.store.manifest import (
-    DOWNLOADING,
-    FAILED,
-    PENDING,
-    PENDING_REMOTE,
-    UNCONFIRMED,
-    ManifestStore,
-    ShotRecord,
-)
+from orchestrator.run.events import NOTICE, PROGRESS, SHOT, Event, EventBus, NewRender, RenderChange
+from orchestrator.store.manifest import DOWNLOADING, FAILED, PENDING, PENDING_REMOTE, UNCONFIRMED
 
-# States whose event carries the record's error: what went wrong, or what the user can do about it.
+# States whose event carries the render's error: what went wrong, or what the user can do about it.
 _STATES_WITH_ERROR = (FAILED, PENDING_REMOTE, PENDING, DOWNLOADING, UNCONFIRMED)
 
 
-class Recorder:
-    """Changes shot records in ``store`` and tells ``bus``; ``timeline`` collects each shot's steps (wall clock)."""
+@dataclass
+class _Known:
+    """What the run knows of one render; changed only by the recorder's own events."""
 
-    def __init__(self, *, store: ManifestStore, bus: EventBus, timeline: dict[str, dict[str, float]]) -> None:
-        self.store = store
+    render: Render
+    status: str | None
+    task_id: str | None
+    error: str | None
+    started: bool  # does the store have its row (an earlier run's, or one an event of this run added)?
+
+
+class Recorder:
+    """Turns each change of a render into an event on ``bus``; ``timeline`` collects each render's steps."""
+
+    def __init__(self, *, bus: EventBus, timeline: dict[str, dict[str, float]], renders: Iterable[Render] = ()) -> None:
         self.bus = bus
         self.timeline = timeline
+        self._known: dict[str, _Known] = {}
+        for render in renders:
+            self.track(render)
 
-    def record(self, shot_id: str) -> ShotRecord:
-        record = self.store.record(shot_id)
-        if record is None:
-            raise KeyError(shot_id)
-        return record
+    def track(self, render: Render) -> None:
+        """Start following ``render`` from what the plan says of it."""
+        created = render.start is Start.CREATE
+        self._known[render.key] = _Known(
+            render=render,
+            status=None if created else render.status,
+            task_id=None if created else render.task_id,
+            error=None if created else render.error,
+            started=not created and render.render_id is not None,
+        )
+
+    def status(self, render: Render) -> str | None:
+        """The render's state as this run last recorded it (``None``: a new render not recorded yet)."""
+        return self._known[render.key].status
+
+    def task_id(self, render: Render) -> str | None:
+        return self._known[render.key].task_id
 
     async def set(
         self,
-        shot_id: str,
+        render: Render,
         status: str,
         *,
         detail: str = "",
         task: Task | None = None,
         durable: bool = True,
-        **fields: object,
+        **fields: Any,
     ) -> None:
-        """Change a shot's state, make it durable (unless told it need not be), then tell the listeners.
+        """Change a render's state and fields; the listeners hear of it once it is on disk (unless ``durable`` is
+        false: only purely informative steps, which ride on the next commit instead of waiting for their own)."""
+        event = self._transition(render, status, detail=detail, task=task, fields=fields)
+        await self.bus.publish(event, durable=durable)
 
-        Only purely informative steps (processing, downloading, a create leaving where a lookup settles a crash)
-        pass ``durable=False``: they ride on the next commit instead of waiting for their own, which keeps the
-        store off the critical path of polling.
-        """
-        before = self.store.record(shot_id)
-        old = before.status if before else None
-        self.store.update(shot_id, status=status, **fields)
-        if durable:
-            with anyio.CancelScope(shield=True):
-                # A write that started must finish: the store is how the next run knows what was paid for.
-                await self.store.commit()
-        self._announce(shot_id, old, status, detail=detail, task=task)
-
-    def set_now(self, shot_id: str, status: str, *, task: Task | None = None, detail: str = "") -> None:
+    def set_now(self, render: Render, status: str, *, task: Task | None = None, detail: str = "") -> None:
         """A purely informative change (like ``set(..., durable=False)``), for code that cannot await."""
-        before = self.store.record(shot_id)
-        old = before.status if before else None  # read before the update, which changes that very record
-        self.store.update(shot_id, status=status)
-        self._announce(shot_id, old, status, detail=detail, task=task)
+        self.bus.emit(self._transition(render, status, detail=detail, task=task, fields={}))
 
-    async def note_error(self, shot_id: str, message: str) -> None:
-        """Keep ``message`` as the shot's error, durably, leaving its state as it is."""
-        if self.store.record(shot_id) is None:
+    async def note_error(self, render: Render, message: str) -> None:
+        """Keep ``message`` as the render's error, durably, its state as it is (nothing to hear: not a transition)."""
+        known = self._known.get(render.key)
+        if known is None or not known.started:
             return
-        self.store.update(shot_id, error=message)
-        with anyio.CancelScope(shield=True):
-            await self.store.commit()
+        known.error = message
+        await self.bus.persist(Event(SHOT, shot_id=render.shot.id, change=self._change(known, {"error": message})))
 
-    def progress(self, shot_id: str, progress: str) -> None:
+    def provider_status(self, render: Render, raw: str) -> None:
+        """The provider's own word for the task's state, kept with the render (informative, not durable)."""
+        known = self._known[render.key]
+        if known.started:
+            self.bus.record(Event(SHOT, shot_id=render.shot.id, change=self._change(known, {"provider_status": raw})))
+
+    def progress(self, render: Render, progress: str) -> None:
         """The provider's own progress figure for a task in flight. Not a transition: old and new are the state the
-        shot is in, so a view can say "s01: processing 40%"."""
-        state = self.record(shot_id).status
-        self.bus.emit(Event(PROGRESS, shot_id=shot_id, old=state, new=state, data={"progress": progress}))
+        render is in, so a view can say "s01: processing 40%"."""
+        state = self._known[render.key].status
+        self.bus.emit(Event(PROGRESS, shot_id=render.shot.id, old=state, new=state, data={"progress": progress}))
 
     def notice(self, message: str) -> None:
         self.bus.emit(Event(NOTICE, detail=message))
 
-    def mark(self, shot_id: str, step: str, at: float | None = None) -> None:
-        self.timeline.setdefault(shot_id, {})[step] = time.time() if at is None else at
+    def mark(self, key: str, step: str, at: float | None = None) -> None:
+        self.timeline.setdefault(key, {})[step] = time.time() if at is None else at
 
-    def _announce(self, shot_id: str, old: str | None, status: str, *, detail: str, task: Task | None) -> None:
-        record = self.record(shot_id)
-        data: dict[str, object] = {"attempt": record.attempts}
-        if record.task_id:
-            data["task_id"] = record.task_id
+    def _transition(
+        self, render: Render, status: str, *, detail: str, task: Task | None, fields: dict[str, Any]
+    ) -> Event:
+        known = self._known[render.key]
+        old = known.status
+        known.status = status
+        if "task_id" in fields:
+            known.task_id = fields["task_id"]
+        if "error" in fields:
+            known.error = fields["error"]
+        change = self._change(known, {"status": status, **fields})
+        return Event(
+            SHOT,
+            shot_id=render.shot.id,
+            old=old,
+            new=status,
+            detail=detail,
+            data=self._data(known, status, task),
+            change=change,
+        )
+
+    def _change(self, known: _Known, fields: dict[str, Any]) -> RenderChange:
+        render = known.render
+        new = None
+        if not known.started:
+            new = NewRender(
+                fingerprint=render.shot.fingerprint,
+                request=render.request,
+                attempt=render.attempt,
+                take=render.take,
+                variant=render.variant,
+            )
+            known.started = True
+        return RenderChange(
+            key=render.key,
+            shot_id=render.shot.id,
+            fields=fields,
+            render_id=None if new is not None else render.render_id,
+            new=new,
+        )
+
+    @staticmethod
+    def _data(known: _Known, status: str, task: Task | None) -> dict[str, object]:
+        data: dict[str, object] = {"attempt": known.render.attempt}
+        if known.task_id:
+            data["task_id"] = known.task_id
         if task is not None and task.updated_at:
             data["provider_updated_at"] = task.updated_at
         if task is not None and task.progress:
             data["progress"] = task.progress
-        if record.error and status in _STATES_WITH_ERROR:
-            data["error"] = record.error
-        self.bus.emit(Event(SHOT, shot_id=shot_id, old=old, new=status, detail=detail, data=data))
+        if known.error and status in _STATES_WITH_ERROR:
+            data["error"] = known.error
+        return data

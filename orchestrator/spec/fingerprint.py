@@ -67,19 +67,20 @@ def fingerprint_of(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 
-def external_task_id(shot: ResolvedShot) -> str:
+def external_task_id(shot: ResolvedShot, *, salt: str = "", attempt: int = 1) -> str:
     """A deterministic id for the provider: ``<project>-<shot>-<fp12>-<salt>``, at most 64 chars of ``[A-Za-z0-9_-]``
-    (``-<salt>`` only once the run has stamped the output folder's salt on the shot).
+    (``salt`` is the output folder's, kept in its store: two projects of one name never share an id).
 
-    Attempts after the first (``shot.attempt > 1``, see ``ResolvedShot``) end in ``-r<attempt>``.
+    Attempts after the first (``attempt > 1``: a retry after the task failed, whose id is used up at the provider)
+    end in ``-r<attempt>``. The attempt belongs to the render (``orchestrator.plan.work.Render``), not to the shot.
 
     The same render request always carries the same id, so the provider itself refuses to bill it twice. When
     project and shot id are too long they are shortened and a hash of the full pair keeps the id unique.
     """
     fp = (shot.fingerprint or fingerprint(shot))[:12]
-    if shot.salt:
-        fp = f"{fp}-{shot.salt}"
-    suffix = f"-r{shot.attempt}" if shot.attempt > 1 else ""
+    if salt:
+        fp = f"{fp}-{salt}"
+    suffix = f"-r{attempt}" if attempt > 1 else ""
     name = _UNSAFE.sub("-", f"{shot.project}-{shot.id}").strip("-")
     room = EXTERNAL_ID_MAX - len(fp) - 1 - len(suffix)
     if len(name) > room:

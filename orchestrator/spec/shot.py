@@ -73,8 +73,8 @@ class ResolvedShot:
     """A shot with everything decided: exactly what would be sent to the provider, plus where it came from.
 
     ``fingerprint`` is the sha256 of the render-relevant fields (see ``orchestrator.spec.fingerprint``), filled in
-    by the resolver; ``external_task_id`` derives from project, id and fingerprint so the same request always
-    carries the same id.
+    by the resolver. A plain value: which attempt a render is and the external id it carries belong to the render
+    (``orchestrator.plan.work.Render``).
     """
 
     id: str
@@ -93,19 +93,6 @@ class ResolvedShot:
     callback_url: str | None = None
     location: Location | None = None
     fingerprint: str = ""
-    # Which attempt at this exact request this is (1 = the first). A retry after the provider reported the task
-    # failed needs a new external_task_id (the old one is used up at the provider), so attempts 2+ carry "-r<n>".
-    # Not a render field: it never enters the fingerprint.
-    attempt: int = 1
-    # The output folder's random salt (kept in its manifest), part of the external id: two projects of the same name
-    # (two machines, two studios) never share an id. Stamped on by the run; not a render field either.
-    salt: str = ""
-
-    @property
-    def external_task_id(self) -> str:
-        from orchestrator.spec.fingerprint import external_task_id
-
-        return external_task_id(self)
 
 
 @dataclass(frozen=True)

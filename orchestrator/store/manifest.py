@@ -524,6 +524,11 @@ class ManifestStore:
         return self.path.parent
 
     @property
+    def renders(self) -> RenderStore:
+        """The render store these records live in (what a run's store writer writes)."""
+        return self._store
+
+    @property
     def writes(self) -> int:
         """Transactions committed so far (each a few pages of the log, whatever the number of shots)."""
         return self._store.commits

@@ -41,6 +41,7 @@ from orchestrator.providers.cometapi import (
     parse_task,
 )
 from orchestrator.providers.factory import open_provider
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import DynamicMask, ImageRef, ResolvedShot, TrajectoryPoint
 from tests.helpers import image_ref, write_board
 
@@ -110,7 +111,7 @@ def test_body_has_exactly_the_contract_fields_with_duration_as_string(tmp_path: 
     assert body["mode"] == "std"
     assert body["aspect_ratio"] == "16:9"
     assert body["model_name"] == "kling-v1-6"
-    assert body["external_task_id"] == shot.external_task_id
+    assert body["external_task_id"] == external_task_id(shot)
     first = body["image_list"][0]["image"]
     assert not first.startswith("data:")
     assert base64.b64decode(first, validate=True) == (tmp_path / "a.png").read_bytes()
@@ -201,10 +202,10 @@ async def test_create_sends_headers_and_contract_body(tmp_path: Path) -> None:
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert request.headers["content-type"] == "application/json"
     body = json.loads(request.content)
-    assert body["duration"] == "5" and body["external_task_id"] == shot.external_task_id
+    assert body["duration"] == "5" and body["external_task_id"] == external_task_id(shot)
     assert task.task_id == "861309198188019719" and task.status is TaskStatus.SUBMITTED
     assert task.request_id is None
-    assert task.external_task_id == shot.external_task_id  # task_info {} still yields the id we sent
+    assert task.external_task_id == external_task_id(shot)  # task_info {} still yields the id we sent
 
 
 @pytest.mark.anyio

@@ -26,6 +26,7 @@ from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.factory import LocalProvider, open_provider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
 from orchestrator.run.options import RetryPolicy
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import ImageRef, ResolvedShot
 from tests.helpers import image_ref
 
@@ -94,7 +95,7 @@ async def test_done_when_create_poll_download_with_env_pointing_at_the_simulator
     async with CometAPIProvider.from_env() as provider:
         created = await provider.create_task(shot)
         assert created.status in (TaskStatus.SUBMITTED, TaskStatus.PROCESSING)
-        assert created.external_task_id == shot.external_task_id
+        assert created.external_task_id == external_task_id(shot)
         done = await wait_until_finished(provider, created.task_id)
         assert done.status is TaskStatus.SUCCEED, done.status_message
         assert done.videos and done.videos[0].duration.startswith("5")
@@ -103,14 +104,14 @@ async def test_done_when_create_poll_download_with_env_pointing_at_the_simulator
     assert result.path == dest and dest.stat().st_size == result.bytes
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == result.sha256
     assert_playable_mp4(dest)
-    assert simulator.stats().submissions == {shot.external_task_id: 1}
+    assert simulator.stats().submissions == {external_task_id(shot): 1}
 
 
 @pytest.mark.anyio
 async def test_find_task_by_external_id(client: CometAPIProvider, tmp_path: Path) -> None:
     shot = demo_shot(tmp_path)
     created = await client.create_task(shot)
-    found = await client.find_task(shot.external_task_id)
+    found = await client.find_task(external_task_id(shot))
     assert found is not None and found.task_id == created.task_id
     assert await client.find_task("demo-nothing-000000000000") is None
 
@@ -124,7 +125,7 @@ async def test_a_duplicate_create_is_refused_and_never_billed_twice(
     with pytest.raises(DuplicateExternalIdError):
         await client.create_task(shot)
     stats = simulator.stats()
-    assert stats.submissions == {shot.external_task_id: 1} and stats.duplicates_refused == 1
+    assert stats.submissions == {external_task_id(shot): 1} and stats.duplicates_refused == 1
 
 
 @pytest.mark.anyio
@@ -184,10 +185,10 @@ async def test_an_ambiguous_create_is_found_by_external_id_afterwards(tmp_path: 
         with pytest.raises(NetworkError) as caught:
             await provider.create_task(shot)
         assert caught.value.ambiguous is True
-        found = await provider.find_task(shot.external_task_id)
-        assert found is not None and found.external_task_id == shot.external_task_id
+        found = await provider.find_task(external_task_id(shot))
+        assert found is not None and found.external_task_id == external_task_id(shot)
         assert isinstance(provider, LocalProvider)
-        assert provider.simulator.stats().submissions == {shot.external_task_id: 1}
+        assert provider.simulator.stats().submissions == {external_task_id(shot): 1}
 
 
 @pytest.mark.anyio

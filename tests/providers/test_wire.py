@@ -26,6 +26,7 @@ from orchestrator.providers.base import TaskStatus
 from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.wire import parse_task
 from orchestrator.run.options import RetryPolicy
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import ResolvedShot
 from tests.helpers import image_ref, write_board
 
@@ -174,7 +175,7 @@ async def test_the_gateway_wrapper_on_create_too(tmp_path: Path) -> None:
     async with client(answering(200, body)) as p:
         task = await p.create_task(shot(tmp_path))
     assert task.task_id == "task_gw_1" and task.status is TaskStatus.SUBMITTED
-    assert task.external_task_id == shot(tmp_path).external_task_id
+    assert task.external_task_id == external_task_id(shot(tmp_path))
 
 
 @pytest.mark.anyio

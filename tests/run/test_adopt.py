@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.errors import ConfigError, ManifestError, ServerError
 from orchestrator.run.adopt import aadopt
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import ResolvedProject, ResolvedShot
 from orchestrator.store import load_state
 from orchestrator.store.manifest import SUBMITTED, SUCCEEDED, UNCONFIRMED, load_manifest
@@ -50,7 +51,7 @@ async def test_adopted_task_is_followed_by_the_next_run_and_nothing_is_created(t
 
     await run(provider, list(project.shots), tmp_path / "out")
     assert statuses(tmp_path / "out") == {"a": SUCCEEDED, "b": SUCCEEDED}
-    assert provider.create_calls == Counter({shot.external_task_id: 1 for shot in project.shots})
+    assert provider.create_calls == Counter({external_task_id(shot): 1 for shot in project.shots})
 
 
 @pytest.mark.anyio

@@ -6,7 +6,7 @@ import hashlib
 import sqlite3
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,10 @@ from orchestrator.errors import (
 )
 from orchestrator.providers.base import Download, Task
 from orchestrator.run.events import NOTICE, SHOT, Event
+from orchestrator.run.follow import Follower
 from orchestrator.run.polling import PollPolicy
-from orchestrator.run.scheduler import TASK_ID_UNKNOWN, RetryPolicy, Scheduler
+from orchestrator.run.scheduler import TASK_ID_UNKNOWN, RetryPolicy
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import ResolvedShot
 from orchestrator.store.manifest import (
     DOWNLOADING,
@@ -42,7 +44,7 @@ from orchestrator.store.manifest import (
     ManifestLock,
     load_manifest,
 )
-from tests.fake_provider import FakeProvider, make_shot, open_store, options, run, statuses
+from tests.fake_provider import FakeProvider, make_shot, open_store, options, plan_renders, run, scheduler_for, statuses
 
 
 @pytest.mark.anyio
@@ -56,7 +58,7 @@ async def test_happy_path_renders_every_shot_and_records_outputs(tmp_path: Path)
     for shot in shots:
         record = manifest.shots[shot.id]
         assert record.status == SUCCEEDED
-        assert record.external_task_id == shot.external_task_id
+        assert record.external_task_id == external_task_id(shot)
         assert record.task_id and record.attempts == 1 and record.error is None
         [output] = record.outputs
         assert output.path == f"{shot.id}/{shot.fingerprint[:12]}.mp4"
@@ -86,7 +88,7 @@ async def test_external_id_and_task_id_are_on_disk_before_the_next_step(tmp_path
     await run(provider, [shot], tmp_path)
 
     assert seen["create"]["status"] == SUBMITTING
-    assert seen["create"]["external_task_id"] == shot.external_task_id
+    assert seen["create"]["external_task_id"] == external_task_id(shot)
     assert seen["create"]["task_id"] is None
     assert seen["get"]["status"] == SUBMITTED and seen["get"]["task_id"] == "100000"
 
@@ -102,7 +104,7 @@ async def test_ambiguous_create_is_looked_up_not_sent_again(tmp_path: Path) -> N
     )
     await run(provider, shots, tmp_path)
     assert statuses(tmp_path) == {"a": SUCCEEDED, "b": SUCCEEDED}
-    assert provider.create_calls == Counter({shots[0].external_task_id: 1, shots[1].external_task_id: 1})
+    assert provider.create_calls == Counter({external_task_id(shots[0]): 1, external_task_id(shots[1]): 1})
     assert provider.requests["find"] == 2
 
 
@@ -114,13 +116,13 @@ async def test_duplicate_that_cannot_be_found_is_left_unconfirmed_never_resent(t
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
     assert record.status == UNCONFIRMED
     assert record.error is not None and TASK_ID_UNKNOWN in record.error and "orchestrator adopt" in record.error
-    assert provider.created == Counter({shot.external_task_id: 1})
-    assert set(provider.create_calls) == {shot.external_task_id}  # never a new id
+    assert provider.created == Counter({external_task_id(shot): 1})
+    assert set(provider.create_calls) == {external_task_id(shot)}  # never a new id
 
     # The next run looks it up again and still never sends it under another id.
     await run(provider, [shot], tmp_path)
     assert statuses(tmp_path) == {"a": UNCONFIRMED}
-    assert provider.create_calls[shot.external_task_id] == 2 and len(provider.create_calls) == 1
+    assert provider.create_calls[external_task_id(shot)] == 2 and len(provider.create_calls) == 1
 
 
 @pytest.mark.anyio
@@ -129,7 +131,7 @@ async def test_unambiguous_network_failure_retries_the_create(tmp_path: Path) ->
     provider = FakeProvider(create_faults={"a": [NetworkError("connection refused", ambiguous=False)]})
     await run(provider, [shot], tmp_path)
     assert statuses(tmp_path) == {"a": SUCCEEDED}
-    assert provider.requests["find"] == 0 and provider.create_calls[shot.external_task_id] == 2
+    assert provider.requests["find"] == 0 and provider.create_calls[external_task_id(shot)] == 2
 
 
 @pytest.mark.anyio
@@ -182,9 +184,9 @@ async def test_retry_after_failed_task_uses_a_new_attempt_id_and_keeps_history(t
     await run(provider, [shot], tmp_path)
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
     assert record.status == SUCCEEDED and record.attempts == 2
-    assert record.external_task_id == shot.external_task_id + "-r2"
+    assert record.external_task_id == external_task_id(shot) + "-r2"
     assert record.outputs[0].path == f"a/{shot.fingerprint[:12]}-r2.mp4"
-    assert provider.created == Counter({shot.external_task_id: 1, shot.external_task_id + "-r2": 1})
+    assert provider.created == Counter({external_task_id(shot): 1, external_task_id(shot) + "-r2": 1})
 
 
 @pytest.mark.anyio
@@ -227,16 +229,20 @@ async def test_resume_polls_recorded_tasks_and_looks_up_submitting_ones(tmp_path
     provider.create_calls.clear()
     store = open_store(tmp_path)
     store.update("polled", status=PROCESSING, fingerprint=shots[0].fingerprint, attempts=1, task_id=polled.task_id)
-    store.update("polled", external_task_id=shots[0].external_task_id)
+    store.update("polled", external_task_id=external_task_id(shots[0]))
     for shot in shots[1:]:
         store.update(
-            shot.id, status=SUBMITTING, fingerprint=shot.fingerprint, attempts=1, external_task_id=shot.external_task_id
+            shot.id,
+            status=SUBMITTING,
+            fingerprint=shot.fingerprint,
+            attempts=1,
+            external_task_id=external_task_id(shot),
         )
     store.close()
 
     await run(provider, shots, tmp_path)
     assert set(statuses(tmp_path).values()) == {SUCCEEDED}
-    assert provider.create_calls == Counter({shots[2].external_task_id: 1})
+    assert provider.create_calls == Counter({external_task_id(shots[2]): 1})
     assert provider.requests["find"] == 2
     assert set(provider.created.values()) == {1}
 
@@ -276,7 +282,7 @@ async def test_interrupt_records_submitted_tasks_and_the_next_run_finishes_witho
     shots = [make_shot(f"s{i}") for i in range(6)]
     provider = FakeProvider(render=0.3)
     store = open_store(tmp_path)
-    scheduler = Scheduler(provider=provider, store=store, options=options(concurrency=3))
+    scheduler = scheduler_for(provider, store, options=options(concurrency=3))
     submitted = anyio.Event()
 
     def listener(event: Event) -> None:
@@ -286,7 +292,7 @@ async def test_interrupt_records_submitted_tasks_and_the_next_run_finishes_witho
     scheduler.bus.add(listener)
     started = time.monotonic()
     async with anyio.create_task_group() as group:
-        group.start_soon(scheduler.run, shots)
+        group.start_soon(scheduler.run, plan_renders(store, shots, scheduler.provider))
         await submitted.wait()
         scheduler.interrupt()
     store.close(finished=False)
@@ -305,9 +311,9 @@ async def test_second_interrupt_stops_at_once_and_stays_resumable(tmp_path: Path
     shots = [make_shot(f"s{i}") for i in range(3)]
     provider = FakeProvider(render=0.3)
     store = open_store(tmp_path)
-    scheduler = Scheduler(provider=provider, store=store, options=options(concurrency=3, interrupt_grace=30))
+    scheduler = scheduler_for(provider, store, options=options(concurrency=3, interrupt_grace=30))
     async with anyio.create_task_group() as group:
-        group.start_soon(scheduler.run, shots)
+        group.start_soon(scheduler.run, plan_renders(store, shots, scheduler.provider))
         await anyio.sleep(0.02)
         scheduler.interrupt()
         scheduler.interrupt()
@@ -357,9 +363,9 @@ async def test_a_manifest_that_cannot_be_written_stops_the_run_with_a_manifest_e
         real_write(*changes)
 
     renders._write_transaction = failing  # type: ignore[method-assign]
-    scheduler = Scheduler(provider=FakeProvider(), store=store, options=options())
+    scheduler = scheduler_for(FakeProvider(), store, options=options())
     with pytest.raises(ManifestError, match=r"renders\.db: cannot write the store \(database or disk is full\)"):
-        await scheduler.run(shots)
+        await scheduler.run(plan_renders(store, shots, scheduler.provider))
 
 
 @pytest.mark.anyio
@@ -372,13 +378,13 @@ async def test_changed_shot_keeps_an_unfinished_paid_task_in_history(tmp_path: P
         fingerprint=old.fingerprint,
         attempts=1,
         task_id="77",
-        external_task_id=old.external_task_id,
+        external_task_id=external_task_id(old),
     )
     store.close()
     await run(FakeProvider(), [make_shot("a", prompt="second")], tmp_path)
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
     assert record.status == SUCCEEDED
-    assert [(h.task_id, h.external_task_id) for h in record.history] == [("77", old.external_task_id)]
+    assert [(h.task_id, h.external_task_id) for h in record.history] == [("77", external_task_id(old))]
 
 
 @pytest.mark.anyio
@@ -386,7 +392,7 @@ async def test_a_lookup_that_never_answers_leaves_the_shot_submitting_and_frees_
     stuck, other = make_shot("stuck"), make_shot("other")
     store = open_store(tmp_path)
     store.update(
-        "stuck", status=SUBMITTING, fingerprint=stuck.fingerprint, attempts=1, external_task_id=stuck.external_task_id
+        "stuck", status=SUBMITTING, fingerprint=stuck.fingerprint, attempts=1, external_task_id=external_task_id(stuck)
     )
     store.close()
     provider = FakeProvider(find_faults=[ServerError("HTTP 503") for _ in range(6)])
@@ -395,7 +401,7 @@ async def test_a_lookup_that_never_answers_leaves_the_shot_submitting_and_frees_
     assert manifest.shots["stuck"].status == SUBMITTING
     assert "could not look up" in (manifest.shots["stuck"].error or "")
     assert manifest.shots["other"].status == SUCCEEDED
-    assert provider.create_calls == Counter({other.external_task_id: 1})
+    assert provider.create_calls == Counter({external_task_id(other): 1})
 
 
 @pytest.mark.anyio
@@ -410,8 +416,8 @@ async def test_a_deleted_video_is_fetched_again_from_its_paid_task_unless_forced
     assert video.exists() and provider.requests["create"] == 1
 
     store = open_store(tmp_path)
-    scheduler = Scheduler(provider=provider, store=store, options=options())
-    await scheduler.run([shot], fresh={"a"})
+    scheduler = scheduler_for(provider, store, options=options())
+    await scheduler.run(plan_renders(store, [shot], scheduler.provider, fresh={"a"}))
     store.close()
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
     assert provider.requests["create"] == 2 and record.attempts == 2 and len(record.history) == 1
@@ -428,10 +434,10 @@ class SlowCreates(FakeProvider):
     create_seconds: float = 0.3
     log: list[tuple[str, str, float]] = field(default_factory=list)
 
-    async def create_task(self, shot: ResolvedShot) -> Task:
+    async def create_task(self, shot: ResolvedShot, *, external_task_id: str | None = None) -> Task:
         if shot.id in self.slow:
             await anyio.sleep(self.create_seconds)
-        task = await super().create_task(shot)
+        task = await super().create_task(shot, external_task_id=external_task_id)
         self.log.append(("created", shot.id, time.monotonic()))
         return task
 
@@ -463,16 +469,16 @@ async def test_creates_do_not_queue_behind_busy_api_calls(tmp_path: Path) -> Non
     created = anyio.Event()
     provider = FakeProvider(render=0.01, on_create=lambda shot: created.set())
     store = open_store(tmp_path)
-    scheduler = Scheduler(provider=provider, store=store, options=options(max_api_calls=1))
+    scheduler = scheduler_for(provider, store, options=options(max_api_calls=1))
     try:
         async with anyio.create_task_group() as group:
-            await scheduler._api_calls.acquire_on_behalf_of("test")  # every poll's turn is taken
-            group.start_soon(scheduler.run, [make_shot("s0")])
+            await scheduler.gate.api_calls.acquire_on_behalf_of("test")  # every poll's turn is taken
+            group.start_soon(scheduler.run, plan_renders(store, [make_shot("s0")], scheduler.provider))
             with anyio.fail_after(5):
                 await created.wait()
             await anyio.sleep(0.05)  # time for polls to have gone, were they not waiting
             assert provider.requests["get"] == 0  # the create went; the polls still wait
-            scheduler._api_calls.release_on_behalf_of("test")
+            scheduler.gate.api_calls.release_on_behalf_of("test")
     finally:
         store.close()
     assert statuses(tmp_path) == {"s0": SUCCEEDED}
@@ -508,13 +514,13 @@ async def test_finishes_after_the_first_few_do_not_wake_every_waiting_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     computed = Counter[str]()
-    original = Scheduler._next_poll
+    original = Follower._next_poll
 
-    def counting(self: Scheduler, flight: Any, last_poll: float | None) -> float:
-        computed[flight.shot.id] += 1
-        return original(self, flight, last_poll)
+    def counting(self: Follower, flight: Any, last_poll: float | None, *, batched: bool = False) -> float:
+        computed[flight.render.key] += 1
+        return original(self, flight, last_poll, batched=batched)
 
-    monkeypatch.setattr(Scheduler, "_next_poll", counting)
+    monkeypatch.setattr(Follower, "_next_poll", counting)
     provider = FakeProvider(render=0.1)
     scheduler = await run(provider, [make_shot(f"s{i:02d}") for i in range(60)], tmp_path, concurrency=30)
     # A poll time is computed before each poll, once as each task starts, and on wake-ups: only the first three
@@ -538,9 +544,9 @@ class Refusing(FakeProvider):
             self.refused += 1
             raise NetworkError("could not reach the provider: connection refused", ambiguous=False)
 
-    async def create_task(self, shot: ResolvedShot) -> Task:
+    async def create_task(self, shot: ResolvedShot, *, external_task_id: str | None = None) -> Task:
         self._connect()
-        return await super().create_task(shot)
+        return await super().create_task(shot, external_task_id=external_task_id)
 
     async def get_task(self, task_id: str) -> Task:
         self._connect()
@@ -630,7 +636,7 @@ def forgotten_success(tmp_path: Path, shot: ResolvedShot) -> None:
         fingerprint=shot.fingerprint,
         attempts=1,
         task_id="999",
-        external_task_id=shot.external_task_id,
+        external_task_id=external_task_id(shot),
         submitted_at=an_hour_ago,
     )
     store.close()
@@ -652,7 +658,7 @@ async def test_a_forgotten_task_of_a_lost_video_is_retried_briefly_then_rendered
     await run(provider, [shot], tmp_path)
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
     assert record.status == SUCCEEDED and record.attempts == 2
-    assert provider.create_calls == Counter({replace(shot, attempt=2).external_task_id: 1})
+    assert provider.create_calls == Counter({external_task_id(shot, attempt=2): 1})
 
 
 @pytest.mark.anyio
@@ -660,7 +666,7 @@ async def test_a_submitted_task_not_found_fails_and_the_next_run_submits_a_new_a
     shot = make_shot("a")
     store = open_store(tmp_path)
     store.update("a", status=PROCESSING, fingerprint=shot.fingerprint, attempts=1, task_id="999")
-    store.update("a", external_task_id=shot.external_task_id, submitted_at="2020-01-01T00:00:00Z")
+    store.update("a", external_task_id=external_task_id(shot), submitted_at="2020-01-01T00:00:00Z")
     store.close()
     provider = FakeProvider()
     await run(provider, [shot], tmp_path, poll=PollPolicy(), retry=RetryPolicy(base=0.05, cap=0.1))
@@ -670,4 +676,4 @@ async def test_a_submitted_task_not_found_fails_and_the_next_run_submits_a_new_a
     )
     await run(provider, [shot], tmp_path)
     assert statuses(tmp_path) == {"a": SUCCEEDED}
-    assert list(provider.create_calls) == [replace(shot, attempt=2).external_task_id]
+    assert list(provider.create_calls) == [external_task_id(shot, attempt=2)]

@@ -14,6 +14,7 @@ import pytest
 from orchestrator.errors import NetworkError, RateLimitedError, ServerError, TaskNotFoundError
 from orchestrator.providers.base import Capabilities, Task
 from orchestrator.run.events import PROGRESS, SHOT, Event
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import ResolvedShot
 from orchestrator.store.manifest import (
     FAILED,
@@ -26,7 +27,7 @@ from orchestrator.store.manifest import (
     epoch_seconds,
     load_manifest,
 )
-from tests.fake_provider import GATEWAY, FakeProvider, make_shot, open_store, run, statuses
+from tests.fake_provider import GATEWAY, FakeProvider, make_shot, open_store, plan_renders, run, scheduler_for, statuses
 
 
 @pytest.mark.anyio
@@ -44,14 +45,14 @@ async def test_gateway_create_with_unknown_outcome_is_left_unconfirmed_and_never
     assert statuses(tmp_path) == {"a": UNCONFIRMED, "b": UNCONFIRMED, "c": SUCCEEDED}
     assert provider.requests["find"] == 0  # a gateway cannot confirm: it is not asked
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
-    assert record.external_task_id == shots[0].external_task_id and record.task_id is None
+    assert record.external_task_id == external_task_id(shots[0]) and record.task_id is None
     assert record.error is not None
     assert "orchestrator adopt SPEC a TASK_ID" in record.error and "--resend-unconfirmed" in record.error
 
     # Rerunning never sends them again on its own.
     await run(provider, shots, tmp_path)
     assert statuses(tmp_path) == {"a": UNCONFIRMED, "b": UNCONFIRMED, "c": SUCCEEDED}
-    assert provider.create_calls == Counter({s.external_task_id: 1 for s in shots})
+    assert provider.create_calls == Counter({external_task_id(s): 1 for s in shots})
 
 
 @pytest.mark.anyio
@@ -63,7 +64,7 @@ async def test_definite_refusals_at_a_gateway_are_retried_not_unconfirmed(tmp_pa
     )
     await run(provider, [shot], tmp_path)
     assert statuses(tmp_path) == {"a": SUCCEEDED}
-    assert provider.created == Counter({shot.external_task_id: 1})
+    assert provider.created == Counter({external_task_id(shot): 1})
 
 
 @pytest.mark.anyio
@@ -74,19 +75,18 @@ async def test_resend_sends_an_unconfirmed_shot_again_as_a_new_attempt(tmp_path:
     assert statuses(tmp_path) == {"a": UNCONFIRMED}
 
     store = open_store(tmp_path)
-    from orchestrator.run.scheduler import Scheduler
     from tests.fake_provider import options
 
-    scheduler = Scheduler(provider=provider, store=store, options=options())
+    scheduler = scheduler_for(provider, store, options=options())
     try:
-        await scheduler.run([shot], resend={"a"})
+        await scheduler.run(plan_renders(store, [shot], scheduler.provider, resend={"a"}))
     finally:
         store.close()
     record = load_manifest(tmp_path / "manifest.json").shots["a"]
     assert record.status == SUCCEEDED and record.attempts == 2
-    assert record.external_task_id == replace(shot, attempt=2).external_task_id
+    assert record.external_task_id == external_task_id(shot, attempt=2)
     # The unconfirmed attempt stays in the history with its external id, for the accounts.
-    assert [render.external_task_id for render in record.history] == [shot.external_task_id]
+    assert [render.external_task_id for render in record.history] == [external_task_id(shot)]
 
 
 @pytest.mark.anyio
@@ -96,7 +96,7 @@ async def test_provider_that_proves_absence_creates_again_after_an_unknown_outco
     await run(provider, [shot], tmp_path)
     # Kling direct: the lookup said "no such task", which is proof; the create is sent again under the same id.
     assert statuses(tmp_path) == {"a": SUCCEEDED}
-    assert provider.requests["find"] == 1 and provider.create_calls == Counter({shot.external_task_id: 2})
+    assert provider.requests["find"] == 1 and provider.create_calls == Counter({external_task_id(shot): 2})
 
 
 @pytest.mark.anyio
@@ -108,7 +108,7 @@ async def test_lookup_that_finds_nothing_proves_nothing_through_a_confirming_gat
     )
     await run(provider, [shot], tmp_path)
     assert statuses(tmp_path) == {"a": UNCONFIRMED}
-    assert provider.requests["find"] == 1 and provider.create_calls == Counter({shot.external_task_id: 1})
+    assert provider.requests["find"] == 1 and provider.create_calls == Counter({external_task_id(shot): 1})
 
 
 @pytest.mark.anyio
@@ -128,12 +128,12 @@ async def test_crash_while_submitting_at_a_gateway_resumes_unconfirmed(tmp_path:
 async def test_crash_while_queued_at_a_gateway_sends_it_once_under_the_same_id(tmp_path: Path) -> None:
     shot = make_shot("a")
     store = open_store(tmp_path)
-    store.update("a", status=QUEUED, fingerprint=shot.fingerprint, attempts=1, external_task_id=shot.external_task_id)
+    store.update("a", status=QUEUED, fingerprint=shot.fingerprint, attempts=1, external_task_id=external_task_id(shot))
     store.close()
     provider = FakeProvider(capabilities=GATEWAY)
     await run(provider, [shot], tmp_path)
     assert statuses(tmp_path) == {"a": SUCCEEDED}
-    assert provider.create_calls == Counter({shot.external_task_id: 1})
+    assert provider.create_calls == Counter({external_task_id(shot): 1})
 
 
 @pytest.mark.anyio
@@ -185,8 +185,8 @@ class LaggingTable(FakeProvider):
     seen_missing: int = 0
     created_at: dict[str, float] = field(default_factory=dict)
 
-    async def create_task(self, shot: ResolvedShot) -> Task:
-        task = await super().create_task(shot)
+    async def create_task(self, shot: ResolvedShot, *, external_task_id: str | None = None) -> Task:
+        task = await super().create_task(shot, external_task_id=external_task_id)
         self.created_at[task.task_id] = time.time()
         return task
 
@@ -204,7 +204,7 @@ async def test_task_not_visible_right_after_create_is_polled_again_never_recreat
     await run(provider, [shot], tmp_path)
     assert statuses(tmp_path) == {"a": SUCCEEDED}
     assert provider.seen_missing >= 3  # more than not_found_attempts: inside the window they do not count
-    assert provider.create_calls == Counter({shot.external_task_id: 1})
+    assert provider.create_calls == Counter({external_task_id(shot): 1})
 
 
 @dataclass
@@ -239,13 +239,13 @@ async def test_interrupted_while_retrying_a_definite_refusal_is_left_pending(tmp
     shot = make_shot("a")
     provider = FakeProvider(capabilities=GATEWAY, create_faults={"a": [RateLimitedError("429")] * 50})
     store = open_store(tmp_path)
-    from orchestrator.run.scheduler import RetryPolicy, Scheduler
+    from orchestrator.run.scheduler import RetryPolicy
     from tests.fake_provider import options
 
-    scheduler = Scheduler(provider=provider, store=store, options=options(retry=RetryPolicy(base=0.05, cap=0.05)))
+    scheduler = scheduler_for(provider, store, options=options(retry=RetryPolicy(base=0.05, cap=0.05)))
     provider.on_create = lambda _shot: scheduler.interrupt() if provider.requests["create"] >= 2 else None
     try:
-        await scheduler.run([shot])
+        await scheduler.run(plan_renders(store, [shot], scheduler.provider))
     finally:
         store.close()
     # Every try was refused before anything was created: the next run may send it, at a gateway too.
@@ -261,7 +261,7 @@ def test_external_ids_carry_the_folders_salt_which_a_resume_reuses(tmp_path: Pat
     assert len(salt) == 6 and again.manifest.salt == salt and other.manifest.salt != salt
     again.close()
     other.close()
-    shot = replace(make_shot("a"), salt=salt)
-    assert shot.external_task_id.endswith(f"-{salt}") and len(shot.external_task_id) <= 64
-    long = replace(make_shot("s" * 60, project="p" * 48), salt=salt, attempt=12)
-    assert len(long.external_task_id) <= 64 and salt in long.external_task_id
+    shot = make_shot("a")
+    assert external_task_id(shot, salt=salt).endswith(f"-{salt}") and len(external_task_id(shot, salt=salt)) <= 64
+    long = make_shot("s" * 60, project="p" * 48)
+    assert len(external_task_id(long, salt=salt, attempt=12)) <= 64 and salt in external_task_id(long, salt=salt)

@@ -13,10 +13,20 @@ import pytest
 from orchestrator.errors import AccountError, ServerError, ShotRejectedError
 from orchestrator.providers.base import MAX_LIST_PAGE, Capabilities, ListsTasks, Task, TaskStatus
 from orchestrator.run.events import NOTICE, Event
-from orchestrator.run.scheduler import Scheduler
 from orchestrator.run.watcher import TaskWatcher
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.store.manifest import PENDING, PENDING_REMOTE, PROCESSING, SUBMITTED, SUBMITTING, SUCCEEDED
-from tests.fake_provider import FAST_POLL, FakeProvider, make_shot, open_store, options, run, statuses
+from tests.fake_provider import (
+    FAST_POLL,
+    FakeProvider,
+    make_shot,
+    open_store,
+    options,
+    plan_renders,
+    run,
+    scheduler_for,
+    statuses,
+)
 
 
 @dataclass
@@ -154,7 +164,7 @@ async def test_rounds_held_back_by_the_rate_cap_do_not_make_the_list_look_laggin
 @pytest.mark.anyio
 async def test_a_list_that_shows_none_of_our_tasks_is_given_up(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(4)]
-    provider = ListingProvider(render=0.1, hidden={shot.external_task_id for shot in shots})  # an empty list
+    provider = ListingProvider(render=0.1, hidden={external_task_id(shot) for shot in shots})  # an empty list
     scheduler = await run(provider, shots, tmp_path, concurrency=2)
     assert set(statuses(tmp_path).values()) == {SUCCEEDED}
     assert provider.requests["list"] == 3  # three blind rounds, not one per new task
@@ -205,12 +215,12 @@ async def test_transient_list_errors_after_it_listed_are_retried(tmp_path: Path)
 @pytest.mark.anyio
 async def test_a_task_the_list_does_not_show_is_polled_on_its_own(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(3)]
-    provider = ListingProvider(render=0.1, hidden={shots[1].external_task_id})
+    provider = ListingProvider(render=0.1, hidden={external_task_id(shots[1])})
     polled: list[str] = []
     provider.on_get = polled.append
     scheduler = await run(provider, shots, tmp_path)
     assert set(statuses(tmp_path).values()) == {SUCCEEDED}
-    assert set(polled) == {provider.by_external[shots[1].external_task_id].task_id}
+    assert set(polled) == {provider.by_external[external_task_id(shots[1])].task_id}
     assert scheduler.watcher.enabled  # the others were still followed by the list
 
 
@@ -236,11 +246,11 @@ async def test_interrupt_while_watching_stops_at_once(tmp_path: Path) -> None:
     shots = [make_shot(f"s{i}") for i in range(3)]
     provider = ListingProvider(render=5.0)
     store = open_store(tmp_path)
-    scheduler = Scheduler(provider=provider, store=store, options=options(concurrency=3))
+    scheduler = scheduler_for(provider, store, options=options(concurrency=3))
     provider.listed = anyio.Event()
     with anyio.fail_after(3):
         async with anyio.create_task_group() as group:
-            group.start_soon(scheduler.run, shots)
+            group.start_soon(scheduler.run, plan_renders(store, shots, scheduler.provider))
             await provider.listed.wait()
             scheduler.interrupt()
     store.close(finished=False)

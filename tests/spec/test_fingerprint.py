@@ -77,7 +77,7 @@ def shots(draw: st.DrawFn) -> ResolvedShot:
 def test_non_render_fields_do_not_change_the_fingerprint(
     base: ResolvedShot, index: int, shot_id: str, callback: str | None
 ) -> None:
-    # Position in the spec, where the YAML node sits, the callback URL, the attempt number and a stale stored
+    # Position in the spec, where the YAML node sits, the callback URL and a stale stored
     # fingerprint are not render fields; the shot id and project only name the render (they are in the external id,
     # not the fingerprint).
     moved = dataclasses.replace(
@@ -88,7 +88,6 @@ def test_non_render_fields_do_not_change_the_fingerprint(
         callback_url=callback,
         location=Location("elsewhere.yaml", 99, 3),
         fingerprint="stale",
-        attempt=index + 1,
     )
     assert fingerprint(moved) == fingerprint(base)
 

@@ -14,13 +14,13 @@ from orchestrator.api import arun_project
 from orchestrator.plan.plan import CHANGED, plan_project
 from orchestrator.providers.local import SimulatorOptions
 from orchestrator.report.status import locate_manifest
-from orchestrator.run.events import SHOT, Event, EventBus
+from orchestrator.run.events import SHOT, Event
 from orchestrator.run.polling import PollPolicy
-from orchestrator.run.scheduler import RetryPolicy, Scheduler
+from orchestrator.run.scheduler import RetryPolicy
 from orchestrator.spec.shot import Limits, ResolvedProject, ResolvedShot
 from orchestrator.store import DATABASE_NAME, V1_KEPT_NAME, load_state
 from orchestrator.store.manifest import MANIFEST_NAME, SUCCEEDED, load_manifest
-from tests.fake_provider import FakeProvider, make_shot, open_store, options
+from tests.fake_provider import FakeProvider, make_shot, open_store, options, plan_renders, scheduler_for
 from tests.helpers import fingerprinted, image_ref, write_board
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "manifest-v1" / "manifest.json"
@@ -118,9 +118,9 @@ async def test_the_database_is_the_truth_over_a_stale_manifest_json(tmp_path: Pa
     out = tmp_path / "out"
     shots = [make_shot("a"), make_shot("b")]
     store = open_store(out)
-    scheduler = Scheduler(provider=FakeProvider(), store=store, options=options())
+    scheduler = scheduler_for(FakeProvider(), store, options=options())
     with anyio.fail_after(20):
-        await scheduler.run(shots)
+        await scheduler.run(plan_renders(store, shots, scheduler.provider))
     store.close()
     (out / MANIFEST_NAME).write_bytes(FIXTURE.read_bytes())  # a stale snapshot of something else entirely
     for target in (out, out / MANIFEST_NAME, out / DATABASE_NAME):
@@ -135,12 +135,12 @@ async def _bytes_per_state_change(out: Path, n: int) -> tuple[float, int]:
     shots = [make_shot(f"s{i:05}") for i in range(n)]
     changes: list[Event] = []
     store = open_store(out)
-    bus = EventBus([lambda event: changes.append(event) if event.kind == SHOT else None])
+    listeners = [lambda event: changes.append(event) if event.kind == SHOT else None]
     provider = FakeProvider(render=0.01)  # its videos are a few bytes each: the writes measured are the store's
-    scheduler = Scheduler(provider=provider, store=store, options=options(concurrency=100), bus=bus)
+    scheduler = scheduler_for(provider, store, options=options(concurrency=100), listeners=listeners)
     started = _written()
     with anyio.fail_after(120):
-        await scheduler.run(shots)
+        await scheduler.run(plan_renders(store, shots, scheduler.provider))
     written = _written() - started
     store.close()  # the snapshot, written once at the end, is not a state change
     assert all(state == SUCCEEDED for state in (r.status for r in load_manifest(out).shots.values()))
