@@ -119,7 +119,7 @@ def _edit_clips(timeline: Any, rate: float) -> list[_EditClip]:
     tracks = timeline.video_tracks()
     if not tracks:
         return []
-    clips = []
+    clips: list[_EditClip] = []
     for item in tracks[0]:
         if item.schema_name() != "Clip":
             continue  # gaps and transitions are not shots

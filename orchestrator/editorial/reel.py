@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from orchestrator.editorial.cut import Cut
@@ -107,7 +108,7 @@ class _Encoder:
     def write(self, image: Image.Image) -> None:
         import av
 
-        frame = av.VideoFrame.from_image(image)
+        frame = av.VideoFrame.from_ndarray(np.asarray(image, dtype=np.uint8), format="rgb24")
         frame.pts = self._count
         frame.time_base = self._stream.codec_context.time_base
         self._container.mux(self._stream.encode(frame))

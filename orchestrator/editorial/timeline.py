@@ -13,13 +13,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.editorial.cut import APPROVED, HOLD, PENDING_REVIEW, RETAKE, Cut, CutShot
 from orchestrator.editorial.media import MediaFacts, probe, still_path
-
-if TYPE_CHECKING:
-    import opentimelineio as otio
 
 DEFAULT_RATE = 24.0
 RECORD_START_SECONDS = 3600  # 01:00:00:00, where editorial expects a programme to start
@@ -33,7 +30,7 @@ def otio_module() -> Any:
     from orchestrator.errors import EditorialError
 
     try:
-        import opentimelineio
+        import opentimelineio  # type: ignore[import-untyped]  # no stubs
     except ImportError:
         raise EditorialError("editorial needs OpenTimelineIO: pip install 'orchestrator[editorial]'") from None
     return opentimelineio
@@ -82,7 +79,7 @@ def build_timeline(
     only: Collection[str] | None = None,
     name: str | None = None,
     facts: Callable[[Path], MediaFacts] | None = None,
-) -> otio.schema.Timeline:
+) -> Any:
     """The cut as a timeline at ``rate``. With ``only``, other shots are gaps of their length (a partial publish)."""
     otio = otio_module()
     timeline = otio.schema.Timeline(name=name or cut.project)
@@ -148,4 +145,5 @@ def clip_metadata(plan: ClipPlan) -> dict[str, Any]:
 def timeline_frames(timeline: Any) -> int:
     """The timeline's length in its own frames (the rate of its record start)."""
     rate = timeline.global_start_time.rate if timeline.global_start_time else DEFAULT_RATE
-    return round(timeline.duration().rescaled_to(rate).value)
+    frames: float = timeline.duration().rescaled_to(rate).value
+    return round(frames)

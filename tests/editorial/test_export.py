@@ -12,15 +12,20 @@ import opentimelineio as otio
 import pycmx
 import pytest
 
+import orchestrator
 from orchestrator.editorial.export import FORMATS, export_cut, format_for, read_timeline
 from orchestrator.editorial.since import changed_shots, earlier_state
 from orchestrator.errors import EditorialError
 from tests.editorial.conftest import MEDIA_FRAMES_AT_24, Store
 
-import orchestrator
-
 # Markers each format brings back (name, colour); None: the format drops them.
-MARKERS_KEPT = {"otio": ("pending-review", "YELLOW"), "xml": ("pending-review", None), "fcpxml": ("pending-review", None), "edl": ("PENDING-REVIEW", "YELLOW"), "aaf": None}
+MARKERS_KEPT = {
+    "otio": ("pending-review", "YELLOW"),
+    "xml": ("pending-review", None),  # FCP7 markers have no colour
+    "fcpxml": ("pending-review", None),  # nor do the adapter's FCPXML markers
+    "edl": ("PENDING-REVIEW", "YELLOW"),  # a LOC comment: upper case
+    "aaf": None,  # the AAF writer drops markers
+}
 
 
 def _clips(path: Path) -> list[otio.schema.Clip]:
@@ -101,7 +106,7 @@ def test_the_rate_changes_the_frames_not_the_seconds(store: Store, tmp_path: Pat
 
 
 @pytest.mark.parametrize("since", ["snapshot", "git"])
-def test_changed_since_keeps_only_the_new_select_and_gaps_for_the_rest(store: Store, tmp_path: Path, since: str) -> None:
+def test_changed_since_keeps_the_new_select_and_gaps_for_the_rest(store: Store, tmp_path: Path, since: str) -> None:
     project = orchestrator.load_project(store.spec)
     cut = store.cut()
     ref = str(store.before) if since == "snapshot" else "first"

@@ -25,7 +25,11 @@ def test_the_reel_is_the_slate_plus_the_timeline_to_the_frame(store: Store, tmp_
     timeline = export_cut(cut, tmp_path / "cut.otio", rate=RATE)
     seen: list[tuple[int, int]] = []
     result = render_reel(
-        cut, tmp_path / "reel.mp4", rate=RATE, height=144, progress=lambda d, t: seen.append((d, t)),
+        cut,
+        tmp_path / "reel.mp4",
+        rate=RATE,
+        height=144,
+        progress=lambda d, t: seen.append((d, t)),
         today=datetime.date(2026, 1, 2),
     )
     frames = _frames(tmp_path / "reel.mp4")
