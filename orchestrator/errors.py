@@ -26,7 +26,8 @@ them ever reaches a user as a traceback.
     │   │   └── ModelNotEnabledError  the gateway has no channel for this model in the key's group (503)
     │   └── TaskNotFoundError       no task with that id (or external id) at the provider
     ├── DownloadError               a finished video could not be fetched or verified; retried on its own
-    └── RunAbortedError             a run stopped early (fatal account error, interrupt); the manifest is intact
+    ├── RunAbortedError             a run stopped early (fatal account error, interrupt); the manifest is intact
+    └── EditorialError              a timeline, reel or edit cannot be written or read (export, reel, conform)
 """
 
 from __future__ import annotations
@@ -227,3 +228,7 @@ class DownloadError(OrchestratorError):
 
 class RunAbortedError(OrchestratorError):
     """A run stopped before every shot was done. What was recorded is safe in the manifest; run again to resume."""
+
+
+class EditorialError(OrchestratorError):
+    """A timeline, reel or editor's edit cannot be written or read: an unknown format, unreadable media, a bad edit."""
