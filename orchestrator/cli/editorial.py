@@ -14,7 +14,7 @@ import click
 from orchestrator.cli._app import EXIT_FAILED, cli, counted, exit_on_errors, handle_errors, printable
 from orchestrator.editorial.cut import Cut, build_cut
 from orchestrator.errors import ConfigError
-from orchestrator.shot import ResolvedProject
+from orchestrator.spec.shot import ResolvedProject
 from orchestrator.store import FolderState, load_state
 
 FORMAT_NAMES = ("otio", "xml", "fcpxml", "edl", "aaf")

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.manifest import SUCCEEDED
-from orchestrator.shot import ResolvedProject, ResolvedShot
+from orchestrator.spec.shot import ResolvedProject, ResolvedShot
 from orchestrator.store import FolderState, RenderRecord
+from orchestrator.store.manifest import SUCCEEDED
 
 PENDING_REVIEW = "pending-review"
 APPROVED = "approved"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from orchestrator.editorial.cut import Cut, build_cut
 from orchestrator.errors import EditorialError
-from orchestrator.manifest import MANIFEST_NAME
-from orchestrator.shot import ResolvedProject
+from orchestrator.spec.shot import ResolvedProject
 from orchestrator.store import FolderState, load_state
+from orchestrator.store.manifest import MANIFEST_NAME
 
 GIT_TIMEOUT_S = 30
 
