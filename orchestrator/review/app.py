@@ -76,6 +76,7 @@ def create_app(review: Review, *, token: str, hosts: frozenset[str]) -> ASGIApp:
         routes=[
             Route("/", pages.index),
             Route("/static/{name}", pages.static),
+            Route("/favicon.ico", pages.no_icon),
             Route("/api/state", pages.state),
             Route("/api/decide", pages.decide, methods=["POST"]),
             Route("/files/{path:path}", pages.file),
@@ -158,6 +159,9 @@ class _Pages:
         page = _static_text("index.html").replace("{{TOKEN}}", html.escape(self.token, quote=True))
         title = html.escape(f"review: {self.review.project.project}", quote=True)
         return Response(page.replace("{{TITLE}}", title), media_type="text/html; charset=utf-8")
+
+    async def no_icon(self, request: Request) -> Response:
+        return Response(status_code=204)  # browsers ask for one; a 404 would be noise in the console
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
