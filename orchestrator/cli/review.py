@@ -7,12 +7,13 @@ the page is the same line of ``<spec stem>.review.yaml``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from orchestrator.cli._app import cli, counted, handle_errors, printable
+from orchestrator.cli._app import EXIT_INTERRUPTED, cli, counted, handle_errors, printable
 from orchestrator.review import Decision, Review, ShotReview, TakeRow
 
 _spec_argument = click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
@@ -187,4 +188,8 @@ def review_command(spec: Path, out: Path | None, port: int, no_browser: bool) ->
 
             webbrowser.open(url)
 
-    serve_forever(review, port=port, on_ready=ready)
+    try:
+        serve_forever(review, port=port, on_ready=ready)
+    except KeyboardInterrupt:
+        click.echo("review stopped", err=True)  # decisions are written as they are made: nothing is lost
+        sys.exit(EXIT_INTERRUPTED)
