@@ -60,9 +60,9 @@ def shot_lines(shot: ShotReview) -> list[str]:
     lines = [head]
     decision = shot.decision
     if decision.note or decision.by:
-        who = f" ({', '.join(part for part in (decision.by, decision.at) if part)})" if decision.by else ""
-        note = f"note: {decision.note}" if decision.note else "decided"
-        lines.append(f"    {printable(note, newlines=False)}{printable(who, newlines=False)}")
+        who = " ".join(part for part in (f"by {decision.by}" if decision.by else "", decision.at) if part)
+        text = f"note: {decision.note} ({who})" if decision.note else who
+        lines.append(f"    {printable(text, newlines=False)}")
     lines += [take_line(row) for row in shot.takes]
     return lines
 

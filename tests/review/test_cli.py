@@ -45,7 +45,7 @@ def test_select_approve_and_takes_json(production: Production) -> None:
     assert json.loads(approved.output)["status"] == "approved"
     shown = run("takes", str(production.spec), "s01")
     assert shown.output.splitlines()[0] == "s01  approved  (3 takes)"
-    assert "note: the one (bo, " in shown.output
+    assert "    note: the one (by bo 20" in shown.output
     assert shown.output.splitlines()[3].split()[:2] == ["*", "2"] and "[selected]" in shown.output
     data = json.loads(run("takes", str(production.spec), "s01", "--json").output)
     (shot,) = data["shots"]
