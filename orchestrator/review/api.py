@@ -124,13 +124,24 @@ class Review:
         self.project = project
         self.out_dir = out if out is not None else project.output_dir
         self.decisions_file = decisions_path(project.path)
+        self._out = out
         self._wanted = wanted_fingerprints(project)
+        self._stamp = _file_stamp(project.path)
 
     @classmethod
     def open(cls, spec: Path, *, out: Path | None = None, load_spec: SpecLoader | None = None) -> Review:
         """Load and resolve the spec (``SpecError`` with every problem) and find its output folder."""
         loader = load_spec or _spec_loader()
         return cls(spec, loader(spec), out=out)
+
+    def reloaded(self, load_spec: SpecLoader | None = None) -> Review:
+        """This review, or a new one if the spec file changed since it was loaded (an approval may be stale now).
+
+        For the app, which stays open while people edit the spec. Raises ``SpecError`` if the spec is now broken.
+        """
+        if _file_stamp(self.project.path) == self._stamp:
+            return self
+        return Review(self.spec, (load_spec or _spec_loader())(self.spec), out=self._out)
 
     # --- reading ----------------------------------------------------------------------------------------------
 
@@ -304,6 +315,14 @@ def _no_such_take(review: ShotReview, number: int) -> str:
     if not review.takes:
         return f"{review.shot_id}: no take yet"
     return f"{review.shot_id}: no take {number}; pick 1 to {len(review.takes)} (as `orchestrator takes` numbers them)"
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
 
 
 def _spec_loader() -> SpecLoader:

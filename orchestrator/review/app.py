@@ -153,7 +153,10 @@ class _Pages:
     def __init__(self, review: Review, token: str) -> None:
         self.review = review
         self.token = token
-        self.out_dir = review.out_dir.resolve()
+
+    @property
+    def out_dir(self) -> Path:
+        return self.review.out_dir.resolve()
 
     async def index(self, request: Request) -> Response:
         page = _static_text("index.html").replace("{{TOKEN}}", html.escape(self.token, quote=True))
@@ -171,7 +174,7 @@ class _Pages:
 
     async def state(self, request: Request) -> Response:
         try:
-            shots = await anyio.to_thread.run_sync(self.review.shots)
+            shots = await anyio.to_thread.run_sync(self._current_shots)
         except OrchestratorError as exc:
             return JSONResponse({"ok": False, "error": _message(exc)}, status_code=500)
         return JSONResponse({"ok": True, **self._state_json(shots)})
@@ -194,6 +197,11 @@ class _Pages:
         except OrchestratorError as exc:
             return JSONResponse({"ok": False, "error": _message(exc)}, status_code=409)
         return await self.state(request)
+
+    def _current_shots(self) -> tuple[ShotReview, ...]:
+        # The spec may be edited while the page is open: follow it, so a changed shot's approval shows as stale.
+        self.review = self.review.reloaded()
+        return self.review.shots()
 
     def _decide(self, action: str, shot_id: str, asked: dict[str, Any]) -> None:
         take, note = asked.get("take"), asked.get("note")

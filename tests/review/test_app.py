@@ -187,3 +187,16 @@ def test_a_path_that_climbs_out_is_refused_as_sent_on_the_wire(production: Produ
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 404"), (raw, answer[:80])
         assert b"not yours" not in answer
+
+
+def test_an_edited_spec_is_followed_and_its_changed_approval_shows_stale(
+    production: Production, client: httpx.Client
+) -> None:
+    assert client.post("/api/decide", json={"action": "approve", "shot": "s02", "take": 1}).status_code == 200
+    spec = production.spec.read_text()
+    production.spec.write_text(spec.replace("gulls lift off", "gulls settle on"))
+    shots = {shot["id"]: shot for shot in client.get("/api/state").json()["shots"]}
+    assert shots["s02"]["status"] == "approved (stale)" and shots["s02"]["prompt"] == "gulls settle on the water"
+    production.spec.write_text(spec.replace("prompt:", "prompt_:", 1))
+    broken = client.get("/api/state")
+    assert broken.status_code == 500 and "project.yaml:" in broken.json()["error"]  # the page shows the line

@@ -14,6 +14,8 @@
   let playing = false;
   let syncTimer = null;
 
+  class ServerSaid extends Error {}
+
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs)) {
@@ -51,7 +53,7 @@
   async function fetchState() {
     const response = await fetch("/api/state", { credentials: "same-origin", cache: "no-store" });
     const data = await response.json();
-    if (!data.ok) throw new Error(data.error || "the server could not read the review");
+    if (!data.ok) throw new ServerSaid(data.error || "the server could not read the review");
     return data;
   }
 
@@ -85,7 +87,8 @@
         delete $("message").dataset.lost;
       }
     } catch (error) {
-      showError("lost contact with the review server: " + error.message);
+      const said = error instanceof ServerSaid;
+      showError(said ? error.message : "lost contact with the review server: " + error.message);
       $("message").dataset.lost = "1";
     } finally {
       setTimeout(poll, POLL_MS);
