@@ -44,7 +44,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-COOKIE = "orchestrator_review"
+COOKIE_PREFIX = "orchestrator_review_"  # + the port: cookies ignore ports, and two reviews may be open at once
 TOKEN_HEADER = "x-review-token"
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
@@ -69,8 +69,12 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def create_app(review: Review, *, token: str, hosts: frozenset[str]) -> ASGIApp:
-    """The app for ``review``; ``hosts`` are the ``Host`` values it answers (``127.0.0.1:PORT``, ``localhost:PORT``)."""
+def cookie_name(port: int) -> str:
+    return f"{COOKIE_PREFIX}{port}"
+
+
+def create_app(review: Review, *, token: str, port: int) -> ASGIApp:
+    """The app for ``review``, listening on ``127.0.0.1:port`` (it answers that Host and ``localhost:port`` only)."""
     pages = _Pages(review, token)
     app = Starlette(
         routes=[
@@ -83,7 +87,8 @@ def create_app(review: Review, *, token: str, hosts: frozenset[str]) -> ASGIApp:
             Route("/boards/{shot}/{index:int}", pages.board),
         ]
     )
-    return _Guard(app, token=token, hosts=hosts)
+    hosts = frozenset({f"127.0.0.1:{port}", f"localhost:{port}"})
+    return _Guard(app, token=token, hosts=hosts, cookie=cookie_name(port))
 
 
 # --- the guard: token, host, headers ----------------------------------------------------------------------------
@@ -92,10 +97,11 @@ def create_app(review: Review, *, token: str, hosts: frozenset[str]) -> ASGIApp:
 class _Guard:
     """Pure ASGI middleware: refuses a wrong Host or a missing token before any route runs; adds the headers."""
 
-    def __init__(self, app: ASGIApp, *, token: str, hosts: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, *, token: str, hosts: frozenset[str], cookie: str) -> None:
         self.app = app
         self.token = token
         self.hosts = hosts
+        self.cookie = cookie
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,9 +130,9 @@ class _Guard:
                 return PlainTextResponse("wrong token: open the address `orchestrator review` printed", 403)
             # Trade the token in the address for a cookie, and drop it from the address bar and the history.
             response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path="/")
+            response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
             return response
-        cookie = _cookies(headers.get("cookie", "")).get(COOKIE, "")
+        cookie = _cookies(headers.get("cookie", "")).get(self.cookie, "")
         if not self._valid(cookie):
             return PlainTextResponse("no token: open the address `orchestrator review` printed", status_code=403)
         if scope["method"] not in ("GET", "HEAD") and not self._valid(headers.get(TOKEN_HEADER, "")):

@@ -38,10 +38,8 @@ def bind_loopback(port: int) -> socket.socket:
 
 
 def _server(review: Review, sock: socket.socket, token: str, *, log_level: str) -> uvicorn.Server:
-    port = sock.getsockname()[1]
-    hosts = frozenset({f"{HOST}:{port}", f"localhost:{port}"})
     config = uvicorn.Config(
-        create_app(review, token=token, hosts=hosts),
+        create_app(review, token=token, port=sock.getsockname()[1]),
         log_level=log_level,
         access_log=False,  # the first request's address holds the token
         lifespan="off",

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from orchestrator.review import decisions as decisions_module
-from orchestrator.review.app import CONTENT_SECURITY_POLICY
+from orchestrator.review.app import CONTENT_SECURITY_POLICY, cookie_name
 from orchestrator.review.server import ReviewServer
 
 from .conftest import Production
@@ -53,7 +53,7 @@ def test_without_the_token_nothing_is_served(server: ReviewServer, path: str) ->
 
 def test_a_wrong_token_is_refused_in_the_address_and_in_the_cookie(server: ReviewServer) -> None:
     assert httpx.get(server.base_url + "/?token=guess").status_code == 403
-    assert httpx.get(server.base_url + "/api/state", cookies={"orchestrator_review": "guess"}).status_code == 403
+    assert httpx.get(server.base_url + "/api/state", cookies={cookie_name(server.port): "guess"}).status_code == 403
 
 
 def test_a_change_needs_the_token_header_as_well_as_the_cookie(production: Production, server: ReviewServer) -> None:
@@ -178,7 +178,7 @@ def test_a_path_that_climbs_out_is_refused_as_sent_on_the_wire(production: Produ
     for raw in ("/files/s01/../../secret.mp4", "/files/s01/%2e%2e/%2e%2e/secret.mp4"):
         request = (
             f"GET {raw} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-            f"Cookie: orchestrator_review={server.token}\r\nConnection: close\r\n\r\n"
+            f"Cookie: {cookie_name(server.port)}={server.token}\r\nConnection: close\r\n\r\n"
         )
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(request.encode())
@@ -200,3 +200,12 @@ def test_an_edited_spec_is_followed_and_its_changed_approval_shows_stale(
     production.spec.write_text(spec.replace("prompt:", "prompt_:", 1))
     broken = client.get("/api/state")
     assert broken.status_code == 500 and "project.yaml:" in broken.json()["error"]  # the page shows the line
+
+
+def test_two_reviews_open_at_once_keep_their_own_cookies(production: Production, server: ReviewServer) -> None:
+    """Cookies ignore ports: one name for every review would let the second page log the first one out."""
+    with ReviewServer(production.review) as other, httpx.Client() as browser:
+        browser.get(server.url)
+        browser.get(other.url)
+        assert browser.get(server.base_url + "/api/state").status_code == 200
+        assert browser.get(other.base_url + "/api/state").status_code == 200

@@ -153,3 +153,45 @@ def test_a_take_finished_by_a_run_appears_without_a_reload(page: Any, production
     page.wait_for_selector("#takes .take video", timeout=10_000)
     page.wait_for_function("() => document.getElementById('shot-status').textContent === 'pending-review'")
     assert page.evaluate("() => window.notReloaded === true")
+
+
+def test_clicks_pick_approve_and_send_back_with_a_note(page: Any, production: Production) -> None:
+    page.click('.take[data-number="1"] .pick')
+    wait_until(lambda: decisions(production).get("s01", {}).get("select", {}).get("take") == 1, "select written")
+    page.click("#approve")
+    wait_until(lambda: decisions(production)["s01"]["status"] == "approved", "approval written")
+    page.click("#retake")
+    page.fill("#retake-note", "the gulls are too fast")
+    page.click("#retake-send")
+    wait_until(lambda: decisions(production)["s01"]["status"] == "retake", "retake written")
+    assert decisions(production)["s01"]["note"] == "the gulls are too fast"
+    assert decisions(production)["s01"]["retake"] == {"take": 4}
+    page.wait_for_function("() => document.getElementById('shot-status').textContent === 'retake'")
+
+
+def test_space_on_a_focused_button_toggles_once(page: Any) -> None:
+    page.wait_for_function("() => [...document.querySelectorAll('#takes video')].every(v => v.readyState >= 2)")
+    page.click("#play")  # the button keeps the focus: space must not also press it
+    wait_until(lambda: min(times(page)) > 0.2, "the takes to play")
+    page.keyboard.press(" ")
+    time.sleep(0.2)
+    assert page.evaluate("() => [...document.querySelectorAll('#takes video')].every(v => v.paused)")
+
+
+def test_the_filter_shows_shots_of_one_status(page: Any) -> None:
+    page.select_option("#filter", "unrendered")
+    page.wait_for_function("() => document.querySelectorAll('#strip .strip-shot').length === 1")
+    assert page.get_attribute("#strip .strip-shot", "data-shot") == "s03"
+    page.wait_for_function("() => document.getElementById('shot-id').textContent === 's03'")
+    page.select_option("#filter", "")
+    page.wait_for_function("() => document.querySelectorAll('#strip .strip-shot').length === 3")
+
+
+def test_a_browser_without_the_token_gets_nothing(browser: Any, production: Production) -> None:
+    with ReviewServer(production.review) as server:
+        context = browser.new_context()
+        try:
+            response = context.new_page().goto(server.base_url + "/")
+            assert response is not None and response.status == 403
+        finally:
+            context.close()
