@@ -121,6 +121,14 @@ class NewerStoreError(StoreError):
     """The store was written by a newer orchestrator; this one does not know its schema and will not guess."""
 
 
+class DecisionError(OrchestratorError):
+    """A review decision cannot be made or kept: an unknown shot or take, a decisions file that cannot be written."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ProviderError(OrchestratorError):
     """The video provider answered with an error, or could not be reached.
 

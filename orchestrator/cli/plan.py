@@ -257,8 +257,14 @@ def render_diff(result: DiffResult, console: Console) -> None:
     for shot in result.shots:
         if shot.kind != UNCHANGED:
             _print_shot_diff(shot, console)
+    for change in result.decisions:
+        line = Text(f"@ {printable(change.shot_id, newlines=False)}  decision: ", style="cyan")
+        console.print(line.append(printable(change.describe(), newlines=False), style=""))
     counts = result.counts()
-    console.print(Text(", ".join(f"{n} {kind}" for kind, n in counts.items()), style="bold"))
+    summary = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    if result.decisions:
+        summary += f", {counted(len(result.decisions), 'decision')} changed"
+    console.print(Text(summary, style="bold"))
 
 
 def _print_shot_diff(shot: ShotDiff, console: Console) -> None:

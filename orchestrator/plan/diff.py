@@ -13,12 +13,20 @@ import os
 import re
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError
 from orchestrator.report.status import looks_like_manifest
+from orchestrator.review.decisions import (
+    DecisionChange,
+    Decisions,
+    decision_changes,
+    decisions_path,
+    load_decisions,
+    parse_decisions,
+)
 from orchestrator.spec.fingerprint import FieldChange, field_changes, request_record
 from orchestrator.spec.shot import ResolvedProject
 from orchestrator.spec.yamlsource import MAX_SPEC_BYTES, Source, parse_source
@@ -58,6 +66,8 @@ class DiffSide:
     kind: str  # "spec" or "manifest"
     project: str
     shots: dict[str, ShotView]
+    # The review decisions beside the spec (``<stem>.review.yaml``), for a spec or SPEC@REV; None for a manifest.
+    decisions: Decisions | None = None
 
 
 @dataclass(frozen=True)
@@ -83,10 +93,12 @@ class DiffResult:
     a: DiffSide
     b: DiffSide
     shots: tuple[ShotDiff, ...]
+    decisions: tuple[DecisionChange, ...] = ()  # selects, approvals, retakes and holds that differ
 
     @property
     def equal(self) -> bool:
-        return all(shot.kind == UNCHANGED for shot in self.shots) and self.a.project == self.b.project
+        same_shots = all(shot.kind == UNCHANGED for shot in self.shots)
+        return same_shots and self.a.project == self.b.project and not self.decisions
 
     def counts(self) -> dict[str, int]:
         return {kind: sum(1 for s in self.shots if s.kind == kind) for kind in KINDS}
@@ -126,11 +138,13 @@ def load_side(arg: str, *, load_spec: SpecLoader | None = None) -> DiffSide:
         at_rev = split_revision(arg)
         if at_rev is not None:
             spec, rev = at_rev
-            return side_from_project(load_spec_at_revision(spec, rev), label=arg)
+            side = side_from_project(load_spec_at_revision(spec, rev), label=arg)
+            return replace(side, decisions=decisions_at_revision(spec, rev))
         raise ConfigError(f"{arg}: no such file (give a spec, a manifest, or SPEC@REV for a git revision)")
     if looks_like_manifest(path):
         return side_from_manifest(load_manifest(path), label=arg)
-    return side_from_project((load_spec or default_spec_loader())(path), label=arg)
+    side = side_from_project((load_spec or default_spec_loader())(path), label=arg)
+    return replace(side, decisions=load_decisions(decisions_path(path)))
 
 
 def split_revision(arg: str) -> tuple[Path, str] | None:
@@ -148,6 +162,18 @@ def load_spec_at_revision(spec: Path, rev: str) -> ResolvedProject:
     files = GitRevision.open(spec, rev)
     project: ResolvedProject = module.load_project(spec, files=files, display=f"{spec}@{rev}")
     return project
+
+
+def decisions_at_revision(spec: Path, rev: str) -> Decisions:
+    """The decisions file beside the spec as of ``rev`` (empty when it did not exist then)."""
+    files = GitRevision.open(spec, rev)
+    path = decisions_path(spec)
+    relative = files._relative(path)
+    entry = files._entry(relative) if relative is not None else None
+    if entry is None or entry.type != "blob":
+        return Decisions(path)
+    source = parse_source(files._blob(entry.object_id), file=f"{path}@{rev}")
+    return parse_decisions(source, path=path)
 
 
 _SAFE_REV = re.compile(r"^[^\s:-][^\s:]*$")
@@ -312,7 +338,8 @@ def diff_sides(a: DiffSide, b: DiffSide) -> DiffResult:
     """Shots in B's order (added, changed, unchanged), then the shots only A has (removed)."""
     result = [_diff_shot(a.shots.get(shot_id), view) for shot_id, view in b.shots.items()]
     result += [ShotDiff(shot_id, REMOVED) for shot_id in a.shots if shot_id not in b.shots]
-    return DiffResult(a, b, tuple(result))
+    decided = decision_changes(a.decisions, b.decisions) if a.decisions is not None and b.decisions is not None else ()
+    return DiffResult(a, b, tuple(result), decided)
 
 
 def _diff_shot(old: ShotView | None, new: ShotView) -> ShotDiff:
@@ -421,6 +448,7 @@ def diff_to_json(result: DiffResult) -> dict[str, Any]:
         "equal": result.equal,
         "summary": result.counts(),
         "shots": [_shot_json(shot) for shot in result.shots],
+        "decisions": [change.to_json() for change in result.decisions],
     }
 
 
