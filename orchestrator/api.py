@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from orchestrator.budget.config import resolve_budget
 from orchestrator.errors import ConfigError
 from orchestrator.events import RUN_FINISHED, RUN_STARTED, Event, EventBus, Listener
 from orchestrator.manifest import (
@@ -131,6 +132,8 @@ async def arun_project(
     poll: PollPolicy | None = None,
     retry: RetryPolicy | None = None,
     handle_signals: bool = False,
+    budget_url: str | None = None,
+    budget_slots: int | None = None,
 ) -> RunResult:
     """Render a spec's new, changed and unfinished shots; see the module docstring and ``docs/run.md``.
 
@@ -140,6 +143,8 @@ async def arun_project(
     gracefully (the first stops submitting and records work in progress, the second stops at once).
     ``resend_unconfirmed`` sends the selected ``unconfirmed`` shots again as new attempts: each may then be billed
     twice (see ``Prepared.unconfirmed``); without it they are only confirmed where the provider can.
+    ``budget_url``/``budget_slots`` turn on the studio's shared budget (docs/budget.md), over the spec's ``budget:``
+    and ``ORCHESTRATOR_BUDGET_URL``.
     """
     # Loading images and hashing earlier outputs is blocking file work: keep it off the event loop.
     prepared = await anyio.to_thread.run_sync(
@@ -165,6 +170,7 @@ async def arun_project(
         requests_per_second=rps if rps is not None else project.limits.requests_per_second,
         poll=poll or PollPolicy(),
         retry=retry or RetryPolicy(),
+        budget=resolve_budget(project.budget, url=budget_url, slots=budget_slots),
     )
     name = provider if isinstance(provider, str) else (project.provider or DEFAULT_PROVIDER)
     async with open_run_provider(provider, name=name, simulator_options=simulator_options, out_dir=out_dir) as live:
@@ -212,6 +218,8 @@ def run_project(
     poll: PollPolicy | None = None,
     retry: RetryPolicy | None = None,
     handle_signals: bool = False,
+    budget_url: str | None = None,
+    budget_slots: int | None = None,
 ) -> RunResult:
     """``arun_project`` for synchronous code (not inside a running event loop: there, ``await arun_project``)."""
     run = partial(
@@ -231,6 +239,8 @@ def run_project(
         poll=poll,
         retry=retry,
         handle_signals=handle_signals,
+        budget_url=budget_url,
+        budget_slots=budget_slots,
     )
     return anyio.run(run)
 

@@ -74,7 +74,8 @@ def resolve_budget(
     """The budget a run uses, or None when no URL is given anywhere (then nothing changes and nothing is needed).
 
     ``url``/``slots`` come from the command line and win; then ``ORCHESTRATOR_BUDGET_URL``; then the spec's entry.
-    The cap only comes from the spec. A URL without a slot count is a ``ConfigError``: the count is the account's.
+    The cap only comes from the spec. A URL without a slot count is a ``ConfigError``: the count is the account's;
+    so is a URL without redis-py installed.
     """
     env = os.environ if environ is None else environ
     chosen_url = url or env.get(URL_VARIABLE) or (entry.url if entry else None)
@@ -86,7 +87,9 @@ def resolve_budget(
             f"the shared budget at {redact(chosen_url)} needs the account's slots: pass --budget-slots N "
             "or set `budget: {slots: N}` in the spec"
         )
-    return BudgetConfig(url=chosen_url, slots=chosen_slots, units_cap=entry.units_cap if entry else None)
+    config = BudgetConfig(url=chosen_url, slots=chosen_slots, units_cap=entry.units_cap if entry else None)
+    import_redis()  # now, before anything is sent: a run asked to share a budget must not run without it
+    return config
 
 
 def check_url(url: str) -> None:
@@ -108,14 +111,14 @@ def redact(url: str) -> str:
             userinfo, host = netloc.rsplit("@", 1)
             user, has_password, _ = userinfo.partition(":")
             netloc = f"{user}:***@{host}" if has_password and user else f"***@{host}"
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        secret = [any(word in key.lower() for word in _SECRET_QUERY_KEYS) for key, _ in pairs]
+        if netloc == parts.netloc and not any(secret):
+            return url  # nothing to hide: as given (urlunsplit would turn unix:///path into unix:/path)
         query = urlencode(
-            [
-                (key, "***" if any(word in key.lower() for word in _SECRET_QUERY_KEYS) else value)
-                for key, value in parse_qsl(parts.query, keep_blank_values=True)
-            ],
-            safe="*",
+            [(key, "***" if hidden else value) for (key, value), hidden in zip(pairs, secret, strict=True)], safe="*"
         )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return urlunsplit((parts.scheme, netloc, parts.path, query if pairs else parts.query, parts.fragment))
     except ValueError:
         return "<unparsable URL>"
 

@@ -68,6 +68,7 @@ COMMAND_MODULES: dict[str, Lazy] = {
     "snapshot": Lazy("orchestrator.cli.snapshot", "Write a folder's manifest.json from its render store."),
     "simulate": Lazy("orchestrator.cli.simulate", "Run the Kling-compatible simulator on loopback."),
     "adopt": Lazy("orchestrator.cli.unconfirmed", "Attach a task found at the provider to an unconfirmed shot."),
+    "budget": Lazy("orchestrator.cli.budget", "Show the studio's shared budget: slots, cooldown, spend."),
 }
 
 
