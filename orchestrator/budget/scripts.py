@@ -12,6 +12,8 @@ Every script gets the same keys, in this order (``Keys.for_day``; docs/budget.md
     KEYS[8]  charged:DAY    hash: lease key -> units charged for it that day (a release counted twice counts once)
     KEYS[9]  slots          string: the slot count last given (shown by ``orchestrator budget``)
     KEYS[10] cap            string: the spend cap last given, empty for none
+    KEYS[11] retired        sorted set: lease key -> when it was released or re-keyed away (ms), kept one ttl,
+                            so that a refresh crossing a release on the way never takes that lease back
 
 Time comes from Redis (``TIME``), never from the callers: the machines' clocks may disagree, Redis's is one.
 Expiry is by score, done by the admission script itself (``sweep``): no background task has to be alive for a
@@ -62,6 +64,10 @@ local function sweep(now)
   return #stale
 end
 
+local function retire(lease, now)
+  redis.call('ZADD', KEYS[11], now, lease)
+end
+
 local function reserved_units()
   local total = 0
   for _, units in ipairs(redis.call('HVALS', KEYS[4])) do total = total + tonumber(units) end
@@ -76,6 +82,7 @@ ADMIT: Final = (
 local lease, units, slots, ttl = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[7])
 local now = now_ms()
 sweep(now)
+redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now - ttl)
 redis.call('SET', KEYS[9], ARGV[5])
 redis.call('SET', KEYS[10], ARGV[6])
 local in_use = redis.call('ZCARD', KEYS[1])
@@ -121,6 +128,7 @@ if charged then
   redis.call('HDEL', KEYS[8], old)
 end
 forget(old)
+retire(old, now)
 redis.call('ZADD', KEYS[1], now + ttl, new)
 return 1
 """
@@ -131,14 +139,15 @@ REFRESH: Final = (
     + """
 -- ARGV: project, host, ttl_ms, key... Each key's lease lives ttl_ms more. A lease that is gone (Redis restarted
 -- empty, or it lapsed while Redis was away) belongs to a task still followed, so it is taken again, beyond the
--- limit if need be: the provider counts that task whatever Redis says. Returns how many were taken again.
+-- limit if need be: the provider counts that task whatever Redis says. Not one just released or re-keyed away
+-- (retired): this refresh crossed that call on the way. Returns how many were taken again.
 local ttl = tonumber(ARGV[3])
 local now = now_ms()
 local retaken = 0
 for i = 4, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
-  else
+  elseif not redis.call('ZSCORE', KEYS[11], ARGV[i]) then
     take(ARGV[i], ARGV[1], ARGV[2], '0', now, ttl)
     retaken = retaken + 1
   end
@@ -154,6 +163,7 @@ RELEASE: Final = (
 -- Returns 1 when the lease was there, 0 when it had lapsed (the charge is counted all the same, once).
 local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
 forget(ARGV[1])
+retire(ARGV[1], now_ms())
 charge(ARGV[1], tonumber(ARGV[2]))
 return held and 1 or 0
 """

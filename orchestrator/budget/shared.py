@@ -325,6 +325,7 @@ class SharedBudget:
             f"{self._prefix}:charged:{day}",
             f"{self._prefix}:slots",
             f"{self._prefix}:cap",
+            f"{self._prefix}:retired",
         ]
 
     def _day(self) -> str:

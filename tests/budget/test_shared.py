@@ -89,6 +89,17 @@ async def test_refresh_takes_back_leases_that_are_gone(make_budget: Factory, fak
     assert {lease.key for lease in (await budget.state()).leases} == {"a", "b"}
 
 
+async def test_a_refresh_crossing_a_release_or_a_rekey_takes_nothing_back(make_budget: Factory) -> None:
+    # The poller's refresh was on its way while the task ended (or its lease was re-keyed): it arrives second.
+    budget = make_budget(slots=3)
+    await budget.admit("ext-1", units=1)
+    await budget.admit("ext-2", units=1)
+    await budget.release("ext-1", charged=1)
+    await budget.bind("ext-2", "task-2")
+    assert await budget.refresh(["ext-1", "ext-2", "task-2"]) == 0
+    assert [lease.key for lease in (await budget.state()).leases] == ["task-2"]
+
+
 async def test_a_killed_runs_leases_stay_until_unrefreshed_for_the_ttl(make_budget: Factory) -> None:
     killed = make_budget(slots=2, project="killed", lease_ttl=SHORT_TTL)
     survivor = make_budget(slots=2, project="survivor", lease_ttl=SHORT_TTL)
