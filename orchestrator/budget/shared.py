@@ -22,7 +22,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
@@ -136,7 +136,7 @@ class BudgetState:
             "cap": self.cap,
             "left": self.left,
             "lease_ttl": self.lease_ttl,
-            "leases": [lease.__dict__ for lease in self.leases],
+            "leases": [asdict(lease) for lease in self.leases],
             "expiring": [lease.key for lease in self.expiring()],
         }
 
