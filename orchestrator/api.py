@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from orchestrator.budget.config import resolve_budget
 from orchestrator.errors import ConfigError
 from orchestrator.plan.plan import CHANGED, Plan, PlanEntry, make_plan, running_run
 from orchestrator.plan.pricing import Pricing
@@ -135,6 +136,8 @@ async def arun_project(
     poll: PollPolicy | None = None,
     retry: RetryPolicy | None = None,
     handle_signals: bool = False,
+    budget_url: str | None = None,
+    budget_slots: int | None = None,
 ) -> RunResult:
     """Render a spec's new, changed and unfinished shots; see the module docstring and ``docs/run.md``.
 
@@ -144,6 +147,8 @@ async def arun_project(
     gracefully (the first stops submitting and records work in progress, the second stops at once).
     ``resend_unconfirmed`` sends the selected ``unconfirmed`` shots again as new attempts: each may then be billed
     twice (see ``Prepared.unconfirmed``); without it they are only confirmed where the provider can.
+    ``budget_url``/``budget_slots`` turn on the studio's shared budget (docs/budget.md), over the spec's ``budget:``
+    and ``ORCHESTRATOR_BUDGET_URL``.
     """
     # Loading images and hashing earlier outputs is blocking file work: keep it off the event loop.
     project, out_dir = await anyio.to_thread.run_sync(_load, spec, out)
@@ -158,6 +163,7 @@ async def arun_project(
         requests_per_second=rps if rps is not None else project.limits.requests_per_second,
         poll=poll or PollPolicy(),
         retry=retry or RetryPolicy(),
+        budget=resolve_budget(project.budget, url=budget_url, slots=budget_slots),
     )
     name = provider if isinstance(provider, str) else (project.provider or DEFAULT_PROVIDER)
     _selected_ids(project, only=only, force=force)  # a glob matching nothing is refused before anything is opened
@@ -184,6 +190,7 @@ async def arun_project(
             handle_signals=handle_signals,
         )
     finally:
+        store.release()  # closed by the run already (a no-op then); released here whatever happened
         await opened.__aexit__(None, None, None)
 
 
@@ -232,6 +239,8 @@ def run_project(
     poll: PollPolicy | None = None,
     retry: RetryPolicy | None = None,
     handle_signals: bool = False,
+    budget_url: str | None = None,
+    budget_slots: int | None = None,
 ) -> RunResult:
     """``arun_project`` for synchronous code (not inside a running event loop: there, ``await arun_project``)."""
     run = partial(
@@ -251,6 +260,8 @@ def run_project(
         poll=poll,
         retry=retry,
         handle_signals=handle_signals,
+        budget_url=budget_url,
+        budget_slots=budget_slots,
     )
     return anyio.run(run)
 

@@ -26,6 +26,9 @@ them ever reaches a user as a traceback.
     │   │   └── ModelNotEnabledError  the gateway has no channel for this model in the key's group (503)
     │   └── TaskNotFoundError       no task with that id (or external id) at the provider
     ├── DownloadError               a finished video could not be fetched or verified; retried on its own
+    ├── BudgetError                 the studio's shared budget (Redis) refused or failed a call
+    │   ├── BudgetUnavailableError  Redis cannot be reached: stop admitting, follow the tasks, retry later
+    │   └── BudgetExhaustedError    the next create would pass the studio's spend cap (``.left`` units)
     ├── RunAbortedError             a run stopped early (fatal account error, interrupt); the manifest is intact
     └── EditorialError              a timeline, reel or edit cannot be written or read (export, reel, conform)
 """
@@ -240,3 +243,21 @@ class RunAbortedError(OrchestratorError):
 
 class EditorialError(OrchestratorError):
     """A timeline, reel or editor's edit cannot be written or read: an unknown format, unreadable media, a bad edit."""
+
+
+class BudgetError(OrchestratorError):
+    """The studio's shared budget (docs/budget.md) refused a call or answered something unexpected."""
+
+
+class BudgetUnavailableError(BudgetError):
+    """The budget's Redis cannot be reached. A run stops taking new slots, keeps following its tasks, and admits
+    again once Redis answers."""
+
+
+class BudgetExhaustedError(BudgetError):
+    """The next create would pass the studio's spend cap. ``cap`` and ``left`` in units; tasks in flight finish."""
+
+    def __init__(self, message: str, *, cap: float, left: float) -> None:
+        super().__init__(message)
+        self.cap = cap
+        self.left = left

@@ -77,6 +77,7 @@ COMMAND_MODULES: dict[str, Lazy] = {
     "export": Lazy("orchestrator.cli.editorial", "Write the cut as a timeline: otio, FCP7 XML, FCPXML, EDL, AAF."),
     "reel": Lazy("orchestrator.cli.editorial", "Render the cut to one MP4 with a slate and burn-ins."),
     "conform": Lazy("orchestrator.cli.editorial", "Read an editor's timeline back: moved, trimmed, removed, added."),
+    "budget": Lazy("orchestrator.cli.budget", "Show the studio's shared budget: slots, cooldown, spend."),
 }
 
 

@@ -59,6 +59,18 @@ MAX_RPS = 1000.0
     help="Send unconfirmed shots again (each may be billed twice): shows them and their cost, and asks.",
 )
 @click.option("--yes", is_flag=True, help="With --resend-unconfirmed: do not ask (required when not on a terminal).")
+@click.option(
+    "--budget",
+    "budget_url",
+    metavar="URL",
+    help="Share the account's slots and the studio's spend with other runs through this Redis "
+    "(redis://host:port/db; default: $ORCHESTRATOR_BUDGET_URL, else the spec's budget:).",
+)
+@click.option(
+    "--budget-slots",
+    type=click.IntRange(min=1),
+    help="With a budget: the account's tasks in flight, shared by every run (--concurrency stays this run's own).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @handle_errors
 def run_command(
@@ -74,6 +86,8 @@ def run_command(
     poll_each_task: bool,
     resend_unconfirmed: bool,
     yes: bool,
+    budget_url: str | None,
+    budget_slots: int | None,
     as_json: bool,
 ) -> None:
     """Render SPEC's new, changed and unfinished shots; skip the rest.
@@ -114,6 +128,8 @@ def run_command(
                 poll=PollPolicy(batch=False) if poll_each_task else None,
                 listeners=[view],
                 handle_signals=True,
+                budget_url=budget_url,
+                budget_slots=budget_slots,
             )
         )
     except KeyboardInterrupt:

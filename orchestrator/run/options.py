@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.budget.config import BudgetConfig
 from orchestrator.errors import ConcurrencyLimitError, ProviderError, UpstreamSaturatedError
 from orchestrator.run.polling import DEFAULT_POLL_POLICY, PollPolicy
 
@@ -72,3 +73,6 @@ class RunOptions:
     unreachable_at_start: float = 3.0
     unreachable_after: float = 300.0
     seed: int | None = None
+    # The studio's budget shared through Redis by every run on the account (docs/budget.md), or None: then only
+    # ``concurrency`` bounds this run. With one, ``concurrency`` stays this run's own ceiling below the shared one.
+    budget: BudgetConfig | None = None

@@ -33,6 +33,7 @@ from orchestrator.spec.shot import (
     DURATIONS,
     KNOWN_MODELS,
     MODES,
+    BudgetEntry,
     DynamicMask,
     ImageRef,
     Limits,
@@ -260,6 +261,7 @@ class _Resolver:
             provider=self.data.get("provider"),
             pricing=_pricing_numbers(self.data.get("pricing") or {}),
             vars=dict(self.project_vars),
+            budget=_budget_entry(self.data.get("budget")),
         )
 
     def _resolve_sets(self) -> None:
@@ -737,3 +739,16 @@ def _pricing_numbers(given: Mapping[str, Any]) -> dict[str, float | dict[str, fl
 
 
 __all__ = ["SpecFiles", "Summary", "Validation", "WorkingTree", "check_project", "load_project", "summarize"]
+
+
+def _budget_entry(given: Mapping[str, Any] | None) -> BudgetEntry | None:
+    """``budget:`` (already checked by the schema) as a record; None when the spec has none."""
+    if given is None:
+        return None
+    cap = given.get("units_cap")
+    slots = given.get("slots")
+    return BudgetEntry(
+        url=given.get("url"),
+        slots=int(slots) if slots is not None else None,
+        units_cap=float(cap) if cap is not None else None,
+    )

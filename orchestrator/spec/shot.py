@@ -107,6 +107,16 @@ DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
+class BudgetEntry:
+    """A spec's ``budget:`` entry as given: the studio's shared budget (docs/budget.md). Each part may be missing:
+    the command line and ``ORCHESTRATOR_BUDGET_URL`` fill in or override it (orchestrator.budget.config)."""
+
+    url: str | None = None
+    slots: int | None = None  # the account's tasks in flight, shared by every run on it
+    units_cap: float | None = None  # the studio's spend cap per day, in units
+
+
+@dataclass(frozen=True)
 class ResolvedProject:
     """A whole spec, resolved: project facts plus the shots in spec order."""
 
@@ -122,6 +132,7 @@ class ResolvedProject:
     # ``pricing:`` as given: the older keys to numbers, model names to (partial) rate cards (orchestrator.plan.pricing)
     pricing: dict[str, float | dict[str, float]] = field(default_factory=dict)
     vars: dict[str, object] = field(default_factory=dict)
+    budget: BudgetEntry | None = None  # the spec's ``budget:`` entry, if it has one
 
     def shot(self, shot_id: str) -> ResolvedShot:
         for shot in self.shots:
