@@ -19,12 +19,12 @@ from pathlib import Path
 
 import anyio
 
-from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.budget.config import BudgetConfig
 from orchestrator.budget.session import BudgetSession
 from orchestrator.budget.shared import SharedBudget
 from orchestrator.errors import ConcurrencyLimitError
 from orchestrator.providers.cometapi import CometAPIProvider
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import ResolvedShot
 from tests.helpers import hand_shot, image_ref
 
