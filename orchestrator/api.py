@@ -52,6 +52,7 @@ from orchestrator.store.manifest import (
 from orchestrator.store.records import FolderState
 
 if TYPE_CHECKING:
+    from orchestrator.budget.shared import SharedBudget
     from orchestrator.providers.local import SimulatorOptions
 
 DEFAULT_PROVIDER = "cometapi"
@@ -482,7 +483,14 @@ async def _run(
             cost=prepared.cost,
         )
         bus = EventBus(listeners, journal=StoreWriter(store))
-        scheduler = Scheduler(provider=provider, bus=bus, options=options, out_dir=out_dir, pricing=prepared.pricing)
+        scheduler = Scheduler(
+            provider=provider,
+            bus=bus,
+            options=options,
+            out_dir=out_dir,
+            pricing=prepared.pricing,
+            budget=_shared_budget(options, project=project.project),
+        )
         started = time.monotonic()
         store.commit_now()
         bus.emit(Event(RUN_STARTED, data={**settings.to_json(), "shots": [render.key for render in renders]}))
@@ -519,6 +527,15 @@ async def _run(
         )
     )
     return result
+
+
+def _shared_budget(options: RunOptions, *, project: str) -> SharedBudget | None:
+    """The studio's shared budget, when the run has one (redis-py is imported only then)."""
+    if options.budget is None:
+        return None
+    from orchestrator.budget.shared import SharedBudget
+
+    return SharedBudget.connect(options.budget, project=project)
 
 
 def _renders(prepared: Prepared, state: FolderState, *, provider: Provider, resend: bool) -> tuple[Render, ...]:

@@ -3,8 +3,10 @@
 One rate bucket (tokens per request), the slots (tasks in flight at the provider, ``AdaptiveSlots``), the limiters
 (API calls at once, creates at once, downloads at once), reachability (a provider that refuses every connection ends
 the run), the counters, and the one retry policy (``RetryPolicy``: its backoff, its floors, among them the wait after
-a 1303, and its one switch that makes backoff instant in tests). The scheduler decides what to send; the gate decides
-when it may go and how long to wait before trying again.
+a 1303, and its one switch that makes backoff instant in tests), and, where the account is shared by several runs,
+the studio's budget (``orchestrator.budget``: a shared slot as a lease before each create, re-keyed to the task,
+refreshed while it runs, given back when it ends; a shared cooldown; the spend cap). The scheduler decides what to
+send; the gate decides when it may go and how long to wait before trying again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 
@@ -32,6 +34,10 @@ from orchestrator.providers.base import MAX_LIST_PAGE, Capabilities, Download, L
 from orchestrator.run.limits import AdaptiveSlots, RateBucket, backoff_delay
 from orchestrator.run.options import RunOptions
 from orchestrator.run.reachability import Reachability, Unresolved
+
+if TYPE_CHECKING:
+    from orchestrator.budget.session import BudgetSession
+    from orchestrator.plan.work import Render
 
 _T = TypeVar("_T")
 
@@ -72,8 +78,10 @@ class Gate:
         reach: Reachability,
         stats: SchedulerStats,
         rng: random.Random,
+        budget: BudgetSession | None = None,
     ) -> None:
         self.provider = provider
+        self.budget = budget
         self.caps: Capabilities = getattr(provider, "capabilities", None) or Capabilities()
         self.options = options
         self.reach = reach
@@ -177,10 +185,68 @@ class Gate:
 
     async def pause(self, exc: ProviderError, tries: int, *, floor: float = 0.0) -> None:
         """Wait before a retry. Raises ``Unreachable`` when the run gives up reaching the provider meanwhile."""
+        await self.sleep(self.delay(exc, tries, floor=floor))
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or until the run gives up reaching the provider (then raises ``Unreachable``)."""
         self.reach.check()
-        with anyio.move_on_after(self.delay(exc, tries, floor=floor)):
+        with anyio.move_on_after(seconds):
             await self.reach.gave_up.wait()
         self.reach.check()
+
+    # --- the studio's shared budget (a no-op without one) -------------------------------------------------------
+
+    async def admit(self, render: Render) -> None:
+        """A shared slot for the render's create (after this run's own): waits while the budget is full, cooling
+        down or away. Raises ``BudgetExhaustedError`` when the create would pass the studio's spend cap."""
+        if self.budget is None:
+            return
+        admission = await self.budget.admit(render.external_task_id, units=render.units)
+        if not admission.admitted:
+            raise admission.exhausted(render.units)
+
+    async def adopt(self, keys: list[str]) -> None:
+        """Tasks (or creates of unknown outcome) of earlier runs this run follows: their leases are its own."""
+        if self.budget is not None and keys:
+            await self.budget.adopt(keys)
+
+    async def bind(self, render: Render, task_id: str) -> None:
+        """The render's create answered: its lease follows the task."""
+        if self.budget is not None:
+            await self.budget.bind(render.external_task_id, task_id)
+
+    def unknown(self, render: Render) -> None:
+        """The render's create may have made a task: its lease is left to expire, holding the slot meanwhile."""
+        if self.budget is not None:
+            self.budget.unknown(render.external_task_id)
+
+    async def release(self, key: str, *, charged: float) -> None:
+        """The task (or the create, refused for certain) of ``key`` ended: its shared slot is free again."""
+        if self.budget is not None:
+            await self.budget.release(key, charged=charged)
+
+    async def cool_down(self, seconds: float) -> None:
+        """The provider said "too many": every run sharing the budget waits ``seconds`` before its next create."""
+        if self.budget is not None:
+            await self.budget.cool_down(seconds)
+
+    async def refresh_leases(self) -> None:
+        """Keep this run's leases alive while their tasks run, every third of their lifetime."""
+        if self.budget is None:
+            return
+        interval = max(0.05, self.budget.budget.config.lease_ttl / 3)
+        while True:
+            await anyio.sleep(interval)
+            await self.budget.refresh()
+
+    async def close_budget(self) -> None:
+        """The run ends: tell the budget what it could not tell while away, then let go of the connection."""
+        if self.budget is None:
+            return
+        with anyio.move_on_after(5), anyio.CancelScope(shield=True):
+            await self.budget.catch_up()
+        with anyio.CancelScope(shield=True):
+            await self.budget.budget.aclose()
 
     # --- internals ----------------------------------------------------------------------------------------------
 

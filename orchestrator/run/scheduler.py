@@ -43,14 +43,16 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from orchestrator.errors import (
     AccountError,
+    BudgetExhaustedError,
     ConcurrencyLimitError,
     DownloadError,
     DuplicateExternalIdError,
@@ -90,6 +92,10 @@ from orchestrator.store.manifest import (
 from orchestrator.store.records import OutputFile, output_stem
 from orchestrator.store.timestamps import now_iso
 
+if TYPE_CHECKING:
+    from orchestrator.budget.session import BudgetSession
+    from orchestrator.budget.shared import SharedBudget
+
 TASK_ID_UNKNOWN = "submitted, task id unknown"
 
 
@@ -97,6 +103,7 @@ class Scheduler:
     """Runs renders against one provider, publishing every step on ``bus``. Use ``await scheduler.run(renders)``.
 
     The store is written by the bus's journal (``orchestrator.run.writer.StoreWriter``), never by the scheduler.
+    ``budget`` is the studio's shared budget (``orchestrator.budget``), when several runs share one account.
     """
 
     def __init__(
@@ -107,6 +114,7 @@ class Scheduler:
         out_dir: Path,
         options: RunOptions | None = None,
         pricing: Pricing | None = None,
+        budget: SharedBudget | None = None,
     ) -> None:
         self.provider = provider
         self.options = options or RunOptions()
@@ -125,7 +133,14 @@ class Scheduler:
             notify=self.recorder.notice,
             on_give_up=self._give_up,
         )
-        self.gate = Gate(provider=provider, options=self.options, reach=self.reach, stats=self.stats, rng=rng)
+        self.gate = Gate(
+            provider=provider,
+            options=self.options,
+            reach=self.reach,
+            stats=self.stats,
+            rng=rng,
+            budget=_session(budget, notice=self.recorder.notice),
+        )
         planner = PollPlanner(self.options.poll, requests_per_second=self.options.requests_per_second, rng=rng)
         self.follower = Follower(gate=self.gate, recorder=self.recorder, options=self.options, planner=planner)
         self._deck = anyio.CapacityLimiter(max(1, min(self.options.on_deck, self.options.concurrency)))
@@ -133,6 +148,7 @@ class Scheduler:
         self._interrupts = 0
         self._flights: dict[str, Flight] = {}  # render key -> its flight while it may hold a slot
         self._rounds: anyio.CancelScope | None = None  # the watcher's rounds, while they run
+        self._refresher: anyio.CancelScope | None = None  # the shared budget's lease refreshes, while they run
         self._left = 0
 
     @property
@@ -156,15 +172,21 @@ class Scheduler:
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
+                # Tasks earlier runs left at the provider hold the account's slots: their leases are this run's.
+                await self.gate.adopt([_lease_key(render) for render in renders if _holds_a_slot(render)])
                 async with anyio.create_task_group() as group:
                     self._left = len(renders)
                     for render in renders:
                         group.start_soon(self._run_render, render)
                     if renders and self.watcher.enabled:
                         group.start_soon(self._watch_rounds)
+                    if renders and self.gate.budget is not None:
+                        group.start_soon(self._refresh_leases)
         except* ManifestError as failures:
             # The store cannot be written (disk full, permissions): nothing is safe any more, stop the run.
             raise failures.exceptions[0] from None
+        finally:
+            await self.gate.close_budget()
         self.stats.peak_in_flight = self.slots.peak
         journal = self.bus.journal
         self.stats.manifest_writes = getattr(journal, "commits", 0)
@@ -222,13 +244,20 @@ class Scheduler:
             if held is not None:
                 self._end_flight(held)
             self._left -= 1
-            if self._left == 0 and self._rounds is not None:
-                self._rounds.cancel()
+            if self._left == 0:
+                for scope in (self._rounds, self._refresher):
+                    if scope is not None:
+                        scope.cancel()
 
     async def _watch_rounds(self) -> None:
         with anyio.CancelScope() as self._rounds:
             if self._left:
                 await self.watcher.run()
+
+    async def _refresh_leases(self) -> None:
+        with anyio.CancelScope() as self._refresher:
+            if self._left:
+                await self.gate.refresh_leases()
 
     async def _start(self, render: Render) -> Flight | None:
         """Get the render's task in flight as the plan said: followed, confirmed, or created."""
@@ -281,6 +310,8 @@ class Scheduler:
         if self.slots.try_take():
             flight = self._track(Flight(render=render, created=time.time(), holds_slot=True))
             self.recorder.mark(render.key, "slot")
+            if not await self._admitted(flight):
+                return None
             return await self._create(flight)
         # No slot free: wait "on deck". The next few renders in line record ``queued`` while they wait, so that
         # when a slot frees the create leaves at once instead of after a store write.
@@ -296,10 +327,26 @@ class Scheduler:
                 return None
             flight.holds_slot = True
             self.recorder.mark(render.key, "slot")
+            if not await self._admitted(flight):
+                await self.recorder.set(render, PENDING, detail="not submitted", error=self._not_submitted())
+                return None
         # The create leaves now. Where a lookup can settle a crash in between, this need not wait for the disk.
         await self.recorder.set(render, SUBMITTING, submitted_at=now_iso(), durable=not self.caps.absence_is_proof)
         flight.created = time.time()
         return await self._send(flight)
+
+    async def _admitted(self, flight: Flight) -> bool:
+        """The studio's shared slot, after this run's own (a no-op without a shared budget). Past the studio's spend
+        cap, the run stops submitting: the render gives its slot back and is left for a run after the cap is raised."""
+        try:
+            await self.gate.admit(flight.render)
+        except BudgetExhaustedError as exc:
+            self._give_back_slot(flight)
+            if self.abort_reason is None:
+                self.abort_reason = exc.message
+            self.stop_submitting(exc.message)
+            return False
+        return True
 
     def _not_submitted(self) -> str:
         return f"not submitted: {self.unreachable or self.abort_reason or 'run stopped'}"
@@ -333,8 +380,10 @@ class Scheduler:
             if tries > 1 and self.slots.closed:
                 if not maybe_sent:
                     # Every try so far was refused for sure (rate limits): nothing was created under this id.
-                    await self.recorder.set(render, PENDING, detail="not submitted", error=self._not_submitted())
-                # Otherwise left "submitting": the next run confirms the external id before sending anything.
+                    await self._not_created(render, self._not_submitted())
+                else:
+                    # Left "submitting": the next run confirms the external id before sending anything.
+                    self.gate.unknown(render)
                 raise Interrupted
             try:
                 task = await self.gate.create(request, on_sent=partial(self._sent, flight))
@@ -346,11 +395,12 @@ class Scheduler:
                     return None
                 task = found
             except ShotRejectedError as exc:
+                await self.gate.release(render.external_task_id, charged=0.0)
                 await self.recorder.set(render, FAILED, detail=exc.message, error=exc.message, finished_at=now_iso())
                 return None
             except AccountError as exc:
                 # A definite refusal: nothing was created, so the next run may reuse this attempt's id.
-                await self.recorder.set(render, PENDING, detail="not submitted", error=f"not submitted: {exc.message}")
+                await self._not_created(render, f"not submitted: {exc.message}")
                 raise
             except (RateLimitedError, ConcurrencyLimitError) as exc:
                 await self._congested(flight, exc, tries)
@@ -372,15 +422,21 @@ class Scheduler:
                     await self.gate.pause(exc, tries)
                 except Unreachable as stop:
                     if maybe_sent:
+                        self.gate.unknown(render)
                         raise  # left "submitting": the next run looks it up before sending anything
                     # Every try was refused before it was sent: nothing was created, so the next run may reuse
                     # this attempt's id (the provider would refuse it as a duplicate anyway).
-                    await self.recorder.set(render, PENDING, detail="not submitted", error=f"not submitted: {stop}")
+                    await self._not_created(render, f"not submitted: {stop}")
                     raise Interrupted from None
                 continue
             self._answered(flight, task)
             await self._record_task(flight, task)
             return flight
+
+    async def _not_created(self, render: Render, reason: str) -> None:
+        """Nothing was created under the render's id, for certain: its shared slot is free, the render pending."""
+        await self.gate.release(render.external_task_id, charged=0.0)
+        await self.recorder.set(render, PENDING, detail="not submitted", error=reason)
 
     def _sent(self, flight: Flight) -> None:
         flight.sent_at = time.time()
@@ -397,18 +453,25 @@ class Scheduler:
         if self.slots.congested():
             self.recorder.notice(f"provider says too many ({exc.message}); in-flight target now {self.slots.capacity}")
         self._give_back_slot(flight)
-        await self.gate.pause(exc, tries)
+        # The 429 was a definite answer: nothing was created under this id. Every run sharing the account waits.
+        delay = self.gate.delay(exc, tries)
+        await self.gate.release(flight.render.external_task_id, charged=0.0)
+        await self.gate.cool_down(delay)
+        await self.gate.sleep(delay)
         try:
             await self.slots.acquire()
         except Stopped:
-            # The 429 was a definite answer: nothing was created under this id yet.
             await self.recorder.set(flight.render, PENDING, detail="not submitted", error=self._not_submitted())
             raise Interrupted from None
         flight.holds_slot = True
         self.recorder.mark(flight.render.key, "slot")
+        if not await self._admitted(flight):
+            await self.recorder.set(flight.render, PENDING, detail="not submitted", error=self._not_submitted())
+            raise Interrupted
 
     async def _record_task(self, flight: Flight, task: Task, *, detail: str = "") -> None:
         flight.task_id = task.task_id
+        await self.gate.bind(flight.render, task.task_id)
         await self.recorder.set(
             flight.render,
             SUBMITTED,
@@ -423,6 +486,7 @@ class Scheduler:
     async def _unconfirmed(self, render: Render, reason: str, *, again: bool = False) -> None:
         """Leave the render ``unconfirmed``: its create may have been billed, and nothing is sent without the user."""
         message = reason if again else _unconfirmed_message(render, reason, provider=self.provider.name)
+        self.gate.unknown(render)
         await self.recorder.set(render, UNCONFIRMED, detail="create not confirmed", error=message)
 
     # --- how the task ended -------------------------------------------------------------------------------------
@@ -439,6 +503,7 @@ class Scheduler:
             )
             return None
         if isinstance(ended, Gone):
+            await self.gate.release(flight.task_id, charged=0.0)
             await self._forgotten(render, flight.task_id)
             return None
         self.recorder.mark(render.key, "detected", ended.seen_at)
@@ -459,7 +524,10 @@ class Scheduler:
     async def _finished(self, flight: Flight, task: Task) -> Task | None:
         render = flight.render
         self._end_flight(flight)
-        if task.status is TaskStatus.FAILED:
+        failed = task.status is TaskStatus.FAILED
+        charged = 0.0 if failed else (task.units_charged if task.units_charged is not None else render.units)
+        await self.gate.release(task.task_id, charged=charged)
+        if failed:
             reason = task.status_message or "the provider reported the task failed"
             await self.recorder.set(
                 render,
@@ -563,6 +631,24 @@ class Scheduler:
     def _end_flight(self, flight: Flight) -> None:
         self._give_back_slot(flight)
         self.follower.ended(flight.render.key)
+
+
+def _session(budget: SharedBudget | None, *, notice: Callable[[str], None]) -> BudgetSession | None:
+    if budget is None:
+        return None
+    from orchestrator.budget.session import BudgetSession
+
+    return BudgetSession(budget, notice=notice)
+
+
+def _holds_a_slot(render: Render) -> bool:
+    """Does an earlier run's task (or create of unknown outcome) of this render take an account slot now?"""
+    return render.resumed and render.status != SUCCEEDED
+
+
+def _lease_key(render: Render) -> str:
+    """What a render's shared slot is keyed by: its task once known, else the external id its create carried."""
+    return render.task_id or render.external_task_id
 
 
 def _duplicate_reason(render: Render) -> str:
