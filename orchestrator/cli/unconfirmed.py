@@ -33,7 +33,7 @@ def adopt_command(spec: Path, shot: str, task_id: str, provider: str | None, out
     The task is queried and checked against the shot (its external id, where the provider echoes it); the next
     `orchestrator run SPEC` follows it and downloads its video. Nothing is created or billed.
     """
-    from orchestrator.run.adopt import adopt
+    from orchestrator.adopt import adopt
 
     adopted = adopt(spec, shot, task_id, provider=provider, out=out)
     check = "" if adopted.external_id_checked else " (the provider echoed no external id: checked by your word only)"

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError
-from orchestrator.report.status import looks_like_manifest
 from orchestrator.review.decisions import (
     DecisionChange,
     Decisions,
@@ -30,7 +29,7 @@ from orchestrator.review.decisions import (
 from orchestrator.spec.fingerprint import FieldChange, field_changes, request_record
 from orchestrator.spec.shot import ResolvedProject
 from orchestrator.spec.yamlsource import MAX_SPEC_BYTES, Source, parse_source
-from orchestrator.store.manifest import MANIFEST_NAME, Manifest, load_manifest
+from orchestrator.store.manifest import MANIFEST_NAME, Manifest, load_manifest, looks_like_manifest
 
 if TYPE_CHECKING:
     from orchestrator.spec.images import ImageCheck

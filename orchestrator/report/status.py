@@ -8,14 +8,12 @@ unconfirmed create) is listed, so that the charged sum is never mistaken for the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
 from orchestrator.spec.shot import ResolvedProject
-from orchestrator.store.database import SQLITE_MAGIC
 from orchestrator.store.manifest import (
     FAILED,
     MANIFEST_NAME,
@@ -27,6 +25,7 @@ from orchestrator.store.manifest import (
     ShotRecord,
     has_manifest,
     load_manifest,
+    looks_like_manifest,
 )
 
 # Where ``report`` and ``status`` look when given no target: the current folder, then the usual output folder.
@@ -127,21 +126,6 @@ class LocatedManifest:
     path: Path
     manifest: Manifest
     spec_dir: Path | None  # known when the target was a spec: where its relative image paths start
-
-
-def looks_like_manifest(path: Path) -> bool:
-    """Decided by content, not name: a JSON object with ``manifest_version``, or an SQLite file (a store)."""
-    try:
-        with path.open("rb") as handle:
-            if handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
-                return True  # whether it is ours, and whole, reading it says in one line
-        raw = path.read_bytes()
-        if not raw.lstrip().startswith(b"{"):
-            return False
-        data = json.loads(raw)
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "manifest_version" in data
 
 
 def locate_manifest(

@@ -332,6 +332,23 @@ def load_manifest(path: Path) -> Manifest:
     return manifest_from_state(load_state(store_source(path)))
 
 
+def looks_like_manifest(path: Path) -> bool:
+    """Decided by content, not name: a JSON object with ``manifest_version``, or an SQLite file (a store)."""
+    from orchestrator.store.database import SQLITE_MAGIC  # the store is built on this module's names
+
+    try:
+        with path.open("rb") as handle:
+            if handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC:
+                return True  # whether it is ours, and whole, reading it says in one line
+        raw = path.read_bytes()
+        if not raw.lstrip().startswith(b"{"):
+            return False
+        data = json.loads(raw)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "manifest_version" in data
+
+
 def store_source(path: Path) -> Path:
     """What to read for ``path``: the database beside ``<folder>/manifest.json`` when there is one, else ``path``."""
     from orchestrator.store.database import DATABASE_NAME

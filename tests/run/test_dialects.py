@@ -18,11 +18,11 @@ from pathlib import Path
 import anyio
 import pytest
 
+from orchestrator.adopt import aadopt
 from orchestrator.api import SIMULATOR_STATE_DIR, arun_project
 from orchestrator.providers import open_provider
 from orchestrator.providers.base import Provider
 from orchestrator.providers.local import LocalSimulator, SimulatorOptions
-from orchestrator.run.adopt import aadopt
 from orchestrator.run.options import RetryPolicy
 from orchestrator.run.polling import PollPolicy
 from orchestrator.store.manifest import SUCCEEDED, UNCONFIRMED, load_manifest

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.adopt import aadopt
 from orchestrator.errors import ConfigError, ManifestError, ServerError
-from orchestrator.run.adopt import aadopt
 from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import ResolvedProject, ResolvedShot
 from orchestrator.store import load_state
