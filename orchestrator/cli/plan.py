@@ -28,6 +28,7 @@ from orchestrator.cli._app import (
     printable,
     refuse_missing,
 )
+from orchestrator.cli.collector import paused_collector, skip_collection_at_exit
 from orchestrator.plan.diff import (
     ADDED,
     CHANGED,
@@ -224,6 +225,15 @@ class _PlanCommand(click.Command):
 @exit_on_errors(EXIT_FAILED, json_flag="as_json")
 def plan_command(spec: Path, out: Path | None, as_json: bool, detailed_exitcode: bool, prices: tuple[str, ...]) -> None:
     """Show what a run would render, why, and what it would cost. Sends nothing."""
+    skip_collection_at_exit()
+    with paused_collector():  # a big spec's values, built once and freed together: nothing for it to find
+        has_work = _plan(spec, out=out, as_json=as_json, prices=prices)
+    if detailed_exitcode and has_work:
+        sys.exit(EXIT_WORK_TO_DO)
+
+
+def _plan(spec: Path, *, out: Path | None, as_json: bool, prices: tuple[str, ...]) -> bool:
+    """Print the plan; whether it has work to do."""
     project = default_spec_loader()(spec)
     pricing = project_pricing(spec=project.pricing, flags=prices)
     plan = plan_project(project, out=out)
@@ -236,8 +246,7 @@ def plan_command(spec: Path, out: Path | None, as_json: bool, detailed_exitcode:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         render_plan(plan, pricing, _console())
-    if detailed_exitcode and plan.has_work:
-        sys.exit(EXIT_WORK_TO_DO)
+    return plan.has_work
 
 
 # --- diff -------------------------------------------------------------------------------------------------------
