@@ -760,8 +760,9 @@ _SELECT_RENDERS = (
 def _render_from_row(row: tuple[Any, ...], outputs: dict[int, list[OutputFile]]) -> RenderRecord:
     if row[_REQUEST_AT] is None:
         raise KeyError(f"render {row[0]} has no request")
-    files = tuple(outputs.get(row[0], ()))
-    return RenderRecord(*row[:_OUTPUTS_AT], files, *row[_OUTPUTS_AT:])
+    values = list(row)
+    values.insert(_OUTPUTS_AT, tuple(outputs.get(row[0], ())))
+    return RenderRecord(*values)
 
 
 # --- files ---------------------------------------------------------------------------------------------------------
