@@ -10,12 +10,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
-from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli._app import (
@@ -59,8 +58,12 @@ from orchestrator.plan.plan import (
     units_label,
 )
 from orchestrator.plan.pricing import Pricing, project_pricing
-from orchestrator.report.html import write_report
-from orchestrator.report.status import StatusSummary, locate_manifest, summarize
+
+if TYPE_CHECKING:
+    from orchestrator.report.status import StatusSummary
+
+# ``report`` and ``status`` import what they need when they run: ``plan``, the command run on the biggest
+# productions, imports neither the HTML report nor rich's tables.
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -339,6 +342,9 @@ def report_command(target: str | None, output: Path | None, embed: bool) -> None
     The page links the videos relative to itself: it plays them where it is written, beside the shot folders.
     With --embed the videos are inside the page, which can then be sent alone.
     """
+    from orchestrator.report.html import write_report
+    from orchestrator.report.status import locate_manifest
+
     refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
     destination = output or located.path.parent / "report.html"
@@ -360,6 +366,8 @@ def status_command(target: str | None, as_json: bool) -> None:
 
     TARGET: a manifest, its folder, or a spec.
     """
+    from orchestrator.report.status import locate_manifest, summarize
+
     refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
     summary = summarize(located.manifest)
@@ -398,6 +406,8 @@ def units_line(summary: StatusSummary) -> str:
 
 
 def render_status(summary: StatusSummary, console: Console) -> None:
+    from rich.table import Table
+
     # Text, not str: a str title is rich markup, and a project named "[/bold]" would crash the table.
     title = Text(printable(f"{summary.project}: {counted(summary.total, 'shot')}", newlines=False))
     table = Table(title=title, title_justify="left")

@@ -29,10 +29,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-import anyio
-import anyio.to_thread
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import (
     ForeignStoreError,
@@ -64,6 +61,9 @@ from orchestrator.store.records import (
     ShotRow,
     canonical_request,
 )
+
+if TYPE_CHECKING:
+    import anyio
 
 DATABASE_NAME = "renders.db"
 APPLICATION_ID = 0x4F524348  # "ORCH" in the database header: tells our file from any other program's SQLite file
@@ -416,6 +416,8 @@ class RenderStore:
 
     async def commit(self) -> None:
         """Return once every change made before the call is on disk; concurrent callers share one transaction."""
+        import anyio.to_thread  # here: what only reads a store (plan, status, report) never loads anyio
+
         wanted = self._version
         if self._commit_lock is None:
             self._commit_lock = anyio.Lock()

@@ -92,3 +92,26 @@ def test_the_process_skips_the_collection_at_exit_once_a_command_asked(tmp_path:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60, cwd=repo
     )
     assert done.stdout.split() == ["1", "True"]
+
+
+def test_plan_imports_neither_the_run_nor_the_report(tmp_path: Path) -> None:
+    # `plan` of a big production is mostly start-up and imports: the HTTP client, the event loop, video decoding,
+    # numpy, the simulator's web framework and the HTML report are for other commands.
+    spec = write_two_board_spec(tmp_path, 2, project="demo")
+    script = (
+        "import sys\n"
+        "from orchestrator.cli import main\n"
+        f"sys.argv = ['orchestrator', 'plan', {str(spec)!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('httpx', 'httpcore', 'anyio', 'numpy', 'av', 'starlette', 'uvicorn', 'orchestrator.report.html')\n"
+        "print(sorted(name for name in sys.modules if name in heavy or name.split('.')[0] in heavy))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60, cwd=repo
+    )
+    assert done.stdout.splitlines()[-1] == "[]", done.stdout
+    assert "2 new" in done.stdout
