@@ -217,7 +217,7 @@ class _Resolver:
         self._inherited_errors = 0  # how many were gathered: a shot with one fails like one with its own error
         # Where the schema already complained: those values are skipped here (reported once is enough), and
         # a shot that is not even a mapping with an id is skipped whole.
-        self._bad_defaults = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "defaults"}
+        self._bad_defaults = frozenset(str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "defaults")
         self._bad_sets = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "image_sets"}
         self._schema_failed = bool(invalid)
         self._invalid = invalid
@@ -351,7 +351,7 @@ class _Resolver:
         shot_id: str = raw["id"]
         before, inherited_before = len(self.problems), self._inherited_errors
         bad = frozenset(self._bad_shot_keys.get(index, ()))
-        view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=frozenset(self._bad_defaults))
+        view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=self._bad_defaults)
         images = self._shot_images(view, shot_id)
         variables = template_variables(
             project_vars=self.project_vars,
