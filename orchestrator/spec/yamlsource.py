@@ -26,7 +26,12 @@ from orchestrator.errors import Problem
 from orchestrator.spec.shot import Location
 
 PathKey = tuple[str | int, ...]
-_Mark = tuple[int, int]  # 1-based line and column; a Location is built only when a problem needs one
+# Where a value or key starts: its 0-based line and column in one int, ``line << 32 | column``. An int, not a
+# tuple: a 10,000-shot spec has 300,000 of them, and ints are neither allocated for small values nor tracked by
+# the cyclic collector. A Location is built only when a problem needs one (``Source.location``).
+_Mark = int
+_COLUMN_BITS = 32
+_COLUMN_MASK = (1 << _COLUMN_BITS) - 1
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -64,8 +69,9 @@ class Source:
         while found is None and end >= 0:
             found = self.values.get(path[:end])
             end -= 1
-        line, column = found or (1, 1)
-        return Location(self.file, line, column)
+        if found is None:
+            return Location(self.file, 1, 1)
+        return Location(self.file, (found >> _COLUMN_BITS) + 1, (found & _COLUMN_MASK) + 1)
 
     def problem(self, path: PathKey, message: str, *, shot: str | None = None, key: bool = False) -> Problem:
         where = self.location(path, key=key)
@@ -224,7 +230,7 @@ class _Builder:
 
     def value(self, events: Iterator[yaml.Event], event: yaml.Event, path: PathKey) -> Any:
         mark: Any = event.start_mark  # always set by the parser
-        self.values[path] = (mark.line + 1, mark.column + 1)
+        self.values[path] = mark.line << _COLUMN_BITS | mark.column
         before = self._expanded
         self._expanded += 1
         if isinstance(event, yaml.ScalarEvent):
@@ -298,10 +304,10 @@ class _Builder:
             mark: Any = event.start_mark
             child = (*path, key)
             if key in result:
-                first = keys[child][0]
+                first = (keys[child] >> _COLUMN_BITS) + 1
                 message = f"duplicate key `{key}` (first at line {first}); YAML would silently keep only the last"
                 self._error(event, message)
-            keys[child] = (mark.line + 1, mark.column + 1)
+            keys[child] = mark.line << _COLUMN_BITS | mark.column
             value = self._plain_scalar(value_event, child) if value_event.__class__ is _SCALAR else _MISSING
             result[key] = value if value is not _MISSING else self.value(events, value_event, child)
         self._depth -= 1
@@ -320,7 +326,7 @@ class _Builder:
         found = self._plain.get(event.value, _MISSING) if event.implicit[0] else event.value
         if found is not _MISSING:
             mark: Any = event.start_mark
-            self.values[path] = (mark.line + 1, mark.column + 1)
+            self.values[path] = mark.line << _COLUMN_BITS | mark.column
             self._expanded += 1
         return found
 

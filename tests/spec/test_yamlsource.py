@@ -179,3 +179,15 @@ def test_describe_path_and_lookup() -> None:
     assert lookup(data, ("shots", 0, "id")) == "a"
     assert lookup(data, ("shots", 1, "id")) is None
     assert lookup(data, ("shots", "x")) is None
+
+
+def test_locations_far_down_and_far_right_are_exact() -> None:
+    # Each start is kept as one int (line and column packed): a column past 65,535 and a line past 100,000 must
+    # come back as they are, for values and for keys.
+    padding = "x" * 70_000
+    text = "\n" * 100_000 + f'top: {{long: "{padding}", far: 1}}\n'
+    source = parse_source(text.encode(), file="big.yaml")
+    assert source.location(("top",)) == Location("big.yaml", 100_001, 6)
+    far = len(f'top: {{long: "{padding}", ') + 1
+    assert source.location(("top", "far"), key=True) == Location("big.yaml", 100_001, far)
+    assert source.location(("top", "far")) == Location("big.yaml", 100_001, far + 5)
