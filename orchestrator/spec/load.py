@@ -537,6 +537,8 @@ class _Resolver:
             cached = self._identify(kind, value, mask=mask)
             self._images[key] = cached
         ref, messages = cached
+        if not messages:
+            return ref  # the usual case: nothing to say, so no names to build
         name = _field_name(where)
         shown = "inline base64 image" if kind == "base64" else f"`{value}`"
         for message, severity in messages:
@@ -663,16 +665,18 @@ class _ShotView:
     ) -> None:
         self.index = index
         self.raw = raw
+        own: Mapping[str, Any]
         if bad or bad_defaults:
             inherited = {k: v for k, v in defaults.items() if k not in raw and k not in bad_defaults}
             own = {k: v for k, v in raw.items() if k not in bad}
             self.unusable_keys = bad | {k for k in bad_defaults if k not in raw}
+            self.values = {**inherited, **own}
         else:
-            inherited, own = dict(defaults), dict(raw)
+            own = raw  # nothing to leave out: read as it is, merged once below
             self.unusable_keys = frozenset()
+            self.values = {**defaults, **raw}
         base_vars = defaults.get("vars") if "vars" not in bad_defaults else None
         own_vars = own.get("vars")
-        self.values = {**inherited, **own}
         if isinstance(base_vars, dict) and isinstance(own_vars, dict):
             self.values["vars"] = {**base_vars, **own_vars}  # defaults' vars under the shot's own
 
