@@ -3,9 +3,10 @@
 ``plan`` and ``validate`` of a 10,000-shot spec build about a million small objects (YAML values, resolved shots,
 store records, plan entries) that live until the command ends and make no reference cycles: reference counting
 frees them all. CPython's cyclic collector, triggered by allocations alone, traverses the growing heap over and over
-while they are built (five full passes on such a plan) and once more as the interpreter exits: a third of the
-command's CPU, finding nothing to collect. mypy raises its thresholds for the same reason; these commands pause the
-collector while they work (``paused_collector``), and the process skips the pass at exit (``skip_collection_at_exit``).
+while they are built (five full passes on such a plan) and once more as the interpreter exits: a quarter or more of
+the command's CPU, finding nothing to collect. mypy raises its thresholds for the same reason; these commands pause
+the collector while they work (``paused_collector``), and the process skips the pass at exit
+(``skip_collection_at_exit``).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 The text is parsed with the safe loader's parser (libyaml's when available) into events, each with its start
 mark, and the Python values are built here from those events. That records where every value and every mapping
-key lives, refuses duplicate keys (the plain loader silently keeps the last one, which hides typos in long specs),
-and is about three times faster than ``yaml.compose`` plus a walk over the nodes: a 10,000-shot spec is 150,000
-events. Only standard YAML tags are understood (the SafeLoader's); anything else is a problem, never code.
+key lives (the shallow ones while building, the rest when a problem asks: see ``Source``), refuses duplicate keys
+(the plain loader silently keeps the last one, which hides typos in long specs), and is about three times faster
+than ``yaml.compose`` plus a walk over the nodes: a 10,000-shot spec is 150,000 events. Only standard YAML tags
+are understood (the SafeLoader's); anything else is a problem, never code.
 
 A path is a tuple of mapping keys and sequence indexes, e.g. ``("shots", 3, "prompt")``.
 """
@@ -26,9 +27,9 @@ from orchestrator.errors import Problem
 from orchestrator.spec.shot import Location
 
 PathKey = tuple[str | int, ...]
-# Where a value or key starts: its 0-based line and column in one int, ``line << 32 | column``. An int, not a
-# tuple: a 10,000-shot spec has 300,000 of them, and ints are neither allocated for small values nor tracked by
-# the cyclic collector. A Location is built only when a problem needs one (``Source.location``).
+# Where a value or key starts: its 0-based line and column in one int, ``line << 32 | column``. One small object
+# the cyclic collector never tracks, where a tuple of two numbers is three objects and tracked. A Location is built
+# only when a problem needs one (``Source.location``).
 _Mark = int
 _COLUMN_BITS = 32
 _COLUMN_MASK = (1 << _COLUMN_BITS) - 1
