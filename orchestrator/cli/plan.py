@@ -10,12 +10,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from rich.console import COLOR_SYSTEMS, Console
 from rich.style import Style
-from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli._app import (
@@ -28,6 +27,7 @@ from orchestrator.cli._app import (
     printable,
     refuse_missing,
 )
+from orchestrator.cli.collector import paused_collector, skip_collection_at_exit
 from orchestrator.plan.diff import (
     ADDED,
     CHANGED,
@@ -58,8 +58,12 @@ from orchestrator.plan.plan import (
     units_label,
 )
 from orchestrator.plan.pricing import Pricing, project_pricing
-from orchestrator.report.html import write_report
-from orchestrator.report.status import StatusSummary, locate_manifest, summarize
+
+if TYPE_CHECKING:
+    from orchestrator.report.status import StatusSummary
+
+# ``report`` and ``status`` import what they need when they run: ``plan``, the command run on the biggest
+# productions, imports neither the HTML report nor rich's tables.
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -224,6 +228,15 @@ class _PlanCommand(click.Command):
 @exit_on_errors(EXIT_FAILED, json_flag="as_json")
 def plan_command(spec: Path, out: Path | None, as_json: bool, detailed_exitcode: bool, prices: tuple[str, ...]) -> None:
     """Show what a run would render, why, and what it would cost. Sends nothing."""
+    skip_collection_at_exit()
+    with paused_collector():  # a big spec's values, built once and freed together: nothing for it to find
+        has_work = _plan(spec, out=out, as_json=as_json, prices=prices)
+    if detailed_exitcode and has_work:
+        sys.exit(EXIT_WORK_TO_DO)
+
+
+def _plan(spec: Path, *, out: Path | None, as_json: bool, prices: tuple[str, ...]) -> bool:
+    """Print the plan; whether it has work to do."""
     project = default_spec_loader()(spec)
     pricing = project_pricing(spec=project.pricing, flags=prices)
     plan = plan_project(project, out=out)
@@ -236,8 +249,7 @@ def plan_command(spec: Path, out: Path | None, as_json: bool, detailed_exitcode:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
         render_plan(plan, pricing, _console())
-    if detailed_exitcode and plan.has_work:
-        sys.exit(EXIT_WORK_TO_DO)
+    return plan.has_work
 
 
 # --- diff -------------------------------------------------------------------------------------------------------
@@ -336,6 +348,9 @@ def report_command(target: str | None, output: Path | None, embed: bool) -> None
     The page links the videos relative to itself: it plays them where it is written, beside the shot folders.
     With --embed the videos are inside the page, which can then be sent alone.
     """
+    from orchestrator.report.html import write_report
+    from orchestrator.report.status import locate_manifest
+
     refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
     destination = output or located.path.parent / "report.html"
@@ -357,6 +372,8 @@ def status_command(target: str | None, as_json: bool) -> None:
 
     TARGET: a manifest, its folder, or a spec.
     """
+    from orchestrator.report.status import locate_manifest, summarize
+
     refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
     summary = summarize(located.manifest)
@@ -395,6 +412,8 @@ def units_line(summary: StatusSummary) -> str:
 
 
 def render_status(summary: StatusSummary, console: Console) -> None:
+    from rich.table import Table
+
     # Text, not str: a str title is rich markup, and a project named "[/bold]" would crash the table.
     title = Text(printable(f"{summary.project}: {counted(summary.total, 'shot')}", newlines=False))
     table = Table(title=title, title_justify="left")

@@ -218,7 +218,7 @@ class _Resolver:
         self._inherited_errors = 0  # how many were gathered: a shot with one fails like one with its own error
         # Where the schema already complained: those values are skipped here (reported once is enough), and
         # a shot that is not even a mapping with an id is skipped whole.
-        self._bad_defaults = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "defaults"}
+        self._bad_defaults = frozenset(str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "defaults")
         self._bad_sets = {str(p[1]) for p in invalid if len(p) >= 2 and p[0] == "image_sets"}
         self._schema_failed = bool(invalid)
         self._invalid = invalid
@@ -353,7 +353,7 @@ class _Resolver:
         shot_id: str = raw["id"]
         before, inherited_before = len(self.problems), self._inherited_errors
         bad = frozenset(self._bad_shot_keys.get(index, ()))
-        view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=frozenset(self._bad_defaults))
+        view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=self._bad_defaults)
         images = self._shot_images(view, shot_id)
         variables = template_variables(
             project_vars=self.project_vars,
@@ -539,6 +539,8 @@ class _Resolver:
             cached = self._identify(kind, value, mask=mask)
             self._images[key] = cached
         ref, messages = cached
+        if not messages:
+            return ref  # the usual case: nothing to say, so no names to build
         name = _field_name(where)
         shown = "inline base64 image" if kind == "base64" else f"`{value}`"
         for message, severity in messages:
@@ -665,16 +667,18 @@ class _ShotView:
     ) -> None:
         self.index = index
         self.raw = raw
+        own: Mapping[str, Any]
         if bad or bad_defaults:
             inherited = {k: v for k, v in defaults.items() if k not in raw and k not in bad_defaults}
             own = {k: v for k, v in raw.items() if k not in bad}
             self.unusable_keys = bad | {k for k in bad_defaults if k not in raw}
+            self.values = {**inherited, **own}
         else:
-            inherited, own = dict(defaults), dict(raw)
+            own = raw  # nothing to leave out: read as it is, merged once below
             self.unusable_keys = frozenset()
+            self.values = {**defaults, **raw}
         base_vars = defaults.get("vars") if "vars" not in bad_defaults else None
         own_vars = own.get("vars")
-        self.values = {**inherited, **own}
         if isinstance(base_vars, dict) and isinstance(own_vars, dict):
             self.values["vars"] = {**base_vars, **own_vars}  # defaults' vars under the shot's own
 

@@ -264,12 +264,12 @@ class TemplateRenderer:
         self._rendered: dict[tuple[str, tuple[str, ...]], Rendered] = {}
 
     def render(self, source: str, *, variables: Mapping[str, Any]) -> Rendered:
-        if not any(marker in source for marker in _MARKERS):
-            return Rendered(source)  # plain text: nothing to compile
-        compiled = self._compile(source)
-        if isinstance(compiled, Rendered):
+        compiled = self._compiled.get(source)
+        if compiled is None:
+            compiled = self._compiled[source] = self._compile_new(source)
+        if isinstance(compiled, Rendered):  # plain text, or a template that does not compile
             return compiled
-        key = (source, tuple(repr(variables[n]) if n in variables else "\0undefined" for n in compiled.names))
+        key = (source, tuple([repr(variables[n]) if n in variables else "\0undefined" for n in compiled.names]))
         rendered = self._rendered.get(key)
         if rendered is None:
             rendered = self._render(compiled.template, variables)
@@ -294,14 +294,11 @@ class TemplateRenderer:
         finally:
             _BUDGET.reset(token)
 
-    def _compile(self, source: str) -> _Compiled | Rendered:
-        cached = self._compiled.get(source)
-        if cached is None:
-            cached = self._compile_new(source)
-            self._compiled[source] = cached
-        return cached
-
     def _compile_new(self, source: str) -> _Compiled | Rendered:
+        """The compiled template, or what it renders to when that is known now: plain text as it is (nothing to
+        compile), an error for one that cannot compile. Made once per distinct text (see ``render``)."""
+        if not any(marker in source for marker in _MARKERS):
+            return Rendered(source)
         if len(source) > MAX_TEMPLATE:
             return Rendered(error=f"the template is {len(source):,} characters; the limit is {MAX_TEMPLATE:,}")
         try:

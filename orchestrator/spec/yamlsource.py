@@ -2,9 +2,10 @@
 
 The text is parsed with the safe loader's parser (libyaml's when available) into events, each with its start
 mark, and the Python values are built here from those events. That records where every value and every mapping
-key lives, refuses duplicate keys (the plain loader silently keeps the last one, which hides typos in long specs),
-and is about three times faster than ``yaml.compose`` plus a walk over the nodes: a 10,000-shot spec is 150,000
-events. Only standard YAML tags are understood (the SafeLoader's); anything else is a problem, never code.
+key lives (the shallow ones while building, the rest when a problem asks: see ``Source``), refuses duplicate keys
+(the plain loader silently keeps the last one, which hides typos in long specs), and is about three times faster
+than ``yaml.compose`` plus a walk over the nodes: a 10,000-shot spec is 150,000 events. Only standard YAML tags
+are understood (the SafeLoader's); anything else is a problem, never code.
 
 A path is a tuple of mapping keys and sequence indexes, e.g. ``("shots", 3, "prompt")``.
 """
@@ -26,7 +27,12 @@ from orchestrator.errors import Problem
 from orchestrator.spec.shot import Location
 
 PathKey = tuple[str | int, ...]
-_Mark = tuple[int, int]  # 1-based line and column; a Location is built only when a problem needs one
+# Where a value or key starts: its 0-based line and column in one int, ``line << 32 | column``. One small object
+# the cyclic collector never tracks, where a tuple of two numbers is three objects and tracked. A Location is built
+# only when a problem needs one (``Source.location``).
+_Mark = int
+_COLUMN_BITS = 32
+_COLUMN_MASK = (1 << _COLUMN_BITS) - 1
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -41,6 +47,9 @@ _SEQUENCE_END = yaml.SequenceEndEvent
 MAX_SPEC_BYTES = 64 * 1024 * 1024  # a 10,000-shot spec is about 2 MB; this only stops /dev/zero and runaway files
 MAX_DEPTH = 100  # real specs nest about 6 deep; deeper would hit Python's recursion limit here or downstream
 MAX_EXPANDED = 2_000_000  # values after aliases are expanded: a 10,000-shot spec has about 150,000
+# How deep a document's positions are placed as it is built: its top-level keys and each of their items (each shot).
+# Deeper positions are only needed for a problem's line, so they are placed when one is asked for (``Source``).
+PLACED_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,10 @@ class Source:
     """A loaded YAML document: its values, where each value (and each key) starts, and what went wrong.
 
     ``data`` is ``None`` when the text could not be parsed at all; ``problems`` then says why and where.
+
+    ``values`` and ``keys`` hold the positions of paths up to ``placed`` long (all of them when ``placed`` is
+    ``None``). A document without problems is built placing only its shallow positions, which is all a valid spec
+    asks for (each shot's); the first question about a deeper path parses the text once more, placing every one.
     """
 
     file: str
@@ -56,16 +69,28 @@ class Source:
     values: dict[PathKey, _Mark] = field(default_factory=dict, repr=False)
     keys: dict[PathKey, _Mark] = field(default_factory=dict, repr=False)
     problems: tuple[Problem, ...] = ()
+    placed: int | None = None
+    _every: list[_Builder] = field(default_factory=list, repr=False, compare=False)  # the full placing, once made
 
     def location(self, path: PathKey, *, key: bool = False) -> Location:
         """Where the value at ``path`` starts (or its key, with ``key=True``), else its nearest known ancestor."""
-        found = self.keys.get(path) if key else None
+        values, keys = self._positions(len(path))
+        found = keys.get(path) if key else None
         end = len(path)
         while found is None and end >= 0:
-            found = self.values.get(path[:end])
+            found = values.get(path[:end])
             end -= 1
-        line, column = found or (1, 1)
-        return Location(self.file, line, column)
+        if found is None:
+            return Location(self.file, 1, 1)
+        return Location(self.file, (found >> _COLUMN_BITS) + 1, (found & _COLUMN_MASK) + 1)
+
+    def _positions(self, length: int) -> tuple[dict[PathKey, _Mark], dict[PathKey, _Mark]]:
+        """Maps that place every path up to ``length`` long (with all their ancestors, which are shorter)."""
+        if self.placed is None or length <= self.placed:
+            return self.values, self.keys
+        if not self._every:
+            self._every.append(_build(self.text_bytes.decode("utf-8-sig"), self.file, placed=None))
+        return self._every[0].values, self._every[0].keys
 
     def problem(self, path: PathKey, message: str, *, shot: str | None = None, key: bool = False) -> Problem:
         where = self.location(path, key=key)
@@ -134,22 +159,31 @@ def parse_source(raw: bytes, *, file: str) -> Source:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         return _failed(file, raw, f"the file is not UTF-8 text (byte {exc.start})", line=line)
-    builder = _Builder(file)
-    loader = _Loader(text)
     try:
-        # iter(get_event, None) pulls events straight from the (C) parser: no Python generator frame per event.
-        data = builder.document(iter(loader.get_event, None))
+        builder = _build(text, file, placed=PLACED_DEPTH)
+        if builder.problems:
+            builder = _build(text, file, placed=None)  # problems to place: the document again, every position placed
     except yaml.MarkedYAMLError as exc:
         return Source(file, raw, None, problems=_syntax_problems(file, exc))
     except yaml.YAMLError as exc:
         return _failed(file, raw, f"YAML syntax error: {exc}")
     except _TooLarge as exc:
         return _failed(file, raw, exc.message, line=exc.line, column=exc.column)
+    if builder.data is _MISSING:
+        return _failed(file, raw, "the file is empty; a spec starts with `version: 1`")
+    return Source(file, raw, builder.data, builder.values, builder.keys, tuple(builder.problems), builder.placed)
+
+
+def _build(text: str, file: str, *, placed: int | None) -> _Builder:
+    """The document built from ``text``, positions placed up to ``placed`` deep (all of them for ``None``)."""
+    builder = _Builder(file, placed=placed)
+    loader = _Loader(text)
+    try:
+        # iter(get_event, None) pulls events straight from the (C) parser: no Python generator frame per event.
+        builder.data = builder.document(iter(loader.get_event, None))
     finally:
         loader.dispose()
-    if data is _MISSING:
-        return _failed(file, raw, "the file is empty; a spec starts with `version: 1`")
-    return Source(file, raw, data, builder.values, builder.keys, tuple(builder.problems))
+    return builder
 
 
 class _TooLarge(Exception):
@@ -199,8 +233,11 @@ class _Builder:
     nesting is bounded by ``MAX_DEPTH`` so a deep document is a problem, not a RecursionError.
     """
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, *, placed: int | None = None) -> None:
         self.file = file
+        self.placed = placed
+        self._placed_depth = placed if placed is not None else MAX_DEPTH + 1
+        self.data: Any = _MISSING
         self.values: dict[PathKey, _Mark] = {}
         self.keys: dict[PathKey, _Mark] = {}
         self.problems: list[Problem] = []
@@ -224,7 +261,8 @@ class _Builder:
 
     def value(self, events: Iterator[yaml.Event], event: yaml.Event, path: PathKey) -> Any:
         mark: Any = event.start_mark  # always set by the parser
-        self.values[path] = (mark.line + 1, mark.column + 1)
+        if len(path) <= self._placed_depth:
+            self.values[path] = mark.line << _COLUMN_BITS | mark.column
         before = self._expanded
         self._expanded += 1
         if isinstance(event, yaml.ScalarEvent):
@@ -270,11 +308,12 @@ class _Builder:
     def _sequence(self, events: Iterator[yaml.Event], start: yaml.Event, path: PathKey) -> list[Any]:
         self._enter(start)
         items: list[Any] = []
+        place = len(path) < self._placed_depth  # the items' positions
         for event in events:
             if event.__class__ is _SEQUENCE_END:
                 break
             child = (*path, len(items))
-            value = self._plain_scalar(event, child) if event.__class__ is _SCALAR else _MISSING
+            value = self._plain_scalar(event, child, place) if event.__class__ is _SCALAR else _MISSING
             items.append(value if value is not _MISSING else self.value(events, event, child))
         self._depth -= 1
         return items
@@ -284,6 +323,7 @@ class _Builder:
         result: dict[str, Any] = {}
         merged: list[Any] = []
         keys = self.keys
+        place = len(path) < self._placed_depth  # the positions of its keys and values
         for event in events:
             if event.__class__ is _MAPPING_END:
                 break
@@ -298,16 +338,18 @@ class _Builder:
             mark: Any = event.start_mark
             child = (*path, key)
             if key in result:
-                first = keys[child][0]
+                # Unplaced, the first key's line is not known: a problem makes the document be built again, placed.
+                first = (keys[child] >> _COLUMN_BITS) + 1 if place else 0
                 message = f"duplicate key `{key}` (first at line {first}); YAML would silently keep only the last"
                 self._error(event, message)
-            keys[child] = (mark.line + 1, mark.column + 1)
-            value = self._plain_scalar(value_event, child) if value_event.__class__ is _SCALAR else _MISSING
+            if place:
+                keys[child] = mark.line << _COLUMN_BITS | mark.column
+            value = self._plain_scalar(value_event, child, place) if value_event.__class__ is _SCALAR else _MISSING
             result[key] = value if value is not _MISSING else self.value(events, value_event, child)
         self._depth -= 1
         return self._merge(start, merged, result) if merged else result
 
-    def _plain_scalar(self, event: yaml.ScalarEvent, path: PathKey) -> Any:
+    def _plain_scalar(self, event: yaml.ScalarEvent, path: PathKey, place: bool) -> Any:
         """``value`` for the commonest events, scalars without tag or anchor (quoted, or plain and seen before); else
         ``_MISSING``.
 
@@ -319,8 +361,9 @@ class _Builder:
         # Quoted, untagged: a string as written (what ``_construct`` makes of it). Plain: the cache of ``_scalar``.
         found = self._plain.get(event.value, _MISSING) if event.implicit[0] else event.value
         if found is not _MISSING:
-            mark: Any = event.start_mark
-            self.values[path] = (mark.line + 1, mark.column + 1)
+            if place:
+                mark: Any = event.start_mark
+                self.values[path] = mark.line << _COLUMN_BITS | mark.column
             self._expanded += 1
         return found
 

@@ -20,6 +20,7 @@ one line naming it, before anything is written to it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
@@ -28,10 +29,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-import anyio
-import anyio.to_thread
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import (
     ForeignStoreError,
@@ -63,6 +61,9 @@ from orchestrator.store.records import (
     ShotRow,
     canonical_request,
 )
+
+if TYPE_CHECKING:
+    import anyio
 
 DATABASE_NAME = "renders.db"
 APPLICATION_ID = 0x4F524348  # "ORCH" in the database header: tells our file from any other program's SQLite file
@@ -415,6 +416,8 @@ class RenderStore:
 
     async def commit(self) -> None:
         """Return once every change made before the call is on disk; concurrent callers share one transaction."""
+        import anyio.to_thread  # here: what only reads a store (plan, status, report) never loads anyio
+
         wanted = self._version
         if self._commit_lock is None:
             self._commit_lock = anyio.Lock()
@@ -676,10 +679,8 @@ def _read_state(connection: sqlite3.Connection, path: Path) -> FolderState:
             facts = connection.execute(f"SELECT {', '.join(_FACT_COLUMNS)} FROM folder WHERE id = 1").fetchone()
             shots = connection.execute("SELECT shot_id, position, current_render_id FROM shots ORDER BY position")
             shot_rows = tuple(ShotRow(*row) for row in shots)
-            requests = dict(connection.execute("SELECT render_id, request FROM requests").fetchall())
             outputs = _outputs_by_render(connection.execute(f"SELECT {_OUTPUT_COLUMNS} FROM outputs ORDER BY 1, 2"))
-            renders = connection.execute(f"SELECT {', '.join(_RENDER_COLUMNS)} FROM renders ORDER BY render_id")
-            render_rows = tuple(_render_from_row(row, requests, outputs) for row in renders)
+            render_rows = tuple(_render_from_row(row, outputs) for row in connection.execute(_SELECT_RENDERS))
     except (sqlite3.DatabaseError, KeyError, TypeError) as exc:
         raise StoreCorruptError(
             f"{path}: the store is damaged ({exc}); it was left untouched", path=str(path)
@@ -735,16 +736,35 @@ def _output_rows(render: RenderRecord) -> list[tuple[Any, ...]]:
 def _outputs_by_render(rows: Iterable[tuple[Any, ...]]) -> dict[int, list[OutputFile]]:
     outputs: dict[int, list[OutputFile]] = {}
     for render_id, _position, path, sha256, size in rows:
-        outputs.setdefault(render_id, []).append(OutputFile(path=path, sha256=sha256, bytes=size))
+        outputs.setdefault(render_id, []).append(OutputFile(path, sha256, size))
     return outputs
 
 
-def _render_from_row(
-    row: tuple[Any, ...], requests: dict[int, str], outputs: dict[int, list[OutputFile]]
-) -> RenderRecord:
-    fields = dict(zip(_RENDER_COLUMNS, row, strict=True))
-    render_id = fields["render_id"]
-    return RenderRecord(**fields, request_json=requests[render_id], outputs=tuple(outputs.get(render_id, ())))
+# Each render with its request, read in one query, the columns in ``RenderRecord``'s field order (``outputs`` comes
+# from its own table): a row becomes a record positionally, not through a dict of names (a 10,000-shot store is
+# read on every plan). The joined request is ``NULL`` only in a damaged store: every render is inserted with one.
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RenderRecord))
+_REQUEST_AT = _RECORD_FIELDS.index("request_json")
+_OUTPUTS_AT = _RECORD_FIELDS.index("outputs")
+if set(_RECORD_FIELDS) != {*_RENDER_COLUMNS, "request_json", "outputs"}:  # pragma: no cover - caught on import
+    raise ImportError("RenderRecord's fields and the renders table's columns differ")
+_SELECT_RENDERS = (
+    "SELECT "
+    + ", ".join(
+        "requests.request" if name == "request_json" else f"renders.{name}"
+        for name in _RECORD_FIELDS
+        if name != "outputs"
+    )
+    + " FROM renders LEFT JOIN requests ON requests.render_id = renders.render_id ORDER BY renders.render_id"
+)
+
+
+def _render_from_row(row: tuple[Any, ...], outputs: dict[int, list[OutputFile]]) -> RenderRecord:
+    if row[_REQUEST_AT] is None:
+        raise KeyError(f"render {row[0]} has no request")
+    values = list(row)
+    values.insert(_OUTPUTS_AT, tuple(outputs.get(row[0], ())))
+    return RenderRecord(*values)
 
 
 # --- files ---------------------------------------------------------------------------------------------------------

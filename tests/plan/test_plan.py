@@ -129,16 +129,16 @@ def test_succeeded_shot_whose_video_is_gone_or_modified_is_retried(tmp_path: Pat
     assert (entry.category, entry.reason) == (FAILED_BEFORE, "output missing or modified")
 
 
-def counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The outputs the plan reads to hash, in order (``file_digest`` is only called on a cache miss)."""
-    read: list[str] = []
-    real = hashlib.file_digest
+def counting_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The inodes of the outputs the plan reads to hash, in order (``_read_digest`` is only called on a cache miss)."""
+    read: list[int] = []
+    real = plan_module._read_digest
 
-    def spy(handle: Any, digest: str) -> Any:
-        read.append(handle.name)
-        return real(handle, digest)
+    def spy(fd: int, size: int) -> str:
+        read.append(os.fstat(fd).st_ino)
+        return real(fd, size)
 
-    monkeypatch.setattr(plan_module.hashlib, "file_digest", spy)
+    monkeypatch.setattr(plan_module, "_read_digest", spy)
     return read
 
 
@@ -159,7 +159,7 @@ def test_planning_again_hashes_only_outputs_that_changed(tmp_path: Path, monkeyp
     video.write_bytes(b"x" * before.st_size)  # same size, other bytes
     os.utime(video, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime put back: ctime still moves
     assert categories() == [UNCHANGED, FAILED_BEFORE, UNCHANGED]
-    assert read[3:] == [str(video.resolve())]
+    assert read[3:] == [video.stat().st_ino]
 
 
 def test_a_file_replaced_by_another_is_hashed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,11 +168,12 @@ def test_a_file_replaced_by_another_is_hashed_again(tmp_path: Path, monkeypatch:
     read = counting_reads(monkeypatch)
     assert make_plan([s], manifest, manifest_dir=tmp_path).entries[0].category == UNCHANGED
     video = tmp_path / manifest.shots["s1"].outputs[0].path
+    first = video.stat().st_ino
     stand_in = video.with_name("other.mp4")
     stand_in.write_bytes(b"y" * video.stat().st_size)
     os.replace(stand_in, video)  # another inode under the same name
     assert make_plan([s], manifest, manifest_dir=tmp_path).entries[0].category == FAILED_BEFORE
-    assert read == [str(video.resolve())] * 2
+    assert read == [first, video.stat().st_ino] and first != read[1]
 
 
 def test_output_paths_with_symlinks_inside_the_folder_still_count(tmp_path: Path) -> None:
@@ -363,3 +364,25 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 10_000])
+def test_an_output_is_hashed_whole_in_one_read_or_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    monkeypatch.setattr(plan_module, "_READ_SIZE", 4096)  # so that the bigger files take several reads
+    video = tmp_path / "v.mp4"
+    data = os.urandom(size)
+    video.write_bytes(data)
+    plan_module._HASHES.clear()
+    assert plan_module.file_sha256(str(video)) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_longer_than_its_size_when_opened_is_hashed_to_its_end(tmp_path: Path) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"abc" * 1000)
+    fd = os.open(video, os.O_RDONLY)
+    try:
+        assert plan_module._read_digest(fd, 10) == hashlib.sha256(b"abc" * 1000).hexdigest()
+    finally:
+        os.close(fd)

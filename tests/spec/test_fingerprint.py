@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from PIL import Image
 
 from orchestrator.spec.fingerprint import (
     FieldChange,
+    canonical_json,
     changed_fields,
     external_task_id,
     field_changes,
@@ -303,3 +305,29 @@ def test_spec_render_field_edits_change_only_that_shot(boards: Path) -> None:
     assert [shot_id for shot_id in expected if got[shot_id] != expected[shot_id]] == ["s3"]
     callback = {**BASE_SPEC, "defaults": {**BASE_SPEC["defaults"], "callback_url": "https://hooks.example.com/k"}}
     assert spec_fingerprints(boards, yaml.safe_dump(callback), "callback.yaml") == expected
+
+
+def test_the_fingerprint_of_a_known_shot_never_changes() -> None:
+    # Computed once with ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)``: however the
+    # canonical JSON is built, every folder's recorded fingerprints must still match their unchanged shots.
+    known = shot(
+        prompt='Mara crosse le pont — 夜明け "quoted"',
+        negative_prompt="blurry",
+        cfg_scale=0.5,
+        mode="pro",
+        duration=10,
+        dynamic_masks=(DynamicMask(mask=image("c" * 64), trajectories=(TrajectoryPoint(1, 2), TrajectoryPoint(3, 4))),),
+    )
+    assert fingerprint(known) == "b1e10fa860dacac467d1a86c051ff95355c46c3529690920228fdbef14a77fa4"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_canonical_json_is_json_dumps_with_sorted_keys_and_text_as_written(value: dict[str, Any]) -> None:
+    assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from orchestrator.spec import yamlsource
 from orchestrator.spec.shot import Location
 from orchestrator.spec.yamlsource import describe_path, lookup, parse_source, read_source
 
@@ -179,3 +181,70 @@ def test_describe_path_and_lookup() -> None:
     assert lookup(data, ("shots", 0, "id")) == "a"
     assert lookup(data, ("shots", 1, "id")) is None
     assert lookup(data, ("shots", "x")) is None
+
+
+def test_locations_far_down_and_far_right_are_exact() -> None:
+    # Each start is kept as one int (line and column packed): a column past 65,535 and a line past 100,000 must
+    # come back as they are, for values and for keys.
+    padding = "x" * 70_000
+    text = "\n" * 100_000 + f'top: {{long: "{padding}", far: 1}}\n'
+    source = parse_source(text.encode(), file="big.yaml")
+    assert source.location(("top",)) == Location("big.yaml", 100_001, 6)
+    far = len(f'top: {{long: "{padding}", ') + 1
+    assert source.location(("top", "far"), key=True) == Location("big.yaml", 100_001, far)
+    assert source.location(("top", "far")) == Location("big.yaml", 100_001, far + 5)
+
+
+NESTED = """\
+version: 1
+defaults: {mode: std, vars: {style: film}}
+image_sets:
+  pair: [a.png, b.png]
+shots:
+  - id: s1
+    images: [a.png, {url: "https://example.com/b.png"}]
+    dynamic_masks:
+      - mask: m.png
+        trajectories: [{x: 1, y: 2}, {x: 3, y: 4}]
+  - &second
+    id: s2
+    images: pair
+    vars: {hero: Mara}
+  - {<<: *second, id: s3}
+"""
+
+
+def test_a_valid_document_places_each_shot_at_once_and_anything_deeper_when_asked() -> None:
+    source = parse_source(NESTED.encode(), file="p.yaml")
+    assert source.problems == () and source.placed == 2
+    assert source.location(("shots", 1)) == Location("p.yaml", 11, 5)
+    assert not source._every  # a shot's place needed no second parse
+    assert source.location(("shots", 0, "dynamic_masks", 0, "trajectories", 1, "y")) == Location("p.yaml", 10, 48)
+    assert source.location(("shots", 0, "images"), key=True) == Location("p.yaml", 7, 5)
+    assert len(source._every) == 1  # parsed once more, for every deeper question
+
+
+def test_every_place_is_the_same_as_if_all_were_placed_while_building() -> None:
+    source = parse_source(NESTED.encode(), file="p.yaml")
+    every = yamlsource._build(NESTED, "p.yaml", placed=None)
+    assert every.values.keys() >= source.values.keys() and len(every.values) > len(source.values)
+    for path in [*every.values, ("shots", 0, "nowhere"), ("nowhere",)]:
+        assert source.location(path) == _placed(every.values, path)
+    for path, mark in every.keys.items():
+        assert source.location(path, key=True) == Location("p.yaml", (mark >> 32) + 1, (mark & 0xFFFFFFFF) + 1)
+
+
+def _placed(values: dict[Any, int], path: tuple[Any, ...]) -> Location:
+    while path not in values:
+        path = path[:-1]
+    mark = values[path]
+    return Location("p.yaml", (mark >> 32) + 1, (mark & 0xFFFFFFFF) + 1)
+
+
+def test_a_duplicate_key_deep_in_a_shot_names_the_line_of_the_first() -> None:
+    text = NESTED.replace("    vars: {hero: Mara}\n", "    vars: {hero: Mara}\n    images: pair\n")
+    source = parse_source(text.encode(), file="p.yaml")
+    assert [(p.line, p.message) for p in source.problems] == [
+        (15, "duplicate key `images` (first at line 13); YAML would silently keep only the last")
+    ]
+    assert source.placed is None  # a problem to place: built again, every position placed

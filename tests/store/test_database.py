@@ -303,6 +303,18 @@ def test_a_damaged_store_is_refused_untouched(tmp_path: Path) -> None:
     _refused(out, StoreCorruptError, "damaged|not a readable database")
 
 
+def test_a_render_without_its_request_is_a_damaged_store(tmp_path: Path) -> None:
+    # The renders are read joined with their requests: a missing row must not drop the render without a word.
+    out = tmp_path / "out"
+    store = RenderStore.open(out, project="pilot")
+    render = store.new_render("s1", fingerprint=FP, request=request())
+    store.close(write_snapshot=False)
+    with contextlib.closing(sqlite3.connect(out / DATABASE_NAME)) as raw:
+        raw.execute("DELETE FROM requests WHERE render_id = ?", (render.render_id,))
+        raw.commit()
+    _refused(out, StoreCorruptError, f"damaged .*render {render.render_id} has no request")
+
+
 def test_another_projects_store_is_refused_untouched(tmp_path: Path) -> None:
     out = tmp_path / "out"
     RenderStore.open(out, project="other").close()
