@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "budget": {"spec", "run.limits"},
     "run": {"spec", "plan", "store", "providers", "budget"},
     "report": {"spec", "plan", "store"},
-    "editorial": {"spec", "store"},
+    "editorial": {"spec", "store", "review.decisions"},
 }
 SHARED = {"errors", "config", "__version__"}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,16 +18,21 @@ from orchestrator.errors import ConfigError
 from orchestrator.spec.shot import ResolvedProject
 from orchestrator.store import FolderState, load_state
 
+if TYPE_CHECKING:
+    from orchestrator.review.decisions import Decisions
+
 FORMAT_NAMES = ("otio", "xml", "fcpxml", "edl", "aaf")
 
 
-def _load(spec: Path, out: Path | None) -> tuple[Cut, FolderState, ResolvedProject]:
+def _load(spec: Path, out: Path | None) -> tuple[Cut, FolderState, ResolvedProject, Decisions]:
     import orchestrator
+    from orchestrator.review.decisions import decisions_path, load_decisions
 
     project = orchestrator.load_project(spec)
     folder = (out or project.output_dir).absolute()
     state = load_state(folder) if folder.exists() else _empty_state(project.project)
-    return build_cut(project, state, output_dir=folder), state, project
+    decisions = load_decisions(decisions_path(project.path))
+    return build_cut(project, state, output_dir=folder, decisions=decisions), state, project, decisions
 
 
 def _empty_state(project: str) -> FolderState:
@@ -67,13 +73,14 @@ def export_command(
 ) -> None:
     """Write the cut as a timeline: .otio, FCP7 .xml (Premiere, Resolve), .fcpxml (Final Cut), .edl, .aaf (Avid)."""
     from orchestrator.editorial.export import export_cut
-    from orchestrator.editorial.since import changed_shots, earlier_state
+    from orchestrator.editorial.since import changed_shots, earlier
 
-    cut, _, project = _load(spec, out)
+    cut, state, project, decisions = _load(spec, out)
     only = None
     name = None
     if changed_since is not None:
-        only = changed_shots(project, cut, earlier_state(changed_since, cut.output_dir))
+        then = earlier(changed_since, spec=project.path, output_dir=cut.output_dir, state=state, decisions=decisions)
+        only = changed_shots(project, cut, then)
         name = f"{cut.project} (changed since {changed_since})"
     result = export_cut(cut, output, fmt=fmt, rate=_rate(rate), only=only, name=name)
     held = sum(1 for shot in cut.shots if shot.held and (only is None or shot.shot_id in only))
@@ -97,7 +104,7 @@ def reel_command(spec: Path, output: Path, rate: float, height: int, out: Path |
     """Render the cut to one H.264 MP4: a slate, then every shot with a burn-in (id, take, status, timecode)."""
     from orchestrator.editorial.reel import render_reel
 
-    cut, _, _ = _load(spec, out)
+    cut, *_ = _load(spec, out)
     if sys.stderr.isatty():
         from rich.progress import Progress
 
@@ -131,7 +138,7 @@ def conform_command(spec: Path, edit: Path, as_json: bool, rate: float, out: Pat
     another take. Changes nothing on disk."""
     from orchestrator.editorial.conform import conform, conform_to_json
 
-    cut, state, _ = _load(spec, out)
+    cut, state, *_ = _load(spec, out)
     result = conform(cut, edit, state=state, rate=_rate(rate))
     if as_json:
         click.echo(json.dumps(conform_to_json(result), indent=2, ensure_ascii=False))

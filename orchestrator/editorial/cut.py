@@ -1,9 +1,10 @@
 """The cut: which media stands for each shot, in spec order, as one immutable value.
 
 Everything editorial does (timelines, the reel, conform) reads a ``Cut`` and nothing else, and one function builds
-it: ``build_cut``, from the resolved project and the folder's store state. Until the review decisions exist
-(selects, approvals), a shot's newest finished render stands in for its select (``stand_in=True``) and every shot
-is ``pending-review``; the review layer will add its decisions here, in ``build_cut`` only.
+it: ``build_cut``, from the resolved project, the folder's store state and the review decisions beside the spec
+(``orchestrator.review.decisions``). A shot's select is the render its decision names (its request's fingerprint,
+variant and take); where nobody has picked one yet, or the one picked has no video in the folder, the shot's newest
+finished render stands in for it (``stand_in=True``). The review status and note are the decision's.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.review.decisions import APPROVED as APPROVED  # re-exported: the statuses markers colour
+from orchestrator.review.decisions import HOLD as HOLD
+from orchestrator.review.decisions import PENDING_REVIEW as PENDING_REVIEW
+from orchestrator.review.decisions import RETAKE as RETAKE
+from orchestrator.review.decisions import REVIEW_STATUSES as REVIEW_STATUSES
+from orchestrator.review.decisions import Decision, Decisions, TakeRef
 from orchestrator.spec.shot import ResolvedProject, ResolvedShot
 from orchestrator.store import FolderState, RenderRecord
 from orchestrator.store.manifest import SUCCEEDED
-
-PENDING_REVIEW = "pending-review"
-APPROVED = "approved"
-RETAKE = "retake"
-HOLD = "hold"
-REVIEW_STATUSES: tuple[str, ...] = (PENDING_REVIEW, APPROVED, RETAKE, HOLD)
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,30 @@ class Cut:
         return next((shot for shot in self.shots if shot.shot_id == shot_id), None)
 
 
-def build_cut(project: ResolvedProject, state: FolderState, *, output_dir: Path | None = None) -> Cut:
-    """The cut of ``project`` given the store ``state`` of its output folder (``output_dir``, default the spec's)."""
+def build_cut(
+    project: ResolvedProject,
+    state: FolderState,
+    *,
+    output_dir: Path | None = None,
+    decisions: Decisions | None = None,
+) -> Cut:
+    """The cut of ``project`` given the store ``state`` of its output folder (``output_dir``, default the spec's)
+    and the review ``decisions`` (none: every shot's newest finished render stands in, ``pending-review``)."""
     out = (output_dir or project.output_dir).absolute()
     return Cut(
         project=project.project,
         spec_path=project.path,
         output_dir=out,
-        shots=tuple(_cut_shot(shot, state, out) for shot in project.shots),
+        shots=tuple(
+            _cut_shot(shot, state, out, decisions.get(shot.id) if decisions else None) for shot in project.shots
+        ),
     )
 
 
-def _cut_shot(shot: ResolvedShot, state: FolderState, out: Path) -> CutShot:
-    select = newest_finished(state.renders_of(shot.id), out)
+def _cut_shot(shot: ResolvedShot, state: FolderState, out: Path, decision: Decision | None) -> CutShot:
+    renders = state.renders_of(shot.id)
+    picked = selected(renders, decision.select, out) if decision is not None and decision.select else None
+    select = picked or newest_finished(renders, out)
     board = shot.images[0].path if shot.images and shot.images[0].path is not None else None
     return CutShot(
         shot_id=shot.id,
@@ -100,7 +112,17 @@ def _cut_shot(shot: ResolvedShot, state: FolderState, out: Path) -> CutShot:
         task_id=select.task_id if select else None,
         prompt=_prompt_of(select) or shot.prompt,
         cost=select.cost if select else None,
-        stand_in=True,  # no decisions yet: the review layer sets False for a shot with a select
+        review_status=decision.status if decision is not None else PENDING_REVIEW,
+        note=decision.note if decision is not None else "",
+        stand_in=picked is None,
+    )
+
+
+def selected(renders: tuple[RenderRecord, ...], ref: TakeRef, out: Path) -> RenderRecord | None:
+    """The render a decision names (retries of one take are one take: the newest of them), if its video is here."""
+    return newest_finished(
+        tuple(r for r in renders if (r.fingerprint, r.take, r.variant) == (ref.fingerprint, ref.take, ref.variant)),
+        out,
     )
 
 
