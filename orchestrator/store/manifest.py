@@ -17,16 +17,14 @@ import secrets
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import jsonschema
 
 from orchestrator.errors import ManifestError
 from orchestrator.store.lock import LOCK_NAME as LOCK_NAME  # re-exported: the folder's lock, where it used to live
 from orchestrator.store.lock import LockInfo as LockInfo
 from orchestrator.store.lock import ManifestLock as ManifestLock
+from orchestrator.store.shape import shape_problem
 from orchestrator.store.timestamps import epoch_seconds as epoch_seconds  # re-exported: used with the records
 from orchestrator.store.timestamps import now_iso as now_iso
 
@@ -242,16 +240,7 @@ MANIFEST_SCHEMA: dict[str, Any] = {
 
 def _shape_problem(data: Any) -> str | None:
     """The first place where ``data`` does not have the manifest's shape, or ``None``."""
-    error = jsonschema.exceptions.best_match(_manifest_validator().iter_errors(data))
-    if error is None:
-        return None
-    where = "/".join(str(part) for part in error.absolute_path) or "top level"
-    return f"{where}: {error.message}"
-
-
-@cache
-def _manifest_validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(MANIFEST_SCHEMA)
+    return shape_problem(data, MANIFEST_SCHEMA)
 
 
 @dataclass

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from orchestrator.errors import ManifestError, NewerStoreError, StoreCorruptError
 from orchestrator.store.manifest import MANIFEST_VERSION, STATUSES, Manifest, write_atomic
@@ -29,6 +26,7 @@ from orchestrator.store.records import (
     ShotRow,
     canonical_json,
 )
+from orchestrator.store.shape import shape_problem
 
 SNAPSHOT_VERSION = 2
 
@@ -281,13 +279,4 @@ SNAPSHOT_SCHEMA["required"] = list(SNAPSHOT_SCHEMA["properties"])
 
 
 def _shape_problem(data: Any) -> str | None:
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
-    if error is None:
-        return None
-    where = "/".join(str(part) for part in error.absolute_path) or "top level"
-    return f"{where}: {error.message}"
-
-
-@cache
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(SNAPSHOT_SCHEMA)
+    return shape_problem(data, SNAPSHOT_SCHEMA)
