@@ -24,13 +24,14 @@ from urllib.parse import quote
 import anyio.to_thread
 import httpx
 
-from orchestrator.errors import ServerError, ShotRejectedError, TaskNotFoundError
+from orchestrator.errors import ShotRejectedError, TaskNotFoundError
 from orchestrator.providers import http
 from orchestrator.providers.base import DEFAULT_MAX_DOWNLOAD_BYTES, MAX_LIST_PAGE, Capabilities, Download, Task
 from orchestrator.providers.classify import Hints, Operation, network_error
 from orchestrator.providers.wire import (
     TASKS_PATH,
     Base64Cache,
+    ListReader,
     Reply,
     all_encoded,
     encoded_body,
@@ -98,6 +99,7 @@ class ProviderClient:
         self._origin = httpx.URL(self.base_url)
         self._cache = Base64Cache()
         self._lookup_form: str | None = None
+        self._lists = ListReader()
         self._client = http.build_client(
             base_url=self.base_url, auth=auth, transport=transport, timeout=timeout, max_connections=max_connections
         )
@@ -157,13 +159,7 @@ class ProviderClient:
         if not isinstance(reply.data, list):
             message = "the provider does not list tasks (its answer is not a list)"
             raise ShotRejectedError(message, request_id=reply.request_id)
-        tasks = []
-        for item in reply.data:
-            try:
-                tasks.append(parse_task(item, request_id=reply.request_id))
-            except ServerError:
-                continue
-        return tasks
+        return self._lists.read(reply.data, request_id=reply.request_id)
 
     async def find_task(self, external_task_id: str) -> Task | None:
         """Try the lookup forms (the one that worked last time first); ``None`` if none finds the task.

@@ -34,6 +34,7 @@ __all__ = [
     "TASKS_PATH",
     "Base64Cache",
     "ImageChangedError",
+    "ListReader",
     "Reply",
     "build_request_body",
     "encode_image",
@@ -243,6 +244,41 @@ def parse_task(data: object, *, request_id: str | None = None) -> Task:
         raw_status=raw_status,
         units_charged=_units(data),
     )
+
+
+class ListReader:
+    """Reads the pages of one client's list rounds, each task item parsed only when it changed since the last page.
+
+    A run lists every fraction of a second, and each page holds every task in flight: from one page to the next
+    nearly all are the same, word for word (a task's ``updated_at`` moves only when its status does). An item equal
+    to the one of the same ``task_id`` on the previous page gives back the ``Task`` read from it then (its
+    ``request_id`` that answer's); any other is parsed with ``parse_task``, and items that are not tasks are skipped.
+    Only the latest page is remembered.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[dict[str, Any], Task]] = {}
+
+    def read(self, items: list[Any], *, request_id: str | None) -> list[Task]:
+        last, current = self._last, {}
+        tasks = []
+        for item in items:
+            key = item.get("task_id") if type(item) is dict else None
+            if type(key) is not str:
+                key = None
+            elif (known := last.get(key)) is not None and known[0] == item:
+                current[key] = known
+                tasks.append(known[1])
+                continue
+            try:
+                task = parse_task(item, request_id=request_id)
+            except ServerError:
+                continue
+            if key is not None:
+                current[key] = (item, task)
+            tasks.append(task)
+        self._last = current
+        return tasks
 
 
 def task_status(raw: object) -> TaskStatus | None:

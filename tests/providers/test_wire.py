@@ -22,6 +22,7 @@ from orchestrator.errors import (
     TransientError,
     UpstreamSaturatedError,
 )
+from orchestrator.providers import wire
 from orchestrator.providers.base import TaskStatus
 from orchestrator.providers.cometapi import CometAPIProvider
 from orchestrator.providers.wire import parse_task
@@ -330,3 +331,47 @@ async def test_a_create_dropped_after_sending_may_have_reached_the_provider(tmp_
 async def test_a_2xx_that_is_no_task_is_a_server_error(content: bytes) -> None:
     with pytest.raises(ServerError):
         await get(answering(200, content=content))
+
+
+# --- list pages ---------------------------------------------------------------------------------------------------
+
+
+def listed(task_id: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {**kling_task(status, **extra), "task_id": task_id}
+
+
+@pytest.mark.anyio
+async def test_a_list_page_reparses_only_the_tasks_that_changed_since_the_last_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pages = [
+        [listed("a", "processing"), listed("b", "processing"), {"no": "task"}],
+        [listed("a", "processing"), listed("b", "succeed", updated_at=1722769562708), listed("c", "submitted")],
+        [listed("c", "submitted"), "junk", listed("a", "processing")],
+    ]
+    parsed: list[object] = []
+    counting = wire.parse_task
+
+    def parse(data: object, *, request_id: str | None = None) -> Any:
+        parsed.append(data.get("task_id") if isinstance(data, dict) else data)
+        return counting(data, request_id=request_id)
+
+    monkeypatch.setattr(wire, "parse_task", parse)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=kling_envelope(pages.pop(0)))
+
+    async with client(handler) as p:
+        first = await p.list_tasks(page_size=3)
+        second = await p.list_tasks(page_size=3)
+        third = await p.list_tasks(page_size=3)
+    # The first page is read whole; then only "b" (its status changed) and "c" (new) are read again, and an item
+    # that is no task is skipped each time it comes.
+    assert parsed == ["a", "b", None, "b", "c", "junk"]
+    assert [(t.task_id, t.status) for t in second] == [
+        ("a", TaskStatus.PROCESSING),
+        ("b", TaskStatus.SUCCEED),
+        ("c", TaskStatus.SUBMITTED),
+    ]
+    assert second[0] is first[0] and third[1] is first[0] and third[0] is second[2]
+    assert [t.task_id for t in first] == ["a", "b"] and second[1].updated_at == 1722769562708
