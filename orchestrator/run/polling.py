@@ -65,6 +65,9 @@ class RenderTimes:
     def __init__(self, *, window: int = 64) -> None:
         self._recent: deque[float] = deque(maxlen=window)
         self._sorted: list[float] = []
+        # Each list round asks up to three quantiles for every task in flight, and the times change only when a
+        # task ends: the answers are kept until then.
+        self._quantiles: dict[float, float] = {}
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -77,8 +80,15 @@ class RenderTimes:
             del self._sorted[bisect.bisect_left(self._sorted, oldest)]
         self._recent.append(seconds)
         bisect.insort(self._sorted, seconds)
+        self._quantiles.clear()
 
     def quantile(self, q: float) -> float:
+        known = self._quantiles.get(q)
+        if known is None:
+            known = self._quantiles[q] = self._compute(q)
+        return known
+
+    def _compute(self, q: float) -> float:
         if not self._sorted:
             raise ValueError("no render times observed yet")
         position = min(max(q, 0.0), 1.0) * (len(self._sorted) - 1)

@@ -33,6 +33,17 @@ def test_render_times_quantiles_over_a_window() -> None:
     assert times.quantile(0.5) == 35
 
 
+def test_render_time_quantiles_follow_each_new_time() -> None:
+    times = RenderTimes(window=3)
+    for value in (10, 20, 30):
+        times.add(value)
+    assert times.quantile(0.5) == 20 and times.quantile(1) == 30  # asked again each round: kept until a time comes
+    times.add(70)  # 10 leaves the window
+    assert times.quantile(0.5) == 30 and times.quantile(1) == 70 and times.quantile(0) == 20
+    times.add(float("nan"))  # ignored, and changes nothing
+    assert times.quantile(0.5) == 30
+
+
 def test_scouts_probe_geometrically_with_shifted_phases() -> None:
     empty = RenderTimes()
     first = schedule(empty, rank=0, until=10)
