@@ -126,6 +126,7 @@ def written_so_far() -> int:
 async def run_client(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from orchestrator.api import arun_project
     from orchestrator.run.events import SHOT, Event
+    from orchestrator.run.polling import PollPolicy
 
     project = make_project(args.n, work)
     last_done = [0.0]
@@ -135,9 +136,10 @@ async def run_client(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             last_done[0] = event.at
 
     started = time.time()
+    poll = PollPolicy(**json.loads(args.poll)) if args.poll else None
     async with client_for("cometapi", args.base_url) as provider:
         result = await arun_project(
-            project, provider=provider, concurrency=args.concurrency, rps=args.rps, listeners=[listen]
+            project, provider=provider, concurrency=args.concurrency, rps=args.rps, listeners=[listen], poll=poll
         )
     out = project.output_dir
     assert result.stats is not None
@@ -182,6 +184,7 @@ def measure(args: argparse.Namespace) -> ScaleFigures:
             *("--child", "--base-url", simulator.base_url),
             *("--n", str(args.n), "--concurrency", str(args.concurrency), "--rps", str(args.rps)),
             *(("--profile", str(args.profile)) if args.profile else ()),
+            *(("--poll", args.poll) if args.poll else ()),
             *(("--dir", str(args.dir)) if args.dir else ()),
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
@@ -217,6 +220,7 @@ def main() -> int:
     parser.add_argument("--rps", type=float, default=1000.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", type=Path, help="profile the client with cProfile, stats to this file")
+    parser.add_argument("--poll", help="PollPolicy overrides as JSON, e.g. '{\"batch_tail_fraction\": 0.03}'")
     parser.add_argument("--dir", type=Path, help="where the client's output folder goes (default: the temp dir)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)

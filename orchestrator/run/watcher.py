@@ -262,8 +262,7 @@ class TaskWatcher:
         # Where each task is on the page, only while pages are stretched (to tell when they may shrink again).
         places = {task.task_id: place for place, task in enumerate(tasks)} if self._stretch > 1 else {}
         deepest = -1  # how far down the page the deepest task followed was
-        judged = [w for w in self._watches.values() if not w.settled and w.added < started]
-        if judged and not full and not any(w.task_id in by_id for w in judged):
+        if not full and self._blind(by_id, started=started):
             # Room to spare on the page, yet none of this run's tasks on it: a list that lags behind by a moment,
             # or not a list of this account's tasks at all. Some rounds in a row of that, and listing stops.
             self._blind_rounds += 1
@@ -310,6 +309,11 @@ class TaskWatcher:
             self._fit_page(short=short, roomy=deepest < len(tasks) // 2)
         elif short:
             self._fit_page(short=True, roomy=False)
+
+    def _blind(self, by_id: dict[str, Task], *, started: float) -> bool:
+        """Does a page with room to spare show none of the tasks followed since before its round set out?"""
+        judged = [w for w in self._watches.values() if not w.settled and w.added < started]
+        return bool(judged) and not any(w.task_id in by_id for w in judged)
 
     def _fit_page(self, *, short: bool, roomy: bool) -> None:
         """Longer pages after one fell short; half as long again once half of each full page has long been enough.
