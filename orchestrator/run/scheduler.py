@@ -581,7 +581,7 @@ class Scheduler:
             await self.recorder.set(render, DOWNLOADING, detail=message, error=message)
             return
         self.recorder.mark(render.key, "downloaded")
-        output = OutputFile(path=self._relative(done.path), sha256=done.sha256, bytes=done.bytes)
+        output = OutputFile(path=_relative_path(render), sha256=done.sha256, bytes=done.bytes)
         await self.recorder.set(
             render,
             SUCCEEDED,
@@ -595,14 +595,12 @@ class Scheduler:
         )
 
     def _output_path(self, render: Render) -> Path:
-        stem = output_stem(render.shot.fingerprint, take=render.take, variant=render.variant, attempt=render.attempt)
-        dest = (self.out_dir / render.shot.id / f"{stem}.mp4").resolve()
-        if not dest.is_relative_to(self.out_dir):
+        # The shot's folder is resolved (symlinks and all) and must be in the output folder: a shot id, or a link
+        # someone left in the folder, never makes a video land elsewhere. One resolve per render, not per component.
+        folder = Path(os.path.realpath(self.out_dir / render.shot.id))
+        if folder.parent != self.out_dir:
             raise ShotRejectedError(f"shot id {render.shot.id!r} would write outside the output folder")
-        return dest
-
-    def _relative(self, path: Path) -> str:
-        return Path(os.path.relpath(path.resolve(), self.out_dir)).as_posix()
+        return folder / Path(_relative_path(render)).name
 
     # --- shared helpers -----------------------------------------------------------------------------------------
 
@@ -639,6 +637,12 @@ def _session(budget: SharedBudget | None, *, notice: Callable[[str], None]) -> B
     from orchestrator.budget.session import BudgetSession
 
     return BudgetSession(budget, notice=notice)
+
+
+def _relative_path(render: Render) -> str:
+    """Where the render's video goes, relative to the output folder (as the store keeps it)."""
+    stem = output_stem(render.shot.fingerprint, take=render.take, variant=render.variant, attempt=render.attempt)
+    return f"{render.shot.id}/{stem}.mp4"
 
 
 def _holds_a_slot(render: Render) -> bool:
