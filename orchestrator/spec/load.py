@@ -243,12 +243,11 @@ class _Resolver:
         self._resolve_sets()
         shots = self.data["shots"]
         self._check_ids(shots)
-        resolved = [
-            request
-            for index, shot in enumerate(shots)
-            if index not in self._bad_shots
-            for request in (self._shot(index, shot) or [None])
-        ]
+        resolved: list[ResolvedShot | None] = []
+        for index, shot in enumerate(shots):
+            if index not in self._bad_shots:
+                requests = self._shot(index, shot)
+                resolved.extend(requests if requests is not None else [None])
         self._check_pricing([shot for shot in resolved if shot is not None and isinstance(shot.model, str)])
         self._report_inherited(shots)
         # A problem of a field every variant inherits is found once per variant: said once.
