@@ -88,9 +88,21 @@ def _console() -> Console:
 
 
 def render_plan(plan: Plan, pricing: Pricing, console: Console) -> None:
-    """Print a plan: one line per shot (mark, id, what and why, units), the legend and the summary line."""
-    width = max((len(entry.shot_id) for entry in plan.entries), default=0)
-    write_lines(console, [_plan_line(entry, pricing, width) for entry in plan.entries])
+    """Print a plan: one line per render (mark, shot with variant and take, what and why, units), after a shot of
+    more than one render a line summing it up, then the legend and the summary line."""
+    width = max((len(entry.label) for entry in plan.entries), default=0)
+    lines: list[Line] = []
+    entries = plan.entries
+    start = 0  # where the current shot's renders begin (a shot's entries are next to each other)
+    for i, entry in enumerate(entries):
+        lines.append(_plan_line(entry, pricing, width))
+        if i + 1 < len(entries) and entries[i + 1].shot_id == entry.shot_id:
+            continue
+        if i > start and entry.shot is not None:
+            summary = shot_summary(entries[start : i + 1], pricing)
+            lines.append(Line("dim", ((f"  {printable(summary, newlines=False)}", ""),)))
+        start = i + 1
+    write_lines(console, lines)
     console.print()
     legend = Text("legend: ", style="dim")
     for i, (category, meaning) in enumerate(LEGEND.items()):
@@ -177,7 +189,7 @@ def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Line:
     style = STYLES.get(entry.category, "")
     pieces = [
         (f"{MARKS[entry.category]} ", style),
-        (printable(entry.shot_id, newlines=False).ljust(width), style),
+        (printable(entry.label, newlines=False).ljust(width), style),
         (f"  {printable(_plan_detail(entry), newlines=False)}", ""),
     ]
     if entry.needs_render:
@@ -185,7 +197,33 @@ def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Line:
     return Line(style, tuple(pieces))
 
 
+def shot_summary(entries: Sequence[PlanEntry], pricing: Pricing) -> str:
+    """``s03: 6 renders (2 variants x 3 takes): 4 to render, 2 unchanged - est. 8 units``."""
+    first = entries[0]
+    variants = len({entry.variant for entry in entries if entry.variant is not None})
+    takes = max(entry.takes for entry in entries)
+    shape = []
+    if variants:
+        shape.append(counted(variants, "variant"))
+    if takes > 1:
+        shape.append(counted(takes, "take"))
+    retakes = sum(1 for entry in entries if entry.retake)
+    if retakes:
+        shape.append(counted(retakes, "retake"))
+    work = sum(1 for entry in entries if entry.needs_render or entry.forced)
+    units = sum(entry.units(pricing) for entry in entries)
+    return (
+        f"{first.shot_id}: {counted(len(entries), 'render')} ({' x '.join(shape)}): {work} to render, "
+        f"{len(entries) - work} as they are - est. {units_label(units)}"
+    )
+
+
 def _plan_detail(entry: PlanEntry) -> str:
+    detail = _category_detail(entry)
+    return f"{detail} ({entry.note})" if entry.note else detail
+
+
+def _category_detail(entry: PlanEntry) -> str:
     if entry.category == CHANGED:
         # No field changes to name: a new fingerprint version, or a shot forced with --force (the reason says which).
         return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else entry.reason

@@ -101,6 +101,7 @@ class PlanEntry:
     takes: int = 1  # how many takes the spec wants of this request
     retake: bool = False  # the one more take a retake asks for
     render_id: int | None = None  # the store's row of ``record``, when the plan was made from the store
+    note: str = ""  # what the review's decisions say of it: a retake's note, a stale approval
 
     @property
     def key(self) -> str:
@@ -451,27 +452,26 @@ def _with_review(
 ) -> list[PlanEntry]:
     """Each retake's one more take (after the shot's other entries), and a stale approval said in the reason."""
     requests = {(shot.id, shot.variant): shot for shot in shots}
-    entries = [_stale(entry) if entry.shot_id in wants.stale and entry.needs_render else entry for entry in entries]
+    entries = [
+        replace(entry, note=STALE_NOTE) if entry.shot_id in wants.stale and entry.needs_render else entry
+        for entry in entries
+    ]
     for wanted in wants.retakes:
         shot = requests.get((wanted.shot_id, wanted.variant))
         if shot is None:
             continue  # its variant is no longer in the spec
-        reason = f"retake: {wanted.note}" if wanted.note else "retake"
+        note = f"retake: {wanted.note}" if wanted.note else "retake"
         found = next((e for e in entries if e.shot is shot and e.take == wanted.take), None)
         if found is not None:  # a take the spec wants anyway
-            entries[entries.index(found)] = replace(found, reason=f"{reason}; {found.reason}" if found.reason else reason)
+            entries[entries.index(found)] = replace(found, note=note)
             continue
-        entry = _take_entry(shot, wanted.take, takes, root, running_in=running_in, retake=True)
-        if entry.category == NEW:
-            entry = replace(entry, reason=reason)
+        entry = replace(_take_entry(shot, wanted.take, takes, root, running_in=running_in, retake=True), note=note)
         last = max(i for i, e in enumerate(entries) if e.shot_id == shot.id)
         entries.insert(last + 1, entry)
     return entries
 
 
-def _stale(entry: PlanEntry) -> PlanEntry:
-    note = "the approved take renders an older request: planned again"
-    return replace(entry, reason=f"{note}; {entry.reason}" if entry.reason else note)
+STALE_NOTE = "approved (stale): the approved take renders an older request, so the shot is planned again"
 
 
 def manifest_path_for(project: ResolvedProject, *, out: Path | None = None) -> Path:
@@ -574,6 +574,7 @@ def _entry_json(entry: PlanEntry, pricing: Pricing) -> dict[str, Any]:
         "take": entry.take,
         "takes": entry.takes,
         "retake": entry.retake,
+        "note": entry.note,
         "category": entry.category,
         "fields": list(entry.fields),
         "changes": [{"field": c.name, "old": c.old, "new": c.new} for c in entry.changes],
