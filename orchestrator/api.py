@@ -336,7 +336,9 @@ def prepare(
     shots = [entry.shot for entry in entries if entry.shot is not None]
     unconfirmed = _unconfirmed(entries, pricing=pricing)
     cost = sum(
-        units_to_spend(entry.shot, entry.record, pricing=pricing, fresh=entry.shot_id in fresh, resend=resend_unconfirmed)
+        units_to_spend(
+            entry.shot, entry.record, pricing=pricing, fresh=entry.shot_id in fresh, resend=resend_unconfirmed
+        )
         for entry in entries
         if entry.shot is not None
     )

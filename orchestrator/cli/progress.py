@@ -63,12 +63,13 @@ class View(Protocol):
 
 def settings_lines(data: dict[str, Any]) -> list[str]:
     rps = data.get("requests_per_second")
+    to_render = counted(int(data.get("to_render") or 0), render_noun(data.get("shots") or []))
     return [
         f"provider {data.get('provider')} at {data.get('base_url') or '-'}",
         f"limits: {data.get('concurrency')} tasks in flight, "
         + (f"{rps:g} requests/s" if rps else "no request-rate cap"),
         f"output: {data.get('out')}",
-        f"{counted(int(data.get('to_render') or 0), render_noun(data.get('shots') or []))} to render, {data.get('skipped')} unchanged, "
+        f"{to_render} to render, {data.get('skipped')} unchanged, "
         f"cost {units_label(float(data.get('cost') or 0))}",
     ]
 
@@ -315,7 +316,10 @@ class LiveView:
         for shot_id, state in shown:
             age = now - self._since.get(shot_id, now)
             progress = [self._progress_of.get(shot_id, "")] if with_progress else []
-            cells = [Text(printable(shown_name(shot_id), newlines=False)), Text(state, style=STATE_STYLE.get(state, ""))]
+            cells = [
+                Text(printable(shown_name(shot_id), newlines=False)),
+                Text(state, style=STATE_STYLE.get(state, "")),
+            ]
             table.add_row(*cells, *progress, f"{age:5.1f}s")
         if len(active) > self._max_rows:
             table.add_row(f"... {len(active) - self._max_rows} more")

@@ -186,9 +186,7 @@ def renders_for(
     """``render_for`` take 1 of each shot, from the store's records (by shot id) and current render ids."""
     ids = render_ids or {}
     wanted = [Wanted(shot, DEFAULT_TAKE, records.get(shot.id), ids.get(shot.id)) for shot in shots]
-    return renders_of(
-        wanted, salt=salt, absence_is_proof=absence_is_proof, pricing=pricing, fresh=fresh, resend=resend
-    )
+    return renders_of(wanted, salt=salt, absence_is_proof=absence_is_proof, pricing=pricing, fresh=fresh, resend=resend)
 
 
 def renders_of(

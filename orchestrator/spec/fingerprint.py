@@ -84,7 +84,9 @@ def external_task_id(
     fp = (shot.fingerprint or fingerprint(shot))[:12]
     if salt:
         fp = f"{fp}-{salt}"
-    suffix = (f"-{variant}" if variant else "") + (f"-t{take}" if take > 1 else "") + (f"-r{attempt}" if attempt > 1 else "")
+    suffix = (
+        (f"-{variant}" if variant else "") + (f"-t{take}" if take > 1 else "") + (f"-r{attempt}" if attempt > 1 else "")
+    )
     name = _UNSAFE.sub("-", f"{shot.project}-{shot.id}").strip("-")
     room = EXTERNAL_ID_MAX - len(fp) - 1 - len(suffix)
     if len(name) > room:

@@ -365,7 +365,7 @@ class _Resolver:
         shot_id: str = raw["id"]
         bad = frozenset(self._bad_shot_keys.get(index, ()))
         view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=frozenset(self._bad_defaults))
-        views = self._variant_views(view, shot_id, bad=bad)
+        views = self._variant_views(view, shot_id)
         if views is None:
             return None
         requests = [self._request(one, shot_id) for one in (views or [view])]
@@ -373,17 +373,25 @@ class _Resolver:
             return None
         return [request for request in requests if request is not None]
 
-    def _variant_views(self, view: _ShotView, shot_id: str, *, bad: frozenset[str]) -> list[_ShotView] | None:
+    def _variant_views(self, view: _ShotView, shot_id: str) -> list[_ShotView] | None:
         """A view per variant, explicit ones first, then the matrix's; ``[]`` without variants; None on a clash."""
-        if "variants" in bad or "matrix" in bad:
-            return None  # the schema said what is wrong with them
         index = view.index
+        # Where the schema found a variant (or the matrix) wrong, it said what: those are not judged again, the
+        # other variants are.
+        broken = {p[3] for p in self._invalid if len(p) >= 4 and p[:3] == ("shots", index, "variants")}
+        if any(
+            p[:3] in (("shots", index, "variants"), ("shots", index, "matrix")) and len(p) <= 3 for p in self._invalid
+        ):
+            return None
         named: dict[str, _ShotView] = {}
         for name, fields in (view.raw.get("variants") or {}).items():
+            if name in broken:
+                continue
             where: PathKey = ("shots", index, "variants", name)
             paths = {key: (*where, key) for key in fields}
             named[name] = view.with_variant(name, fields, paths)
-        matrix: dict[str, list[Any]] = view.raw.get("matrix") or {}
+        bad_matrix = any(p[:3] == ("shots", index, "matrix") for p in self._invalid)
+        matrix: dict[str, list[Any]] = {} if bad_matrix else view.raw.get("matrix") or {}
         keys = [key for key in matrix if key in MATRIX_KEYS]
         clashed = False
         combos = itertools.product(*(enumerate(matrix[key]) for key in keys)) if keys else ()

@@ -77,7 +77,16 @@ def test_schema_enums_and_tables_match_the_code() -> None:
     assert set(top["defaults"]["properties"]) == set(shot) - {"id", "variants", "matrix"}
     # A variant overrides exactly the render fields the issue lists, each as the shot's own field is written.
     variant = schema.load_schema()["$defs"]["variant"]["properties"]
-    assert set(variant) == {"prompt", "negative_prompt", "mode", "duration", "cfg_scale", "aspect_ratio", "images", "vars"}
+    assert set(variant) == {
+        "prompt",
+        "negative_prompt",
+        "mode",
+        "duration",
+        "cfg_scale",
+        "aspect_ratio",
+        "images",
+        "vars",
+    }
     assert all(variant[name] == shot[name] for name in variant)
 
 
