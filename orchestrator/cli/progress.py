@@ -69,8 +69,7 @@ def settings_lines(data: dict[str, Any]) -> list[str]:
         f"limits: {data.get('concurrency')} tasks in flight, "
         + (f"{rps:g} requests/s" if rps else "no request-rate cap"),
         f"output: {data.get('out')}",
-        f"{to_render} to render, {data.get('skipped')} unchanged, "
-        f"cost {units_label(float(data.get('cost') or 0))}",
+        f"{to_render} to render, {data.get('skipped')} unchanged, cost {units_label(float(data.get('cost') or 0))}",
     ]
 
 
