@@ -94,7 +94,8 @@ def test_one_entry_per_take_of_each_variant_costing_every_take(spec: Path) -> No
     assert plan.total_units(Pricing()) == 2 * 2 + 2 * 3.5 + 2
     data = plan_to_json(plan, Pricing())
     first = data["shots"][1]
-    assert (first["id"], first["key"], first["variant"], first["take"], first["takes"]) == ("s01", "s01/wide#2", "wide", 2, 2)
+    shown = (first["id"], first["key"], first["variant"], first["take"], first["takes"])
+    assert shown == ("s01", "s01/wide#2", "wide", 2, 2)
     assert data["summary"]["new"] == 5 and data["summary"]["units"] == 13
 
 
