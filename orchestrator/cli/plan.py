@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from rich.console import COLOR_SYSTEMS, Console
@@ -60,6 +60,9 @@ from orchestrator.plan.plan import (
 from orchestrator.plan.pricing import Pricing, project_pricing
 from orchestrator.report.html import write_report
 from orchestrator.report.status import StatusSummary, locate_manifest, summarize
+
+if TYPE_CHECKING:
+    from orchestrator.review.decisions import Decisions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -354,6 +357,16 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
 # --- report and status ------------------------------------------------------------------------------------------
 
 
+def _decisions_beside(spec: Path | None, recorded: str) -> Decisions | None:
+    """The review's decisions file beside the spec (given, else the one the folder's runs used), if there is one."""
+    from orchestrator.review.decisions import decisions_path, load_decisions
+
+    if spec is None and not recorded:
+        return None
+    path = decisions_path(spec if spec is not None else Path(recorded))
+    return load_decisions(path) if path.exists() else None
+
+
 @cli.command("report")
 @click.argument("target", required=False)
 @click.option(
@@ -378,7 +391,13 @@ def report_command(target: str | None, output: Path | None, embed: bool) -> None
     located = locate_manifest(target, load_spec=default_spec_loader)
     destination = output or located.path.parent / "report.html"
     data = write_report(
-        located.manifest, manifest_dir=located.path.parent, output=destination, spec_dir=located.spec_dir, embed=embed
+        located.manifest,
+        manifest_dir=located.path.parent,
+        output=destination,
+        spec_dir=located.spec_dir,
+        embed=embed,
+        state=located.state,
+        decisions=_decisions_beside(located.spec, located.manifest.spec_path),
     )
     warning = data.embed_warning()
     if warning:
@@ -397,7 +416,7 @@ def status_command(target: str | None, as_json: bool) -> None:
     """
     refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
-    summary = summarize(located.manifest)
+    summary = summarize(located.manifest, state=located.state)
     if as_json:
         click.echo(json.dumps(status_to_json(summary), indent=2, ensure_ascii=False))
     else:
@@ -415,6 +434,10 @@ def status_to_json(summary: StatusSummary) -> dict[str, Any]:
         "units_estimated": summary.units,
         "units_charged": summary.charged,
         "uncharged": list(summary.uncharged),
+        "takes": [
+            {"id": t.shot_id, "key": t.key, "take": t.render.take, "variant": t.render.variant, "status": t.status}
+            for t in summary.takes
+        ],
     }
 
 
@@ -432,6 +455,19 @@ def units_line(summary: StatusSummary) -> str:
     return f"{line} (no charged figure yet for {len(waiting)} shot{'s' if len(waiting) != 1 else ''}: {named}{more})"
 
 
+def _takes_table(summary: StatusSummary) -> Table:
+    """Per shot with more than one take: each take (``wide#2``) and where it stands."""
+    table = Table(title="takes", title_justify="left")
+    table.add_column("shot")
+    table.add_column("takes", overflow="fold")
+    by_shot: dict[str, list[str]] = {}
+    for take in summary.takes:
+        by_shot.setdefault(take.shot_id, []).append(f"{take.name} {take.status}")
+    for shot_id, described in by_shot.items():
+        table.add_row(*(Text(printable(cell, newlines=False)) for cell in (shot_id, ", ".join(described))))
+    return table
+
+
 def render_status(summary: StatusSummary, console: Console) -> None:
     # Text, not str: a str title is rich markup, and a project named "[/bold]" would crash the table.
     title = Text(printable(f"{summary.project}: {counted(summary.total, 'shot')}", newlines=False))
@@ -442,6 +478,8 @@ def render_status(summary: StatusSummary, console: Console) -> None:
         if count:
             table.add_row(Text(status), str(count))
     console.print(table)
+    if summary.takes:
+        console.print(_takes_table(summary))
     if summary.problems:
         problems = Table(title="needs attention", title_justify="left")
         problems.add_column("shot")
