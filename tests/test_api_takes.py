@@ -121,3 +121,11 @@ def test_a_retake_renders_exactly_one_more_take(spec: Path) -> None:
     assert len(load_state(spec.parent / "out").renders) == 5
     after = run(spec)
     assert after.statuses == {} and after.stats is not None and after.stats.creates == 0
+
+
+def test_the_cut_has_the_shot_once_whatever_its_variants(spec: Path) -> None:
+    from orchestrator.editorial.cut import build_cut
+
+    assert run(spec).ok
+    cut = build_cut(load_project(spec), load_state(spec.parent / "out"))
+    assert [shot.shot_id for shot in cut.shots] == ["s01"]

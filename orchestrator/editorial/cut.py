@@ -81,7 +81,8 @@ def build_cut(project: ResolvedProject, state: FolderState, *, output_dir: Path 
         project=project.project,
         spec_path=project.path,
         output_dir=out,
-        shots=tuple(_cut_shot(shot, state, out) for shot in project.shots),
+        # Once per shot: ``project.shots`` holds a shot with variants once per variant.
+        shots=tuple(_cut_shot(project.shot(shot_id), state, out) for shot_id in project.shot_ids),
     )
 
 
