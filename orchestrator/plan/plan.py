@@ -377,11 +377,13 @@ class ReviewWants:
 
 def review_wants(project: ResolvedProject, state: FolderState | None) -> ReviewWants:
     """The decisions file beside the spec, against the store (``state``; none before the first run)."""
-    from orchestrator.review.api import Review  # late: the review package is not the plan's to load eagerly
+    # Late: the review package is not the plan's to load eagerly, and most folders have no decisions file.
+    from orchestrator.review.api import Review
+    from orchestrator.review.decisions import decisions_path
 
-    review = Review(project.path, project)
-    if not review.decisions_file.exists():
+    if not decisions_path(project.path).exists():
         return ReviewWants()
+    review = Review(project.path, project)
     if state is None:
         return ReviewWants(stale=frozenset(review.stale_approvals()))
     return ReviewWants(review.pending_retakes(state), frozenset(review.stale_approvals()))
@@ -438,6 +440,8 @@ def _take_entry(
     entry = classify(shot, takes.record(shot, take), root, running_in=running_in)
     found = takes.find(shot, take)
     render_id = found.render_id if found is not None else None
+    if render_id is None and take == DEFAULT_TAKE and shot.variant is None and shot.takes == 1 and not retake:
+        return entry  # a plain shot's only take, new: the entry as it is (a big plan makes thousands)
     return replace(entry, take=take, variant=shot.variant, takes=shot.takes, retake=retake, render_id=render_id)
 
 
