@@ -682,7 +682,8 @@ class _Resolver:
     def _inherit_error(self, where: PathKey, message: str, shot: str, length: int = 0) -> None:
         self._inherited_errors += 1
         found = self._inherited.setdefault((where, message), _Inherited())
-        found.shots.append(shot)
+        if shot not in found.shots[-1:]:  # a shot's variants inherit it together: the shot counts once
+            found.shots.append(shot)
         found.longest = max(found.longest, length)
 
     def _report_inherited(self, shots: list[Any]) -> None:

@@ -193,3 +193,10 @@ def test_a_variants_vars_can_fix_what_the_shot_alone_lacks(folder: Path) -> None
         "dawn over the 35mm",
         "dawn over the 85mm",
     ]
+
+
+def test_an_error_in_defaults_counts_a_shot_once_whatever_its_variants(folder: Path) -> None:
+    head = HEAD + "defaults: {negative_prompt: '" + "n" * 201 + "'}\n"
+    text = SHOT + "    matrix: {mode: [std, pro]}\n" + SHOT.replace("s01", "s02")
+    [problem] = errors(spec(folder, text, head=head))
+    assert problem.line == 3 and "in all 2 shots that inherit it (s01, s02)" in problem.message
