@@ -53,8 +53,6 @@ from orchestrator.store.manifest import (
     PENDING_REMOTE,
     SUCCEEDED,
     UNCONFIRMED,
-    Manifest,
-    manifest_from_state,
 )
 from orchestrator.store.records import FolderState
 
@@ -329,9 +327,8 @@ def prepare(
     else:
         state = read_state_for(project, manifest_path)
         running_in = running_run(out_dir) if state is not None else None  # a dry run beside a live run says so
-    existing: Manifest | None = manifest_from_state(state) if state is not None else None
     wants = review_wants(project, state)  # retakes asked for, approvals gone stale
-    plan = make_plan(project.shots, existing, manifest_dir=out_dir, running_in=running_in, state=state, wants=wants)
+    plan = make_plan(project.shots, None, manifest_dir=out_dir, running_in=running_in, state=state, wants=wants)
     entries, skipped, fresh = select_entries(plan, only=only, force=force)
     shots = [entry.shot for entry in entries if entry.shot is not None]
     unconfirmed = _unconfirmed(entries, pricing=pricing)

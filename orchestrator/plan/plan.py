@@ -40,7 +40,6 @@ from orchestrator.store.manifest import (
     ShotRecord,
     has_manifest,
     load_manifest,
-    manifest_from_state,
     store_source,
 )
 from orchestrator.store.records import DEFAULT_TAKE, FolderState, RenderRecord
@@ -404,12 +403,7 @@ def make_plan(
     ``running_in`` is the live run holding the folder's lock (see ``running_run``): its unfinished shots are in flight
     there, not failed. ``wants`` adds the retakes asked for and says which approvals are stale.
     """
-    if state is not None:
-        manifest = manifest_from_state(state)
-        takes = TakeRecords.of_state(state)
-    else:
-        takes = TakeRecords.of_manifest(manifest)
-    records = manifest.shots if manifest else {}
+    takes = TakeRecords.of_state(state) if state is not None else TakeRecords.of_manifest(manifest)
     shots = list(shots)
     root = os.path.realpath(manifest_dir)  # once, not per output
     entries = [
@@ -422,10 +416,21 @@ def make_plan(
     present = {shot.id for shot in shots}
     entries += [
         PlanEntry(shot_id, REMOVED, record=record, reason="no longer in the spec")
-        for shot_id, record in records.items()
-        if shot_id not in present
+        for shot_id, record in _removed(state, manifest, present)
     ]
     return Plan(tuple(entries))
+
+
+def _removed(state: FolderState | None, manifest: Manifest | None, present: set[str]) -> list[tuple[str, ShotRecord]]:
+    """The store's shots no longer in the spec, each with its current render's record."""
+    if state is None:
+        return [
+            (shot_id, record)
+            for shot_id, record in (manifest.shots if manifest else {}).items()
+            if shot_id not in present
+        ]
+    gone = [(row.shot_id, state.current(row.shot_id)) for row in state.shots if row.shot_id not in present]
+    return [(shot_id, _as_record(current)) for shot_id, current in gone if current is not None]
 
 
 def _take_entry(
@@ -502,11 +507,10 @@ def plan_project(project: ResolvedProject, *, out: Path | None = None) -> Plan:
     stale approvals of the review's decisions file beside the spec."""
     path = manifest_path_for(project, out=out)
     state = read_state_for(project, path)
-    manifest = manifest_from_state(state) if state is not None else None
-    running_in = running_run(path.parent) if manifest is not None else None
+    running_in = running_run(path.parent) if state is not None else None
     return make_plan(
         project.shots,
-        manifest,
+        None,  # the store's ``state`` says everything
         manifest_dir=path.parent,
         running_in=running_in,
         state=state,
