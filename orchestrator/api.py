@@ -28,9 +28,18 @@ import anyio.to_thread
 
 from orchestrator.budget.config import resolve_budget
 from orchestrator.errors import ConfigError
-from orchestrator.plan.plan import CHANGED, Plan, PlanEntry, make_plan, running_run
+from orchestrator.plan.plan import (
+    CHANGED,
+    Plan,
+    PlanEntry,
+    TakeRecords,
+    make_plan,
+    read_state_for,
+    review_wants,
+    running_run,
+)
 from orchestrator.plan.pricing import Pricing
-from orchestrator.plan.work import IN_FLIGHT_STATES, Render, renders_for, units_to_spend
+from orchestrator.plan.work import IN_FLIGHT_STATES, Render, Wanted, renders_of, units_to_spend
 from orchestrator.providers.base import Capabilities, Provider
 from orchestrator.run.events import RUN_FINISHED, RUN_STARTED, Event, EventBus, Listener
 from orchestrator.run.options import RetryPolicy, RunOptions
@@ -44,10 +53,6 @@ from orchestrator.store.manifest import (
     PENDING_REMOTE,
     SUCCEEDED,
     UNCONFIRMED,
-    Manifest,
-    has_manifest,
-    manifest_from_state,
-    read_or_new,
 )
 from orchestrator.store.records import FolderState
 
@@ -89,13 +94,14 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run did. ``statuses`` covers the shots this run worked on; ``skipped`` the unchanged ones."""
+    """What a run did. ``statuses`` covers the renders this run worked on, by render key (``s03``, ``s03/wide#2``:
+    a shot's id for take 1 of a shot without variants); ``skipped`` the unchanged ones."""
 
     manifest_path: Path
     plan: Plan
     settings: RunSettings | None = None
     statuses: dict[str, str] = field(default_factory=dict)
-    failures: tuple[tuple[str, str], ...] = ()  # (shot id, reason) for every worked-on shot not succeeded
+    failures: tuple[tuple[str, str], ...] = ()  # (render key, reason) for every worked-on render not succeeded
     skipped: tuple[str, ...] = ()
     interrupted: bool = False
     aborted: str | None = None  # why submissions stopped early (an account error), if they did
@@ -271,8 +277,10 @@ def run_project(
 class Prepared:
     """A run decided but not started: the project, its plan against the manifest, and what to render.
 
-    ``plan`` covers every shot of the spec and the manifest; ``selection`` only those ``only`` selects (all, without
-    it), with shots that ``force`` makes render again shown as changed: it is what a dry run shows.
+    ``plan`` covers every render the spec wants (each take of each variant) and the manifest's removed shots;
+    ``selection`` only those ``only`` selects (all, without it), with shots that ``force`` makes render again shown
+    as changed: it is what a dry run shows. ``entries`` are the plan's renders to make, ``shots`` their requests (a
+    request once per take) and ``skipped`` the render keys left as they are.
     """
 
     project: ResolvedProject
@@ -287,6 +295,7 @@ class Prepared:
     selection: Plan = field(default_factory=Plan)
     # The selected shots left ``unconfirmed``, with the units each may cost a second time if it is sent again.
     unconfirmed: tuple[tuple[ResolvedShot, float], ...] = ()
+    entries: tuple[PlanEntry, ...] = ()
 
     @property
     def not_selected(self) -> int:
@@ -315,54 +324,67 @@ def prepare(
     manifest_path = out_dir / MANIFEST_NAME
     pricing = Pricing.from_overrides(project.pricing)
     if state is not None:
-        existing: Manifest | None = manifest_from_state(state)
         running_in = None  # the caller holds the lock
     else:
-        existing = read_or_new(manifest_path, project=project.project) if has_manifest(manifest_path) else None
-        running_in = running_run(out_dir) if existing is not None else None  # a dry run beside a live run says so
-    plan = make_plan(project.shots, existing, manifest_dir=out_dir, running_in=running_in)
-    shots, skipped, fresh = select(plan, only=only, force=force)
-    unconfirmed = _unconfirmed(shots, existing, pricing=pricing)
-    records = existing.shots if existing else {}
+        state = read_state_for(project, manifest_path)
+        running_in = running_run(out_dir) if state is not None else None  # a dry run beside a live run says so
+    wants = review_wants(project, state)  # retakes asked for, approvals gone stale
+    plan = make_plan(project.shots, None, manifest_dir=out_dir, running_in=running_in, state=state, wants=wants)
+    entries, skipped, fresh = select_entries(plan, only=only, force=force)
+    shots = [entry.shot for entry in entries if entry.shot is not None]
+    unconfirmed = _unconfirmed(entries, pricing=pricing)
     cost = sum(
-        units_to_spend(shot, records.get(shot.id), pricing=pricing, fresh=shot.id in fresh, resend=resend_unconfirmed)
-        for shot in shots
+        units_to_spend(
+            entry.shot, entry.record, pricing=pricing, fresh=entry.shot_id in fresh, resend=resend_unconfirmed
+        )
+        for entry in entries
+        if entry.shot is not None
     )
     selection = selection_plan(plan, only=only, force=force)
-    return Prepared(project, out_dir, manifest_path, plan, shots, skipped, fresh, pricing, cost, selection, unconfirmed)
+    return Prepared(
+        project, out_dir, manifest_path, plan, shots, skipped, fresh, pricing, cost, selection, unconfirmed, entries
+    )
 
 
-def _unconfirmed(
-    shots: list[ResolvedShot], manifest: Manifest | None, *, pricing: Pricing
-) -> tuple[tuple[ResolvedShot, float], ...]:
-    records = manifest.shots if manifest else {}
+def _unconfirmed(entries: Sequence[PlanEntry], *, pricing: Pricing) -> tuple[tuple[ResolvedShot, float], ...]:
     return tuple(
-        (shot, pricing.shot_units(shot))
-        for shot in shots
-        if (record := records.get(shot.id)) is not None
+        (entry.shot, pricing.shot_units(entry.shot))
+        for entry in entries
+        if entry.shot is not None
+        and (record := entry.record) is not None
         and record.status == UNCONFIRMED
-        and record.fingerprint == shot.fingerprint
+        and record.fingerprint == entry.shot.fingerprint
     )
 
 
 def select(
     plan: Plan, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None
 ) -> tuple[list[ResolvedShot], tuple[str, ...], frozenset[str]]:
-    """(shots to render, unchanged shot ids skipped, shot ids forced to render anew) for ``only``/``force`` globs.
+    """(requests to render, one per take; unchanged render keys skipped; shot ids forced to render anew) for
+    ``only``/``force`` globs (see ``select_entries``)."""
+    entries, skipped, fresh = select_entries(plan, only=only, force=force)
+    return [entry.shot for entry in entries if entry.shot is not None], skipped, fresh
+
+
+def select_entries(
+    plan: Plan, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None
+) -> tuple[tuple[PlanEntry, ...], tuple[str, ...], frozenset[str]]:
+    """(the plan's renders to make, unchanged render keys skipped, shot ids forced to render anew) for
+    ``only``/``force`` globs, which match shot ids (every take and variant of a shot goes with it).
 
     Raises ``ConfigError`` naming each pattern that matches no shot (``force``: no shot that ``only`` selects).
     """
-    shots: list[ResolvedShot] = []
+    entries: list[PlanEntry] = []
     skipped: list[str] = []
     fresh: set[str] = set()
-    for entry, shot, forced in _selected(plan, only=only, force=force):
+    for entry, _, forced in _selected(plan, only=only, force=force):
         if entry.needs_render or forced:
-            shots.append(shot)
+            entries.append(entry)
             if forced:
                 fresh.add(entry.shot_id)
         else:
-            skipped.append(entry.shot_id)
-    return shots, tuple(skipped), frozenset(fresh)
+            skipped.append(entry.key)
+    return tuple(entries), tuple(skipped), frozenset(fresh)
 
 
 def selection_plan(plan: Plan, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None) -> Plan:
@@ -384,7 +406,7 @@ def _selected_ids(
     project: ResolvedProject, *, only: str | Sequence[str] | None, force: str | Sequence[str] | None
 ) -> list[str]:
     """The ids of the shots ``only`` selects; ``ConfigError`` for a glob that matches no shot (the spec alone says)."""
-    all_ids = [shot.id for shot in project.shots]
+    all_ids = list(project.shot_ids)
     chosen = [shot_id for shot_id in all_ids if _matches(shot_id, only, default=True)]
     _refuse_unmatched(all_ids, chosen, only=only, force=force)
     return chosen
@@ -496,17 +518,17 @@ async def _run(
         bus.emit(Event(RUN_STARTED, data={**settings.to_json(), "shots": [render.key for render in renders]}))
         await _drive(scheduler, renders, handle_signals=handle_signals)
         finished = not scheduler.interrupted
-        after = manifest_from_state(store.state())
+        after = store.state()
     finally:
         try:
-            store.place_shots([shot.id for shot in project.shots if store.shot(shot.id) is not None])
+            store.place_shots([shot_id for shot_id in project.shot_ids if store.shot(shot_id) is not None])
         finally:
             store.close(finished=finished)
     result = _result(
         after,
         plan=prepared.plan,
         settings=settings,
-        shots=prepared.shots,
+        entries=prepared.entries,
         skipped=prepared.skipped,
         scheduler=scheduler,
         started=started,
@@ -539,14 +561,17 @@ def _shared_budget(options: RunOptions, *, project: str) -> SharedBudget | None:
 
 
 def _renders(prepared: Prepared, state: FolderState, *, provider: Provider, resend: bool) -> tuple[Render, ...]:
-    """The plan's work as renders, each knowing how it starts (``orchestrator.plan.work``)."""
+    """The plan's work as renders, each knowing how it starts (``orchestrator.plan.work``): each take continues the
+    store's row the plan matched it to (``PlanEntry.render_id``, from this ``state``) or starts a new one."""
     caps: Capabilities = getattr(provider, "capabilities", None) or Capabilities()
     unconfirmed = frozenset(shot.id for shot, _ in prepared.unconfirmed)
-    records = manifest_from_state(state).shots if state.shots else {}
-    return renders_for(
-        prepared.shots,
-        records,
-        render_ids={row.shot_id: row.current_render_id for row in state.shots if row.current_render_id is not None},
+    wanted = [
+        Wanted(entry.shot, entry.take, entry.record, entry.render_id)
+        for entry in prepared.entries
+        if entry.shot is not None
+    ]
+    return renders_of(
+        wanted,
         # Every external id sent from this folder carries its salt: two projects of one name never share an id.
         salt=state.facts.salt,
         absence_is_proof=caps.absence_is_proof,
@@ -573,24 +598,27 @@ async def _interrupt_on_signals(scheduler: Scheduler) -> None:
 
 
 def _result(
-    manifest: Manifest,
+    state: FolderState,
     *,
     plan: Plan,
     settings: RunSettings,
-    shots: list[ResolvedShot],
+    entries: Sequence[PlanEntry],
     skipped: tuple[str, ...],
     scheduler: Scheduler,
     started: float,
 ) -> RunResult:
     statuses: dict[str, str] = {}
     failures: list[tuple[str, str]] = []
-    for shot in shots:
-        record = manifest.shots.get(shot.id)
+    takes = TakeRecords.of_state(state)
+    for entry in entries:
+        if entry.shot is None:
+            continue
+        record = takes.find(entry.shot, entry.take)
         status = record.status if record else "pending"
-        statuses[shot.id] = status
+        statuses[entry.key] = status
         if status != SUCCEEDED:
             reason = (record.error if record else None) or _default_reason(status)
-            failures.append((shot.id, reason))
+            failures.append((entry.key, reason))
     return RunResult(
         manifest_path=settings.manifest_path,
         plan=plan,
@@ -655,5 +683,6 @@ __all__ = [
     "prepare",
     "run_project",
     "select",
+    "select_entries",
     "selection_plan",
 ]

@@ -19,13 +19,14 @@ ALLOWED: dict[str, set[str]] = {
     # The spec checks its ``pricing:`` keys against the rate card's names.
     "spec": {"plan.pricing"},
     "providers": {"spec"},
-    # ``diff`` compares the decisions files of two revisions too.
-    "plan": {"spec", "store", "review.decisions"},
+    # The review's decisions (a file beside the spec, and what it asks for: retakes, stale approvals) are read by the
+    # plan, which renders what they ask; ``diff`` compares them between two revisions. Never the review app.
+    "plan": {"spec", "store", "review.decisions", "review.takes", "review.api"},
     "review": {"spec", "store"},
     # The budget's backoff is the run's one retry policy.
     "budget": {"spec", "run.limits"},
     "run": {"spec", "plan", "store", "providers", "budget"},
-    "report": {"spec", "plan", "store"},
+    "report": {"spec", "plan", "store", "review.decisions"},
     "editorial": {"spec", "store", "review.decisions"},
 }
 SHARED = {"errors", "config", "__version__"}

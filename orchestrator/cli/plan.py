@@ -59,11 +59,13 @@ from orchestrator.plan.plan import (
 )
 from orchestrator.plan.pricing import Pricing, project_pricing
 
-if TYPE_CHECKING:
-    from orchestrator.report.status import StatusSummary
-
 # ``report`` and ``status`` import what they need when they run: ``plan``, the command run on the biggest
 # productions, imports neither the HTML report nor rich's tables.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from orchestrator.report.status import StatusSummary
+    from orchestrator.review.decisions import Decisions
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,9 +94,21 @@ def _console() -> Console:
 
 
 def render_plan(plan: Plan, pricing: Pricing, console: Console) -> None:
-    """Print a plan: one line per shot (mark, id, what and why, units), the legend and the summary line."""
-    width = max((len(entry.shot_id) for entry in plan.entries), default=0)
-    write_lines(console, [_plan_line(entry, pricing, width) for entry in plan.entries])
+    """Print a plan: one line per render (mark, shot with variant and take, what and why, units), after a shot of
+    more than one render a line summing it up, then the legend and the summary line."""
+    width = max((len(entry.label) for entry in plan.entries), default=0)
+    lines: list[Line] = []
+    entries = plan.entries
+    start = 0  # where the current shot's renders begin (a shot's entries are next to each other)
+    for i, entry in enumerate(entries):
+        lines.append(_plan_line(entry, pricing, width))
+        if i + 1 < len(entries) and entries[i + 1].shot_id == entry.shot_id:
+            continue
+        if i > start and entry.shot is not None:
+            summary = shot_summary(entries[start : i + 1], pricing)
+            lines.append(Line("dim", ((f"  {printable(summary, newlines=False)}", ""),)))
+        start = i + 1
+    write_lines(console, lines)
     console.print()
     legend = Text("legend: ", style="dim")
     for i, (category, meaning) in enumerate(LEGEND.items()):
@@ -181,7 +195,7 @@ def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Line:
     style = STYLES.get(entry.category, "")
     pieces = [
         (f"{MARKS[entry.category]} ", style),
-        (printable(entry.shot_id, newlines=False).ljust(width), style),
+        (printable(entry.label, newlines=False).ljust(width), style),
         (f"  {printable(_plan_detail(entry), newlines=False)}", ""),
     ]
     if entry.needs_render:
@@ -189,7 +203,33 @@ def _plan_line(entry: PlanEntry, pricing: Pricing, width: int) -> Line:
     return Line(style, tuple(pieces))
 
 
+def shot_summary(entries: Sequence[PlanEntry], pricing: Pricing) -> str:
+    """``s03: 6 renders (2 variants x 3 takes): 4 to render, 2 unchanged - est. 8 units``."""
+    first = entries[0]
+    variants = len({entry.variant for entry in entries if entry.variant is not None})
+    takes = max(entry.takes for entry in entries)
+    shape = []
+    if variants:
+        shape.append(counted(variants, "variant"))
+    if takes > 1:
+        shape.append(counted(takes, "take"))
+    retakes = sum(1 for entry in entries if entry.retake)
+    if retakes:
+        shape.append(counted(retakes, "retake"))
+    work = sum(1 for entry in entries if entry.needs_render or entry.forced)
+    units = sum(entry.units(pricing) for entry in entries)
+    return (
+        f"{first.shot_id}: {counted(len(entries), 'render')} ({' x '.join(shape)}): {work} to render, "
+        f"{len(entries) - work} as they are - est. {units_label(units)}"
+    )
+
+
 def _plan_detail(entry: PlanEntry) -> str:
+    detail = _category_detail(entry)
+    return f"{detail} ({entry.note})" if entry.note else detail
+
+
+def _category_detail(entry: PlanEntry) -> str:
     if entry.category == CHANGED:
         # No field changes to name: a new fingerprint version, or a shot forced with --force (the reason says which).
         return "changed: " + ", ".join(c.describe() for c in entry.changes) if entry.changes else entry.reason
@@ -328,6 +368,16 @@ def diff_command(a: str, b: str, as_json: bool) -> None:
 # --- report and status ------------------------------------------------------------------------------------------
 
 
+def _decisions_beside(spec: Path | None, recorded: str) -> Decisions | None:
+    """The review's decisions file beside the spec (given, else the one the folder's runs used), if there is one."""
+    from orchestrator.review.decisions import decisions_path, load_decisions
+
+    if spec is None and not recorded:
+        return None
+    path = decisions_path(spec if spec is not None else Path(recorded))
+    return load_decisions(path) if path.exists() else None
+
+
 @cli.command("report")
 @click.argument("target", required=False)
 @click.option(
@@ -355,7 +405,13 @@ def report_command(target: str | None, output: Path | None, embed: bool) -> None
     located = locate_manifest(target, load_spec=default_spec_loader)
     destination = output or located.path.parent / "report.html"
     data = write_report(
-        located.manifest, manifest_dir=located.path.parent, output=destination, spec_dir=located.spec_dir, embed=embed
+        located.manifest,
+        manifest_dir=located.path.parent,
+        output=destination,
+        spec_dir=located.spec_dir,
+        embed=embed,
+        state=located.state,
+        decisions=_decisions_beside(located.spec, located.manifest.spec_path),
     )
     warning = data.embed_warning()
     if warning:
@@ -376,7 +432,7 @@ def status_command(target: str | None, as_json: bool) -> None:
 
     refuse_missing(target)
     located = locate_manifest(target, load_spec=default_spec_loader)
-    summary = summarize(located.manifest)
+    summary = summarize(located.manifest, state=located.state)
     if as_json:
         click.echo(json.dumps(status_to_json(summary), indent=2, ensure_ascii=False))
     else:
@@ -394,6 +450,10 @@ def status_to_json(summary: StatusSummary) -> dict[str, Any]:
         "units_estimated": summary.units,
         "units_charged": summary.charged,
         "uncharged": list(summary.uncharged),
+        "takes": [
+            {"id": t.shot_id, "key": t.key, "take": t.render.take, "variant": t.render.variant, "status": t.status}
+            for t in summary.takes
+        ],
     }
 
 
@@ -411,6 +471,21 @@ def units_line(summary: StatusSummary) -> str:
     return f"{line} (no charged figure yet for {len(waiting)} shot{'s' if len(waiting) != 1 else ''}: {named}{more})"
 
 
+def _takes_table(summary: StatusSummary) -> Table:
+    """Per shot with more than one take: each take (``wide#2``) and where it stands."""
+    from rich.table import Table
+
+    table = Table(title="takes", title_justify="left")
+    table.add_column("shot")
+    table.add_column("takes", overflow="fold")
+    by_shot: dict[str, list[str]] = {}
+    for take in summary.takes:
+        by_shot.setdefault(take.shot_id, []).append(f"{take.name} {take.status}")
+    for shot_id, described in by_shot.items():
+        table.add_row(*(Text(printable(cell, newlines=False)) for cell in (shot_id, ", ".join(described))))
+    return table
+
+
 def render_status(summary: StatusSummary, console: Console) -> None:
     from rich.table import Table
 
@@ -423,6 +498,8 @@ def render_status(summary: StatusSummary, console: Console) -> None:
         if count:
             table.add_row(Text(status), str(count))
     console.print(table)
+    if summary.takes:
+        console.print(_takes_table(summary))
     if summary.problems:
         problems = Table(title="needs attention", title_justify="left")
         problems.add_column("shot")

@@ -12,7 +12,7 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -63,13 +63,13 @@ class View(Protocol):
 
 def settings_lines(data: dict[str, Any]) -> list[str]:
     rps = data.get("requests_per_second")
+    to_render = counted(int(data.get("to_render") or 0), render_noun(data.get("shots") or []))
     return [
         f"provider {data.get('provider')} at {data.get('base_url') or '-'}",
         f"limits: {data.get('concurrency')} tasks in flight, "
         + (f"{rps:g} requests/s" if rps else "no request-rate cap"),
         f"output: {data.get('out')}",
-        f"{counted(int(data.get('to_render') or 0), 'shot')} to render, {data.get('skipped')} unchanged, "
-        f"cost {units_label(float(data.get('cost') or 0))}",
+        f"{to_render} to render, {data.get('skipped')} unchanged, cost {units_label(float(data.get('cost') or 0))}",
     ]
 
 
@@ -120,9 +120,26 @@ def plain_shot_line(event: Event) -> str:
     """``s01: submitted -> processing 40% (detail)``; a progress report within one state is ``s01: processing 60%``."""
     progress = f" {shot_progress(event)}" if shot_progress(event) else ""
     detail = f" ({event.detail})" if event.detail else ""
+    name = event.data.get("label") or event.shot_id  # ``s03 wide#2`` for a take or a variant
     if event.old == event.new:
-        return f"{event.shot_id}: {event.new}{progress}{detail}"
-    return f"{event.shot_id}: {event.old or PENDING} -> {event.new}{progress}{detail}"
+        return f"{name}: {event.new}{progress}{detail}"
+    return f"{name}: {event.old or PENDING} -> {event.new}{progress}{detail}"
+
+
+def render_of(event: Event) -> str:
+    """The render an event is about, by key: its shot id for take 1 of a shot without variants, as it always was."""
+    return str(event.data.get("render") or event.shot_id)
+
+
+def render_noun(keys: Iterable[str]) -> str:
+    """``shot`` while every render is a shot's only one (as runs always read), ``render`` once takes or variants are
+    among them."""
+    return "render" if any("/" in key or "#" in key for key in keys) else "shot"
+
+
+def shown_name(key: str) -> str:
+    """A render key as people read it: ``s03/wide#2`` is ``s03 wide#2`` (a shot id never holds a ``/``)."""
+    return key.replace("/", " ", 1)
 
 
 def estimate_remaining(*, durations: Sequence[float], ages: Sequence[float], waiting: int, slots: int) -> float | None:
@@ -210,7 +227,7 @@ class LiveView:
         if event.kind == RUN_STARTED:
             self._start(event)
         elif event.kind in (SHOT, PROGRESS) and event.shot_id is not None and event.new is not None:
-            self._shot(event.shot_id, event.new, event)
+            self._shot(render_of(event), event.new, event)
         elif event.kind == NOTICE:
             self._notes = [*self._notes[-2:], printable(event.detail or "", newlines=False)]
         elif event.kind == RUN_FINISHED:
@@ -280,7 +297,7 @@ class LiveView:
         unconfirmed = [shot_id for shot_id, state in self._states.items() if state == UNCONFIRMED]
         if unconfirmed:
             # Prominent: each may have been billed, and only the user can say whether to send it again.
-            names = ", ".join(printable(shot_id, newlines=False) for shot_id in unconfirmed)
+            names = ", ".join(printable(shown_name(shot_id), newlines=False) for shot_id in unconfirmed)
             parts.append(Text(f"unconfirmed (outcome of the create unknown): {names}", style=STATE_STYLE[UNCONFIRMED]))
         parts.extend(Text(f"note: {note}", style="yellow") for note in self._notes)
         return Group(*parts)
@@ -298,7 +315,10 @@ class LiveView:
         for shot_id, state in shown:
             age = now - self._since.get(shot_id, now)
             progress = [self._progress_of.get(shot_id, "")] if with_progress else []
-            cells = [Text(printable(shot_id, newlines=False)), Text(state, style=STATE_STYLE.get(state, ""))]
+            cells = [
+                Text(printable(shown_name(shot_id), newlines=False)),
+                Text(state, style=STATE_STYLE.get(state, "")),
+            ]
             table.add_row(*cells, *progress, f"{age:5.1f}s")
         if len(active) > self._max_rows:
             table.add_row(f"... {len(active) - self._max_rows} more")
@@ -312,7 +332,7 @@ def print_summary(result: RunResult, console: Console, *, spec: str = "SPEC") ->
     succeeded = counts.get(SUCCEEDED, 0)
     elapsed = f" in {result.elapsed:.1f} s" if result.elapsed else ""
     console.print(
-        f"{succeeded} of {counted(len(result.statuses), 'shot')} rendered{elapsed}; "
+        f"{succeeded} of {counted(len(result.statuses), render_noun(result.statuses))} rendered{elapsed}; "
         f"{len(result.skipped)} unchanged skipped",
         highlight=False,
     )
@@ -325,7 +345,9 @@ def print_summary(result: RunResult, console: Console, *, spec: str = "SPEC") ->
             status = result.statuses.get(shot_id, "")
             # Reasons come from the provider: plain text, never markup or terminal escapes.
             table.add_row(
-                Text(shot_id), Text(status, style=STATE_STYLE.get(status, "")), Text(printable(reason, newlines=False))
+                Text(printable(shown_name(shot_id), newlines=False)),
+                Text(status, style=STATE_STYLE.get(status, "")),
+                Text(printable(reason, newlines=False)),
             )
         console.print(table)
     if result.unconfirmed:

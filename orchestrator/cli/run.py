@@ -155,6 +155,7 @@ def _dry_run(
     from rich.console import Console
 
     from orchestrator.api import prepare
+    from orchestrator.cli.progress import render_noun
     from orchestrator.plan.plan import units_label
 
     prepared = prepare(spec, out=out, only=only or None, force=force or None)
@@ -162,7 +163,7 @@ def _dry_run(
     if as_json:
         payload = {
             "dry_run": True,
-            "to_render": [shot.id for shot in prepared.shots],
+            "to_render": [entry.key for entry in prepared.entries],
             "skipped": list(prepared.skipped),
             "not_selected": prepared.not_selected,
             "cost": prepared.cost,
@@ -173,8 +174,9 @@ def _dry_run(
         console = Console(highlight=False, soft_wrap=True)
         _render_plan(prepared, console)
         left_out = f", {prepared.not_selected} not selected by --only" if prepared.not_selected else ""
+        noun = render_noun(entry.key for entry in prepared.entries)
         console.print(
-            f"would render {counted(len(prepared.shots), 'shot')} for {units_label(prepared.cost)}; "
+            f"would render {counted(len(prepared.entries), noun)} for {units_label(prepared.cost)}; "
             f"{len(prepared.skipped)} unchanged skipped{left_out}; nothing was sent",
             highlight=False,
         )

@@ -89,8 +89,10 @@ def build_cut(
         project=project.project,
         spec_path=project.path,
         output_dir=out,
+        # Once per shot: ``project.shots`` holds a shot with variants once per variant.
         shots=tuple(
-            _cut_shot(shot, state, out, decisions.get(shot.id) if decisions else None) for shot in project.shots
+            _cut_shot(project.shot(shot_id), state, out, decisions.get(shot_id) if decisions else None)
+            for shot_id in project.shot_ids
         ),
     )
 

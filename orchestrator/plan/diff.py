@@ -114,7 +114,8 @@ def default_spec_loader() -> SpecLoader:
 
 
 def side_from_project(project: ResolvedProject, *, label: str) -> DiffSide:
-    shots = {s.id: ShotView(s.id, request_record(s), s.fingerprint) for s in project.shots}
+    # One view per request: a shot with variants is compared variant by variant (``s03/wide``).
+    shots = {s.key: ShotView(s.key, request_record(s), s.fingerprint) for s in project.shots}
     return DiffSide(label=label, kind="spec", project=project.project, shots=shots)
 
 

@@ -1,6 +1,9 @@
 """Plan: what a run would do, decided by comparing resolved shots with the manifest, before anything is sent.
 
-Each shot falls in one category:
+The plan has one entry per render the spec wants: each take of each request (a shot, or each of its variants), plus
+the one more take a retake asks for. An existing take is the store's newest render of that shot, variant and take
+with the request's fingerprint (else its newest render of that take, whose request changed). Each entry falls in
+one category:
 
 - ``new``: the manifest has no record of it;
 - ``changed``: its fingerprint differs from the recorded one (``fields`` says which render fields changed);
@@ -14,14 +17,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ManifestError
 from orchestrator.plan.pricing import Pricing
-from orchestrator.plan.work import units_to_spend
+from orchestrator.plan.work import render_key, units_to_spend
 from orchestrator.spec.fingerprint import FieldChange, field_changes, request_record
 from orchestrator.spec.shot import ResolvedProject, ResolvedShot
 from orchestrator.store.manifest import (
@@ -33,10 +36,16 @@ from orchestrator.store.manifest import (
     LockInfo,
     Manifest,
     ManifestLock,
+    Output,
     ShotRecord,
     has_manifest,
     load_manifest,
+    store_source,
 )
+from orchestrator.store.records import DEFAULT_TAKE, FolderState, RenderRecord
+
+if TYPE_CHECKING:
+    from orchestrator.review.api import RetakeWanted
 
 NEW = "new"
 CHANGED = "changed"
@@ -86,6 +95,25 @@ class PlanEntry:
     changes: tuple[FieldChange, ...] = ()  # for changed shots: the same fields, with old and new values
     running_in: LockInfo | None = None  # for a shot left unfinished: the live run working on it now, if any
     forced: bool = False  # rendered anew with --force, even where its task could be reused
+    take: int = DEFAULT_TAKE
+    variant: str | None = None
+    takes: int = 1  # how many takes the spec wants of this request
+    retake: bool = False  # the one more take a retake asks for
+    render_id: int | None = None  # the store's row of ``record``, when the plan was made from the store
+    note: str = ""  # what the review's decisions say of it: a retake's note, a stale approval
+
+    @property
+    def key(self) -> str:
+        """The render's name in events and the store writer: ``s03``, ``s03/wide``, ``s03/wide#2``."""
+        return render_key(self.shot_id, variant=self.variant, take=self.take)
+
+    @property
+    def label(self) -> str:
+        """How the plan names the render: ``s03``; ``s03 wide``; ``s03 wide take 2/3``; ``s03 take 4 (retake)``."""
+        name = self.shot_id if self.variant is None else f"{self.shot_id} {self.variant}"
+        if self.retake:
+            return f"{name} take {self.take} (retake)"
+        return f"{name} take {self.take}/{self.takes}" if self.takes > 1 else name
 
     @property
     def needs_render(self) -> bool:
@@ -109,7 +137,11 @@ class Plan:
 
     @property
     def to_render(self) -> list[ResolvedShot]:
+        """The request of every render to make (a request once per take)."""
         return [e.shot for e in self.entries if e.needs_render and e.shot is not None]
+
+    def of_shot(self, shot_id: str) -> list[PlanEntry]:
+        return [e for e in self.entries if e.shot_id == shot_id]
 
     @property
     def has_work(self) -> bool:
@@ -293,25 +325,179 @@ def _changes(record: ShotRecord, shot: ResolvedShot) -> tuple[FieldChange, ...]:
     return tuple(field_changes(record.request, request_record(shot)))
 
 
+TakeKey = tuple[str, str | None, int]  # (shot id, variant, take)
+
+
+class TakeRecords:
+    """The store's renders by take: which record each wanted render (shot, variant, take, fingerprint) continues."""
+
+    def __init__(self, renders: Mapping[TakeKey, Sequence[RenderRecord]], current: Mapping[str, ShotRecord]) -> None:
+        self._renders = renders
+        self._current = current  # without a store's renders (an old caller's manifest): the shot's current record
+
+    @classmethod
+    def of_state(cls, state: FolderState) -> TakeRecords:
+        renders: dict[TakeKey, list[RenderRecord]] = {}
+        for render in state.renders:
+            renders.setdefault((render.shot_id, render.variant, render.take), []).append(render)
+        return cls(renders, {})
+
+    @classmethod
+    def of_manifest(cls, manifest: Manifest | None) -> TakeRecords:
+        return cls({}, manifest.shots if manifest else {})
+
+    def find(self, shot: ResolvedShot, take: int) -> RenderRecord | None:
+        """The newest render of this take with the shot's fingerprint, else its newest render (a changed request)."""
+        renders = self._renders.get((shot.id, shot.variant, take))
+        if not renders:
+            return None
+        same = [render for render in renders if render.fingerprint == shot.fingerprint]
+        return (same or list(renders))[-1]
+
+    def record(self, shot: ResolvedShot, take: int) -> ShotRecord | None:
+        """``find``'s render as a record (without a store's renders: the shot's current record, for take 1)."""
+        if not self._renders and shot.variant is None and take == DEFAULT_TAKE:
+            return self._current.get(shot.id)
+        found = self.find(shot, take)
+        return _as_record(found) if found is not None else None
+
+
+def _as_record(render: RenderRecord) -> ShotRecord:
+    """A take's render as the record the plan and the run decide from (the shape of a shot's current record)."""
+    return ShotRecord(
+        status=render.status,
+        fingerprint=render.fingerprint,
+        external_task_id=render.external_task_id,
+        task_id=render.task_id,
+        attempts=render.attempt,
+        error=render.error,
+        request=render.request,
+        outputs=[Output(o.path, o.sha256, o.bytes) for o in render.outputs],
+        cost=render.cost,
+        charged=render.charged,
+        provider_status=render.provider_status,
+        created_at=render.created_at,
+        updated_at=render.updated_at,
+        submitted_at=render.submitted_at,
+        finished_at=render.finished_at,
+    )
+
+
+@dataclass(frozen=True)
+class ReviewWants:
+    """What the review's decisions add to a plan: one more take per retake, and shots whose approval is stale."""
+
+    retakes: tuple[RetakeWanted, ...] = ()
+    stale: frozenset[str] = frozenset()
+
+
+def review_wants(project: ResolvedProject, state: FolderState | None) -> ReviewWants:
+    """The decisions file beside the spec, against the store (``state``; none before the first run)."""
+    # Late: the review package is not the plan's to load eagerly, and most folders have no decisions file.
+    from orchestrator.review.api import Review
+    from orchestrator.review.decisions import decisions_path
+
+    if not decisions_path(project.path).exists():
+        return ReviewWants()
+    review = Review(project.path, project)
+    if state is None:
+        return ReviewWants(stale=frozenset(review.stale_approvals()))
+    return ReviewWants(review.pending_retakes(state), frozenset(review.stale_approvals()))
+
+
 def make_plan(
-    shots: Iterable[ResolvedShot], manifest: Manifest | None, *, manifest_dir: Path, running_in: LockInfo | None = None
+    shots: Iterable[ResolvedShot],
+    manifest: Manifest | None,
+    *,
+    manifest_dir: Path,
+    running_in: LockInfo | None = None,
+    state: FolderState | None = None,
+    wants: ReviewWants | None = None,
 ) -> Plan:
-    """Compare shots with the manifest (``None`` when there is none yet); removed shots come last.
+    """Compare each wanted render with the store (``state``; or ``manifest``'s current records, ``None`` when there
+    is none yet); removed shots come last.
 
     ``running_in`` is the live run holding the folder's lock (see ``running_run``): its unfinished shots are in flight
-    there, not failed.
+    there, not failed. ``wants`` adds the retakes asked for and says which approvals are stale.
     """
-    records = manifest.shots if manifest else {}
+    takes = TakeRecords.of_state(state) if state is not None else TakeRecords.of_manifest(manifest)
     shots = list(shots)
     root = os.path.realpath(manifest_dir)  # once, not per output
-    entries = [classify(shot, records.get(shot.id), root, running_in=running_in) for shot in shots]
+    entries = [
+        _take_entry(shot, take, takes, root, running_in=running_in)
+        for shot in shots
+        for take in range(DEFAULT_TAKE, shot.takes + 1)
+    ]
+    if wants is not None:
+        entries = _with_review(entries, shots, wants, takes, root, running_in=running_in)
     present = {shot.id for shot in shots}
     entries += [
         PlanEntry(shot_id, REMOVED, record=record, reason="no longer in the spec")
-        for shot_id, record in records.items()
-        if shot_id not in present
+        for shot_id, record in _removed(state, manifest, present)
     ]
     return Plan(tuple(entries))
+
+
+def _removed(state: FolderState | None, manifest: Manifest | None, present: set[str]) -> list[tuple[str, ShotRecord]]:
+    """The store's shots no longer in the spec, each with its current render's record."""
+    if state is None:
+        return [
+            (shot_id, record)
+            for shot_id, record in (manifest.shots if manifest else {}).items()
+            if shot_id not in present
+        ]
+    gone = [(row.shot_id, state.current(row.shot_id)) for row in state.shots if row.shot_id not in present]
+    return [(shot_id, _as_record(current)) for shot_id, current in gone if current is not None]
+
+
+def _take_entry(
+    shot: ResolvedShot,
+    take: int,
+    takes: TakeRecords,
+    root: str,
+    *,
+    running_in: LockInfo | None,
+    retake: bool = False,
+) -> PlanEntry:
+    entry = classify(shot, takes.record(shot, take), root, running_in=running_in)
+    found = takes.find(shot, take)
+    render_id = found.render_id if found is not None else None
+    if render_id is None and take == DEFAULT_TAKE and shot.variant is None and shot.takes == 1 and not retake:
+        return entry  # a plain shot's only take, new: the entry as it is (a big plan makes thousands)
+    return replace(entry, take=take, variant=shot.variant, takes=shot.takes, retake=retake, render_id=render_id)
+
+
+def _with_review(
+    entries: list[PlanEntry],
+    shots: Sequence[ResolvedShot],
+    wants: ReviewWants,
+    takes: TakeRecords,
+    root: str,
+    *,
+    running_in: LockInfo | None,
+) -> list[PlanEntry]:
+    """Each retake's one more take (after the shot's other entries), and a stale approval said in the reason."""
+    requests = {(shot.id, shot.variant): shot for shot in shots}
+    entries = [
+        replace(entry, note=STALE_NOTE) if entry.shot_id in wants.stale and entry.needs_render else entry
+        for entry in entries
+    ]
+    for wanted in wants.retakes:
+        shot = requests.get((wanted.shot_id, wanted.variant))
+        if shot is None:
+            continue  # its variant is no longer in the spec
+        note = f"retake: {wanted.note}" if wanted.note else "retake"
+        found = next((e for e in entries if e.shot is shot and e.take == wanted.take), None)
+        if found is not None:  # a take the spec wants anyway
+            entries[entries.index(found)] = replace(found, note=note)
+            continue
+        entry = replace(_take_entry(shot, wanted.take, takes, root, running_in=running_in, retake=True), note=note)
+        last = max(i for i, e in enumerate(entries) if e.shot_id == shot.id)
+        entries.insert(last + 1, entry)
+    return entries
+
+
+STALE_NOTE = "approved (stale): the approved take renders an older request, so the shot is planned again"
 
 
 def manifest_path_for(project: ResolvedProject, *, out: Path | None = None) -> Path:
@@ -334,11 +520,36 @@ def read_manifest_for(project: ResolvedProject, path: Path) -> Manifest | None:
 
 
 def plan_project(project: ResolvedProject, *, out: Path | None = None) -> Plan:
-    """The plan for a resolved project against its manifest (none yet: every shot is new)."""
+    """The plan for a resolved project against its store (none yet: every render is new), with the retakes and
+    stale approvals of the review's decisions file beside the spec."""
     path = manifest_path_for(project, out=out)
-    manifest = read_manifest_for(project, path)
-    running_in = running_run(path.parent) if manifest is not None else None
-    return make_plan(project.shots, manifest, manifest_dir=path.parent, running_in=running_in)
+    state = read_state_for(project, path)
+    running_in = running_run(path.parent) if state is not None else None
+    return make_plan(
+        project.shots,
+        None,  # the store's ``state`` says everything
+        manifest_dir=path.parent,
+        running_in=running_in,
+        state=state,
+        wants=review_wants(project, state),
+    )
+
+
+def read_state_for(project: ResolvedProject, path: Path) -> FolderState | None:
+    """The project's store beside ``path`` (its ``manifest.json``), read only; ``None`` before its first run. A
+    store of another project is an error."""
+    if not has_manifest(path):
+        return None
+    from orchestrator.store.database import load_state
+
+    state = load_state(store_source(path))
+    if state.facts.project != project.project:
+        raise ManifestError(
+            f"{path}: this manifest belongs to project {state.facts.project!r}, not {project.project!r}; "
+            "choose another output folder with --out",
+            path=str(path),
+        )
+    return state
 
 
 def format_units(units: float) -> str:
@@ -383,6 +594,12 @@ def plan_to_json(plan: Plan, pricing: Pricing) -> dict[str, Any]:
 def _entry_json(entry: PlanEntry, pricing: Pricing) -> dict[str, Any]:
     return {
         "id": entry.shot_id,
+        "key": entry.key,
+        "variant": entry.variant,
+        "take": entry.take,
+        "takes": entry.takes,
+        "retake": entry.retake,
+        "note": entry.note,
         "category": entry.category,
         "fields": list(entry.fields),
         "changes": [{"field": c.name, "old": c.old, "new": c.new} for c in entry.changes],

@@ -76,8 +76,14 @@ class Render:
 
     @property
     def key(self) -> str:
-        """What names this render in events, the timeline and the progress view: its shot, one render per shot."""
-        return self.shot.id
+        """What names this render in events, the timeline and the progress view, unique in a run: ``s03`` (take 1 of
+        a shot without variants, as it always was), ``s03#2``, ``s03/wide``, ``s03/wide#2``."""
+        return render_key(self.shot.id, variant=self.variant, take=self.take)
+
+    @property
+    def label(self) -> str:
+        """The short form people read: ``s03``, ``s03#2``, ``s03 wide``, ``s03 wide#2``."""
+        return render_label(self.shot.id, variant=self.variant, take=self.take)
 
     @property
     def resumed(self) -> bool:
@@ -88,6 +94,28 @@ class Render:
     def unconfirmed_before(self) -> bool:
         """Left unconfirmed (or refused as a duplicate yet not found) by an earlier run: only the user may resend."""
         return self.status in (UNCONFIRMED, PENDING_REMOTE) and self.task_id is None
+
+
+def render_key(shot_id: str, *, variant: str | None = None, take: int = DEFAULT_TAKE) -> str:
+    """A render's name, unique per shot, variant and take (see ``Render.key``)."""
+    name = shot_id if variant is None else f"{shot_id}/{variant}"
+    return name if take == DEFAULT_TAKE else f"{name}#{take}"
+
+
+def render_label(shot_id: str, *, variant: str | None = None, take: int = DEFAULT_TAKE) -> str:
+    """``s03 wide#2``: the key with a space before the variant, for screens."""
+    name = shot_id if variant is None else f"{shot_id} {variant}"
+    return name if take == DEFAULT_TAKE else f"{name}#{take}"
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One render the plan wants: a take of a request, with the store's record of that take so far and its row."""
+
+    shot: ResolvedShot
+    take: int = DEFAULT_TAKE
+    record: ShotRecord | None = None
+    render_id: int | None = None
 
 
 def paid_for(shot: ResolvedShot, record: ShotRecord | None, *, fresh: bool = False) -> bool:
@@ -123,20 +151,25 @@ def render_for(
     pricing: Pricing,
     fresh: bool = False,
     resend: bool = False,
+    take: int = DEFAULT_TAKE,
 ) -> Render:
-    """How the run starts ``shot`` given its current render's ``record`` (``render_id`` its row in the store)."""
+    """How the run starts take ``take`` of ``shot`` given that take's ``record`` (``render_id`` its row)."""
     units = units_to_spend(shot, record, pricing=pricing, fresh=fresh, resend=resend)
     same = record is not None and record.fingerprint == shot.fingerprint
     if record is not None and same:
         attempt = max(1, record.attempts)
         if record.task_id and (record.status in IN_FLIGHT_STATES or (record.status == SUCCEEDED and not fresh)):
             # In flight, or its video went missing or changed on disk: follow the paid task, never rerender it.
-            return _continued(shot, record, Start.FOLLOW, attempt, render_id=render_id, salt=salt, units=units)
+            return _continued(
+                shot, record, Start.FOLLOW, attempt, render_id=render_id, salt=salt, units=units, take=take
+            )
         if record.status == UNCONFIRMED and resend:
-            return _created(shot, record, salt=salt, units=units)  # the user's word: a new attempt, a new id
+            return _created(shot, record, salt=salt, units=units, take=take)  # the user's word: a new attempt, id
         if record.external_task_id and _outcome_unknown(record, absence_is_proof=absence_is_proof):
-            return _continued(shot, record, Start.CONFIRM, attempt, render_id=render_id, salt=salt, units=units)
-    return _created(shot, record, salt=salt, units=units)
+            return _continued(
+                shot, record, Start.CONFIRM, attempt, render_id=render_id, salt=salt, units=units, take=take
+            )
+    return _created(shot, record, salt=salt, units=units, take=take)
 
 
 def renders_for(
@@ -150,20 +183,35 @@ def renders_for(
     fresh: Collection[str] = (),
     resend: Collection[str] = (),
 ) -> tuple[Render, ...]:
-    """``render_for`` each shot, from the store's records (by shot id) and current render ids."""
+    """``render_for`` take 1 of each shot, from the store's records (by shot id) and current render ids."""
     ids = render_ids or {}
+    wanted = [Wanted(shot, DEFAULT_TAKE, records.get(shot.id), ids.get(shot.id)) for shot in shots]
+    return renders_of(wanted, salt=salt, absence_is_proof=absence_is_proof, pricing=pricing, fresh=fresh, resend=resend)
+
+
+def renders_of(
+    wanted: Iterable[Wanted],
+    *,
+    salt: str = "",
+    absence_is_proof: bool,
+    pricing: Pricing,
+    fresh: Collection[str] = (),
+    resend: Collection[str] = (),
+) -> tuple[Render, ...]:
+    """``render_for`` each wanted take (``fresh`` and ``resend``: shot ids, every take of them)."""
     return tuple(
         render_for(
-            shot,
-            records.get(shot.id),
-            render_id=ids.get(shot.id),
+            one.shot,
+            one.record,
+            render_id=one.render_id,
             salt=salt,
             absence_is_proof=absence_is_proof,
             pricing=pricing,
-            fresh=shot.id in fresh,
-            resend=shot.id in resend,
+            fresh=one.shot.id in fresh,
+            resend=one.shot.id in resend,
+            take=one.take,
         )
-        for shot in shots
+        for one in wanted
     )
 
 
@@ -191,13 +239,16 @@ def _continued(
     render_id: int | None,
     salt: str,
     units: float,
+    take: int,
 ) -> Render:
     return Render(
         shot=shot,
         start=start,
         attempt=attempt,
-        external_task_id=record.external_task_id or external_task_id(shot, salt=salt, attempt=attempt),
+        external_task_id=record.external_task_id or _external_id(shot, salt=salt, attempt=attempt, take=take),
         request=record.request or request_record(shot),
+        take=take,
+        variant=shot.variant,
         render_id=render_id,
         status=record.status,
         task_id=record.task_id,
@@ -207,7 +258,11 @@ def _continued(
     )
 
 
-def _created(shot: ResolvedShot, record: ShotRecord | None, *, salt: str, units: float) -> Render:
+def _external_id(shot: ResolvedShot, *, salt: str, attempt: int, take: int) -> str:
+    return external_task_id(shot, salt=salt, attempt=attempt, take=take, variant=shot.variant)
+
+
+def _created(shot: ResolvedShot, record: ShotRecord | None, *, salt: str, units: float, take: int) -> Render:
     """A new attempt at the shot's request, in a new render row. A render left ``pending`` (or ``queued``, see
     ``_outcome_unknown``) never reached the provider under its attempt number: that number is used again."""
     same = record is not None and record.fingerprint == shot.fingerprint
@@ -218,7 +273,9 @@ def _created(shot: ResolvedShot, record: ShotRecord | None, *, salt: str, units:
         shot=shot,
         start=Start.CREATE,
         attempt=attempt,
-        external_task_id=external_task_id(shot, salt=salt, attempt=attempt),
+        external_task_id=_external_id(shot, salt=salt, attempt=attempt, take=take),
         request=request_record(shot),
+        take=take,
+        variant=shot.variant,
         units=units,
     )

@@ -5,6 +5,9 @@ videos are links relative to the report's folder, so the page plays them only wh
 ``report`` writes it); moved elsewhere alone, each player says so in its place instead of spinning. ``embed=True``
 (``report --embed``) inlines the videos as ``data:`` URIs instead, for sending one file, at the cost of its size.
 Every piece of user text goes through Jinja's autoescape: a ``<script>`` in a prompt shows as text.
+
+A shot with takes or variants lists each take (``wide#2``) with its status, cost and video, the review's select
+marked; the review's decision (status, note, who and when) comes from the decisions file beside the spec.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import base64
 import io
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jinja2
@@ -26,9 +29,13 @@ from orchestrator import __version__
 from orchestrator.errors import ConfigError
 from orchestrator.plan.diff import WordOp, word_diff
 from orchestrator.plan.plan import format_units, output_file, units_label
-from orchestrator.report.status import StatusSummary, charged_units, summarize
+from orchestrator.report.status import StatusSummary, TakeStatus, charged_units, summarize, takes_of
 from orchestrator.spec.fingerprint import SCALAR_FIELDS, FieldChange, field_changes
 from orchestrator.store.manifest import STATUSES, Manifest, Output, Render, ShotRecord, write_atomic
+from orchestrator.store.records import FolderState
+
+if TYPE_CHECKING:
+    from orchestrator.review.decisions import Decision, Decisions
 
 # Above this many bytes of embedded video, ``report --embed`` warns: too large for most mail, slow to open.
 EMBED_WARNING_BYTES = 100_000_000
@@ -66,6 +73,28 @@ class RenderView:
 
 
 @dataclass(frozen=True)
+class TakeCard:
+    """One take of a shot with several: ``wide#2``, where it stands, its video; ``selected`` by the review."""
+
+    name: str
+    status: str
+    cost: str
+    videos: tuple[VideoLink, ...]
+    selected: bool = False
+
+
+@dataclass(frozen=True)
+class ReviewCard:
+    """The review's decision on a shot, as the decisions file says it."""
+
+    status: str
+    note: str
+    by: str
+    at: str
+    select: str  # the selected take's label (``wide take 2``), or ""
+
+
+@dataclass(frozen=True)
 class ShotCard:
     id: str
     status: str
@@ -84,6 +113,8 @@ class ShotCard:
     previous: RenderView | None = None
     changes: tuple[FieldChange, ...] = ()
     word_diffs: dict[str, tuple[WordOp, ...]] = field(default_factory=dict)
+    takes: tuple[TakeCard, ...] = ()  # when the shot has more than one take (takes, variants)
+    review: ReviewCard | None = None
 
 
 @dataclass(frozen=True)
@@ -123,17 +154,33 @@ class ReportData:
 
 
 def build_report(
-    manifest: Manifest, *, manifest_dir: Path, report_path: Path, spec_dir: Path | None = None, embed: bool = False
+    manifest: Manifest,
+    *,
+    manifest_dir: Path,
+    report_path: Path,
+    spec_dir: Path | None = None,
+    embed: bool = False,
+    state: FolderState | None = None,
+    decisions: Decisions | None = None,
 ) -> ReportData:
     """Everything the template shows, computed here so the template stays dumb (and every string gets escaped).
 
     ``embed``: the videos become ``data:`` URIs (read whole into memory), so the page needs no other file.
+    ``state`` (the store the manifest was read from) gives each shot's takes; ``decisions`` the review's.
     """
     images_dir = spec_dir or guess_spec_dir(manifest, manifest_dir=manifest_dir)
     links = _Linker(manifest_dir=manifest_dir, report_dir=report_path.parent, embed=embed)
     thumbs = _Thumbnailer(images_dir)
-    shots = tuple(_shot_view(shot_id, record, links=links, thumbs=thumbs) for shot_id, record in manifest.shots.items())
-    summary = summarize(manifest)
+    shots = tuple(
+        _with_review(
+            _shot_view(shot_id, record, links=links, thumbs=thumbs),
+            takes_of(state, shot_id) if state is not None else (),
+            decisions.get(shot_id) if decisions is not None and shot_id in decisions.shots else None,
+            links=links,
+        )
+        for shot_id, record in manifest.shots.items()
+    )
+    summary = summarize(manifest, state=state)
     return ReportData(
         project=manifest.project,
         spec_path=manifest.spec_path,
@@ -191,6 +238,30 @@ def _shot_view(shot_id: str, record: ShotRecord, *, links: _Linker, thumbs: _Thu
         changes=changes,
         word_diffs=words,
     )
+
+
+def _with_review(
+    card: ShotCard, takes: tuple[TakeStatus, ...], decision: Decision | None, *, links: _Linker
+) -> ShotCard:
+    """The card with its takes (when it has more than one) and the review's decision (when one was made)."""
+    select = decision.select if decision is not None else None
+    cards = tuple(
+        TakeCard(
+            name=take.name,
+            status=take.status,
+            cost=_cost(take.render.cost),
+            videos=tuple(links.video(Output(o.path, o.sha256, o.bytes)) for o in take.render.outputs),
+            selected=select is not None
+            and (select.fingerprint, select.take, select.variant)
+            == (take.render.fingerprint, take.render.take, take.render.variant),
+        )
+        for take in takes
+    )
+    review = None
+    if decision is not None:
+        label = select.label if select is not None else ""
+        review = ReviewCard(decision.status, decision.note or "", decision.by or "", decision.at or "", label)
+    return replace(card, takes=cards if len(cards) > 1 else (), review=review)
 
 
 def previous_render(record: ShotRecord) -> Render | None:
@@ -336,7 +407,7 @@ def jpeg_data_uri(path: Path, *, size: tuple[int, int] = THUMB_SIZE) -> str:
 def _environment() -> jinja2.Environment:
     # autoescape=True for every template, whatever its extension: all user text is escaped, always.
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("orchestrator.report", "templates"),
+        loader=jinja2.PackageLoader("orchestrator.report.html", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -349,10 +420,25 @@ def render_report(data: ReportData) -> str:
 
 
 def write_report(
-    manifest: Manifest, *, manifest_dir: Path, output: Path, spec_dir: Path | None = None, embed: bool = False
+    manifest: Manifest,
+    *,
+    manifest_dir: Path,
+    output: Path,
+    spec_dir: Path | None = None,
+    embed: bool = False,
+    state: FolderState | None = None,
+    decisions: Decisions | None = None,
 ) -> ReportData:
     """Build the report and write it to ``output`` (folders created as needed); ``embed`` inlines the videos."""
-    data = build_report(manifest, manifest_dir=manifest_dir, report_path=output, spec_dir=spec_dir, embed=embed)
+    data = build_report(
+        manifest,
+        manifest_dir=manifest_dir,
+        report_path=output,
+        spec_dir=spec_dir,
+        embed=embed,
+        state=state,
+        decisions=decisions,
+    )
     html = render_report(data)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,9 @@ Units come two ways: the estimate (``cost``, from the rate card, recorded when a
 (``charged``, what the provider said it took: ``final_unit_deduction``, 0 for a failed task). A shot whose render
 was sent but has no charged figure yet (still running, an older manifest, a provider that does not say, or an
 unconfirmed create) is listed, so that the charged sum is never mistaken for the whole bill.
+
+A shot with takes or variants has one current render (its newest finished one) and more: ``takes_of`` lists the
+newest render of each of its takes (``s03 wide#2``), and a take that needs attention is listed with the shots.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
+from orchestrator.plan.work import render_key, render_label
 from orchestrator.spec.shot import ResolvedProject
+from orchestrator.store.database import load_state
 from orchestrator.store.manifest import (
     FAILED,
     MANIFEST_NAME,
@@ -26,7 +31,10 @@ from orchestrator.store.manifest import (
     has_manifest,
     load_manifest,
     looks_like_manifest,
+    manifest_from_state,
+    store_source,
 )
+from orchestrator.store.records import FolderState, RenderRecord
 
 # Where ``report`` and ``status`` look when given no target: the current folder, then the usual output folder.
 DEFAULT_LOCATIONS = (Path(MANIFEST_NAME), Path("renders") / MANIFEST_NAME)
@@ -49,6 +57,43 @@ class ShotProblem:
 
 
 @dataclass(frozen=True)
+class TakeStatus:
+    """One take of a shot as the store has it now: the newest render of that shot, variant and take."""
+
+    render: RenderRecord
+
+    @property
+    def shot_id(self) -> str:
+        return self.render.shot_id
+
+    @property
+    def key(self) -> str:
+        return render_key(self.render.shot_id, variant=self.render.variant, take=self.render.take)
+
+    @property
+    def label(self) -> str:
+        """``s03 wide#2``."""
+        return render_label(self.render.shot_id, variant=self.render.variant, take=self.render.take)
+
+    @property
+    def name(self) -> str:
+        """The take within its shot: ``wide#2``, ``wide``, ``#2``, ``#1``."""
+        return render_label("", variant=self.render.variant, take=self.render.take).strip() or "#1"
+
+    @property
+    def status(self) -> str:
+        return self.render.status
+
+
+def takes_of(state: FolderState, shot_id: str) -> tuple[TakeStatus, ...]:
+    """The shot's takes, by variant (none first) then take number: each its newest render."""
+    newest: dict[tuple[str, int], RenderRecord] = {}
+    for render in state.renders_of(shot_id):  # oldest first: the last one of a take wins
+        newest[(render.variant or "", render.take)] = render
+    return tuple(TakeStatus(newest[key]) for key in sorted(newest))
+
+
+@dataclass(frozen=True)
 class StatusSummary:
     project: str
     total: int
@@ -57,6 +102,7 @@ class StatusSummary:
     units: float  # estimated: the current renders and every earlier one kept in history
     charged: float = 0.0  # what the provider says it charged, over the same renders
     uncharged: tuple[str, ...] = ()  # shots whose current render was sent but has no charged figure yet
+    takes: tuple[TakeStatus, ...] = ()  # every take of the shots that have more than one (takes, variants)
 
     @property
     def estimated(self) -> float:
@@ -100,24 +146,39 @@ def attention_reason(record: ShotRecord) -> str:
     return UNCONFIRMED_REASON if record.status == UNCONFIRMED else "no reason recorded"
 
 
-def summarize(manifest: Manifest) -> StatusSummary:
+def summarize(manifest: Manifest, *, state: FolderState | None = None) -> StatusSummary:
+    """Shots per status (their current render's), what needs attention, units; with the store's ``state``, the takes
+    of shots that have more than one, and each take needing attention besides the shot's current render."""
     counts = dict.fromkeys(STATUSES, 0)
     for record in manifest.shots.values():
         counts[record.status] = counts.get(record.status, 0) + 1
-    problems = tuple(
+    problems = [
         ShotProblem(shot_id, record.status, attention_reason(record))
         for shot_id, record in manifest.shots.items()
         if record.status in ATTENTION
-    )
+    ]
+    takes: list[TakeStatus] = []
+    if state is not None:
+        for row in state.shots:
+            of_shot = takes_of(state, row.shot_id)
+            if len(of_shot) < 2:
+                continue
+            takes.extend(of_shot)
+            problems += [
+                ShotProblem(take.label, take.status, take.render.error or "no reason recorded")
+                for take in of_shot
+                if take.status in ATTENTION and take.render.render_id != row.current_render_id
+            ]
     records = manifest.shots.values()
     return StatusSummary(
         project=manifest.project,
         total=len(manifest.shots),
         counts=counts,
-        problems=problems,
+        problems=tuple(problems),
         units=sum(spent_units(record) for record in records),
         charged=sum(charged_units(record) for record in records),
         uncharged=tuple(shot_id for shot_id, record in manifest.shots.items() if awaits_charge(record)),
+        takes=tuple(takes),
     )
 
 
@@ -126,6 +187,8 @@ class LocatedManifest:
     path: Path
     manifest: Manifest
     spec_dir: Path | None  # known when the target was a spec: where its relative image paths start
+    state: FolderState | None = None  # the store the manifest was read from: every render of every take
+    spec: Path | None = None  # the spec, when the target was one
 
 
 def locate_manifest(
@@ -140,15 +203,22 @@ def locate_manifest(
     if target is None:
         for candidate in DEFAULT_LOCATIONS:
             if has_manifest(candidate):
-                return LocatedManifest(candidate, load_manifest(candidate), None)
+                return _located(candidate, None)
         raise ConfigError("no renders.db or manifest.json here nor in ./renders: give a folder, a manifest or the spec")
     path = Path(target)
     if path.is_dir():
-        return LocatedManifest(path / MANIFEST_NAME, load_manifest(path / MANIFEST_NAME), None)
+        return _located(path / MANIFEST_NAME, None)
     if not path.exists():
         raise ConfigError(f"{target}: no such file or folder")
     if looks_like_manifest(path):
-        return LocatedManifest(path, load_manifest(path), None)
+        return _located(path, None)
     project = load_spec()(path)
-    manifest_path = project.output_dir / MANIFEST_NAME
-    return LocatedManifest(manifest_path, load_manifest(manifest_path), project.path.parent)
+    return _located(project.output_dir / MANIFEST_NAME, project.path.parent, spec=project.path)
+
+
+def _located(path: Path, spec_dir: Path | None, *, spec: Path | None = None) -> LocatedManifest:
+    """The records at ``path`` (see ``load_manifest``), read once: the store, and the manifest it reads as."""
+    if not has_manifest(path):
+        return LocatedManifest(path, load_manifest(path), spec_dir, spec=spec)  # the usual "no manifest" error
+    state = load_state(store_source(path))
+    return LocatedManifest(path, manifest_from_state(state), spec_dir, state, spec)

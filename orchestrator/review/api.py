@@ -104,8 +104,11 @@ class RetakeWanted:
 
 
 def wanted_fingerprints(project: ResolvedProject) -> dict[str, frozenset[str]]:
-    """The fingerprints the spec asks for now, per shot (one per variant once shots have variants)."""
-    return {shot.id: frozenset({shot.fingerprint}) for shot in project.shots}
+    """The fingerprints the spec asks for now, per shot (one per variant)."""
+    wanted: dict[str, set[str]] = {}
+    for shot in project.shots:
+        wanted.setdefault(shot.id, set()).add(shot.fingerprint)
+    return {shot_id: frozenset(fingerprints) for shot_id, fingerprints in wanted.items()}
 
 
 def default_user() -> str:
@@ -157,7 +160,7 @@ class Review:
     def shots(self, shot_id: str | None = None) -> tuple[ShotReview, ...]:
         """Every shot in spec order, or only ``shot_id`` (``DecisionError`` when the spec has no such shot)."""
         state, decisions = self.state(), self.decisions()
-        chosen = [self._shot(shot_id)] if shot_id is not None else list(self.project.shots)
+        chosen = [self._shot(shot_id)] if shot_id is not None else [self.project.shot(i) for i in self.project.shot_ids]
         return tuple(self._review_of(shot, state, decisions) for shot in chosen)
 
     def shot(self, shot_id: str) -> ShotReview:
@@ -179,11 +182,12 @@ class Review:
 
     # --- what plan needs --------------------------------------------------------------------------------------
 
-    def pending_retakes(self) -> tuple[RetakeWanted, ...]:
-        """Shots sent back for a retake whose asked-for take has no render yet, in spec order."""
-        state, decisions = self.state(), self.decisions()
+    def pending_retakes(self, state: FolderState | None = None) -> tuple[RetakeWanted, ...]:
+        """Shots sent back for a retake whose asked-for take has no render yet, in spec order (``state``: the store
+        as the caller read it, e.g. a run under the folder's lock; read now without it)."""
+        state, decisions = state if state is not None else self.state(), self.decisions()
         wanted: list[RetakeWanted] = []
-        for shot in self.project.shots:
+        for shot in map(self.project.shot, self.project.shot_ids):
             decision = decisions.get(shot.id)
             if decision.status != RETAKE or decision.retake_take is None:
                 continue
@@ -202,11 +206,11 @@ class Review:
         """Shots approved for a request the spec no longer asks for: they are planned again."""
         decisions = self.decisions()
         return tuple(
-            shot.id
-            for shot in self.project.shots
-            if (decision := decisions.get(shot.id)).status == APPROVED
+            shot_id
+            for shot_id in self.project.shot_ids
+            if (decision := decisions.get(shot_id)).status == APPROVED
             and decision.select is not None
-            and decision.select.fingerprint not in self.wanted(shot.id)
+            and decision.select.fingerprint not in self.wanted(shot_id)
         )
 
     # --- deciding ---------------------------------------------------------------------------------------------
@@ -273,7 +277,7 @@ class Review:
             decision = replace(change(review, decisions.get(shot_id)), by=who, at=now_iso())
             save_decisions(
                 decisions.with_decision(decision),
-                order=[s.id for s in self.project.shots],
+                order=list(self.project.shot_ids),
                 spec_name=self.project.path.name,
             )
         return decision

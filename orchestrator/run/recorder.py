@@ -18,6 +18,7 @@ from orchestrator.plan.work import Render, Start
 from orchestrator.providers.base import Task
 from orchestrator.run.events import NOTICE, PROGRESS, SHOT, Event, EventBus, NewRender, RenderChange
 from orchestrator.store.manifest import DOWNLOADING, FAILED, PENDING, PENDING_REMOTE, UNCONFIRMED
+from orchestrator.store.records import DEFAULT_TAKE
 
 # States whose event carries the render's error: what went wrong, or what the user can do about it.
 _STATES_WITH_ERROR = (FAILED, PENDING_REMOTE, PENDING, DOWNLOADING, UNCONFIRMED)
@@ -32,6 +33,15 @@ class _Known:
     task_id: str | None
     error: str | None
     started: bool  # does the store have its row (an earlier run's, or one an event of this run added)?
+
+
+def render_data(render: Render) -> dict[str, object]:
+    """Which render of its shot an event is about: ``render`` (its key, what a view keys it by), ``label`` (what it
+    shows), ``take`` and ``variant``. Nothing for take 1 of a shot without variants: its events read as they always
+    did."""
+    if render.take == DEFAULT_TAKE and render.variant is None:
+        return {}
+    return {"render": render.key, "label": render.label, "take": render.take, "variant": render.variant}
 
 
 class Recorder:
@@ -99,7 +109,8 @@ class Recorder:
         """The provider's own progress figure for a task in flight. Not a transition: old and new are the state the
         render is in, so a view can say "s01: processing 40%"."""
         state = self._known[render.key].status
-        self.bus.emit(Event(PROGRESS, shot_id=render.shot.id, old=state, new=state, data={"progress": progress}))
+        data = {"progress": progress, **render_data(render)}
+        self.bus.emit(Event(PROGRESS, shot_id=render.shot.id, old=state, new=state, data=data))
 
     def notice(self, message: str) -> None:
         self.bus.emit(Event(NOTICE, detail=message))
@@ -150,7 +161,7 @@ class Recorder:
 
     @staticmethod
     def _data(known: _Known, status: str, task: Task | None) -> dict[str, object]:
-        data: dict[str, object] = {"attempt": known.render.attempt}
+        data: dict[str, object] = {"attempt": known.render.attempt, **render_data(known.render)}
         if known.task_id:
             data["task_id"] = known.task_id
         if task is not None and task.updated_at:

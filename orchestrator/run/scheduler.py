@@ -21,7 +21,8 @@ step is what makes a run safe to kill at any moment (see docs/architecture.md an
 3. poll (see ``orchestrator.run.polling``; all tasks in flight at once through the provider's task list when it has one,
    see ``orchestrator.run.watcher``) until the task ends, which gives its slot back; a task still running after the
    deadline is left ``pending-remote``;
-4. download to ``<out>/<shot id>/<fp12>.mp4`` (``<fp12>-r<n>.mp4`` for attempt n > 1), retried on its own: a
+4. download to ``<out>/<shot id>/<fp12>[-t<take>][-<variant>][-r<attempt>].mp4`` (plain ``<fp12>.mp4`` for the
+   first attempt of a plain shot's first take), retried on its own: a
    download failure never fails the shot's task, it leaves the shot ``downloading`` for the next run.
 
 A resumed render continues from what the plan says (``Start``): with a task id it is followed, never recreated;

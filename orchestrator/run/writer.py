@@ -8,12 +8,20 @@ So the store's rows are exactly what the events said, in the order they said it.
 
 from __future__ import annotations
 
-from orchestrator.run.events import Event
+from orchestrator.run.events import Event, NewRender
 from orchestrator.store.database import RenderStore
+from orchestrator.store.manifest import SUCCEEDED
+from orchestrator.store.records import DEFAULT_TAKE
 
 
 class StoreWriter:
-    """Applies render events to ``store``: a new render's first event adds its row, later ones change it."""
+    """Applies render events to ``store``: a new render's first event adds its row, later ones change it.
+
+    Which render is a shot's current one: take 1 of a shot without variants becomes current when it starts, as it
+    always did (its state is the shot's state). Another take or a variant becomes current when it starts only if
+    the shot has no finished current render; otherwise when it succeeds: the newest finished render, so a shot
+    rendering more takes still shows the video it has.
+    """
 
     def __init__(self, store: RenderStore) -> None:
         self.store = store
@@ -44,10 +52,19 @@ class StoreWriter:
                 take=new.take,
                 variant=new.variant,
                 attempt=new.attempt,
+                current=self._current_at_start(change.shot_id, new),
             ).render_id
         self._rows[change.key] = render_id
         if change.fields:
             self.store.update_render(render_id, **change.fields)
+            if change.fields.get("status") == SUCCEEDED:
+                self.store.set_current(change.shot_id, render_id)
+
+    def _current_at_start(self, shot_id: str, new: NewRender) -> bool:
+        if new.take == DEFAULT_TAKE and new.variant is None:
+            return True
+        current = self.store.current(shot_id)
+        return current is None or current.status != SUCCEEDED
 
     async def commit(self) -> None:
         await self.store.commit()

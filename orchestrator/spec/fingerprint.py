@@ -72,12 +72,16 @@ def fingerprint_of(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 
-def external_task_id(shot: ResolvedShot, *, salt: str = "", attempt: int = 1) -> str:
+def external_task_id(
+    shot: ResolvedShot, *, salt: str = "", attempt: int = 1, take: int = 1, variant: str | None = None
+) -> str:
     """A deterministic id for the provider: ``<project>-<shot>-<fp12>-<salt>``, at most 64 chars of ``[A-Za-z0-9_-]``
     (``salt`` is the output folder's, kept in its store: two projects of one name never share an id).
 
     Attempts after the first (``attempt > 1``: a retry after the task failed, whose id is used up at the provider)
     end in ``-r<attempt>``. The attempt belongs to the render (``orchestrator.plan.work.Render``), not to the shot.
+    A variant adds ``-<variant>`` and takes after the first ``-t<take>``, before the attempt: every take is a request
+    of its own, billed on its own. Take 1 of a shot without variants keeps the id it always had, so folders resume.
 
     The same render request always carries the same id, so the provider itself refuses to bill it twice. When
     project and shot id are too long they are shortened and a hash of the full pair keeps the id unique.
@@ -85,7 +89,9 @@ def external_task_id(shot: ResolvedShot, *, salt: str = "", attempt: int = 1) ->
     fp = (shot.fingerprint or fingerprint(shot))[:12]
     if salt:
         fp = f"{fp}-{salt}"
-    suffix = f"-r{attempt}" if attempt > 1 else ""
+    suffix = (
+        (f"-{variant}" if variant else "") + (f"-t{take}" if take > 1 else "") + (f"-r{attempt}" if attempt > 1 else "")
+    )
     name = _UNSAFE.sub("-", f"{shot.project}-{shot.id}").strip("-")
     room = EXTERNAL_ID_MAX - len(fp) - 1 - len(suffix)
     if len(name) > room:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import itertools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ MAX_NEGATIVE_PROMPT = 200
 MIN_IMAGES, MAX_IMAGES = 2, 4
 MAX_MASK_GROUPS = 6
 MIN_POINTS, MAX_POINTS = 2, 77
+DEFAULT_TAKES = 1
+MATRIX_KEYS = ("mode", "duration", "aspect_ratio")  # the order of ``matrix:`` as written names its variants
 MASK_WARNING = (
     "uses masks: the older CometAPI page documents them, but newer pages say not to send masks on this route; "
     "the provider may reject or ignore them"
@@ -161,10 +164,12 @@ def check_project(
 
 
 def summarize(project: ResolvedProject) -> Summary:
-    """Shots, images (boards, counted per shot), distinct images by content, and the estimated cost."""
+    """Shots, images (boards, counted per request), distinct images by content, and the estimated cost of every
+    take of every variant."""
     boards = [image for shot in project.shots for image in shot.images]
-    units = Pricing.from_overrides(project.pricing).total_units(project.shots)
-    return Summary(len(project.shots), len(boards), len({image.identity for image in boards}), units)
+    pricing = Pricing.from_overrides(project.pricing)
+    units = sum(pricing.shot_units(shot) * shot.takes for shot in project.shots)
+    return Summary(len(project.shot_ids), len(boards), len({image.identity for image in boards}), units)
 
 
 # Schema problems at these paths leave nothing to resolve: the shape every shot depends on is wrong.
@@ -238,9 +243,15 @@ class _Resolver:
         self._resolve_sets()
         shots = self.data["shots"]
         self._check_ids(shots)
-        resolved = [self._shot(index, shot) for index, shot in enumerate(shots) if index not in self._bad_shots]
+        resolved: list[ResolvedShot | None] = []
+        for index, shot in enumerate(shots):
+            if index not in self._bad_shots:
+                requests = self._shot(index, shot)
+                resolved.extend(requests if requests is not None else [None])
         self._check_pricing([shot for shot in resolved if shot is not None and isinstance(shot.model, str)])
         self._report_inherited(shots)
+        # A problem of a field every variant inherits is found once per variant: said once.
+        self.problems = list(dict.fromkeys(self.problems))
         if self._schema_failed:
             return None  # any value may be of the wrong type: only check, never build
         if any(p.severity == "error" for p in self.problems):
@@ -349,11 +360,71 @@ class _Resolver:
 
     # ---- one shot -------------------------------------------------------------------------------------------
 
-    def _shot(self, index: int, raw: dict[str, Any]) -> ResolvedShot | None:
+    def _shot(self, index: int, raw: dict[str, Any]) -> list[ResolvedShot] | None:
+        """The shot's requests: itself, or one per variant (``variants:`` and ``matrix:``); None if any is wrong."""
         shot_id: str = raw["id"]
-        before, inherited_before = len(self.problems), self._inherited_errors
         bad = frozenset(self._bad_shot_keys.get(index, ()))
-        view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=self._bad_defaults)
+        view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=frozenset(self._bad_defaults))
+        views = self._variant_views(view, shot_id)
+        if views is None:
+            return None
+        requests = [self._request(one, shot_id) for one in (views or [view])]
+        if any(request is None for request in requests):
+            return None
+        return [request for request in requests if request is not None]
+
+    def _variant_views(self, view: _ShotView, shot_id: str) -> list[_ShotView] | None:
+        """A view per variant, explicit ones first, then the matrix's; ``[]`` without variants; None on a clash."""
+        index = view.index
+        # Where the schema found a variant (or the matrix) wrong, it said what: those are not judged again, the
+        # other variants are.
+        broken = {p[3] for p in self._invalid if len(p) >= 4 and p[:3] == ("shots", index, "variants")}
+        if any(
+            p[:3] in (("shots", index, "variants"), ("shots", index, "matrix")) and len(p) <= 3 for p in self._invalid
+        ):
+            return None
+        named: dict[str, _ShotView] = {}
+        for name, fields in (view.raw.get("variants") or {}).items():
+            if name in broken:
+                continue
+            where: PathKey = ("shots", index, "variants", name)
+            paths = {key: (*where, key) for key in fields}
+            named[name] = view.with_variant(name, fields, paths)
+        bad_matrix = any(p[:3] == ("shots", index, "matrix") for p in self._invalid)
+        matrix: dict[str, list[Any]] = {} if bad_matrix else view.raw.get("matrix") or {}
+        keys = [key for key in matrix if key in MATRIX_KEYS]
+        clashed = False
+        combos = itertools.product(*(enumerate(matrix[key]) for key in keys)) if keys else ()
+        for combo in combos:
+            name = "-".join(str(value).replace(":", "x") for _, value in combo)
+            fields = {key: value for key, (_, value) in zip(keys, combo, strict=True)}
+            paths = {key: ("shots", index, "matrix", key, j) for key, (j, _) in zip(keys, combo, strict=True)}
+            if name in named:
+                line = self.source.location(("shots", index, "matrix")).line
+                message = f"variant `{name}` is also a name the matrix gives (line {line}); rename the variant"
+                self._error(("shots", index, "variants", name), message, shot_id)
+                clashed = True
+                continue
+            named[name] = view.with_variant(name, fields, paths)
+        clashed = self._check_variant_case(named, index, shot_id) or clashed
+        return None if clashed else list(named.values())
+
+    def _check_variant_case(self, named: Mapping[str, _ShotView], index: int, shot_id: str) -> bool:
+        """Variant names that differ only in case would share files on case-insensitive file systems."""
+        seen: dict[str, str] = {}
+        clashed = False
+        for name in named:
+            first = seen.setdefault(name.casefold(), name)
+            if first != name:
+                message = f"variant `{name}` differs from `{first}` only in case; they would share output files"
+                self._error(("shots", index, "variants", name), message, shot_id)
+                clashed = True
+        return clashed
+
+    def _request(self, view: _ShotView, shot_id: str) -> ResolvedShot | None:
+        """One request of the shot (the shot itself, or one variant of it), with its fingerprint."""
+        index = view.index
+        before, inherited_before = len(self.problems), self._inherited_errors
         images = self._shot_images(view, shot_id)
         variables = template_variables(
             project_vars=self.project_vars,
@@ -361,6 +432,7 @@ class _Resolver:
             shot_id=shot_id,
             shot_index=index,
             project_name=self.project_name,
+            variant=view.variant,
         )
         prompt = self._render(view, "prompt", shot_id, variables, limit=MAX_PROMPT, required=True)
         negative = self._render(view, "negative_prompt", shot_id, variables, limit=MAX_NEGATIVE_PROMPT, required=False)
@@ -399,8 +471,14 @@ class _Resolver:
             callback_url=callback,
             location=self.source.location(("shots", index)),
         )
-        # Every render field is in ``fields``: the shot is built once, with its fingerprint.
-        return ResolvedShot(**fields, fingerprint=fingerprint_of(fields))
+        # Every render field is in ``fields``: the shot is built once, with its fingerprint (of the request alone: the
+        # variant's name and the number of takes are not part of it).
+        return ResolvedShot(
+            **fields,
+            fingerprint=fingerprint_of(fields),
+            variant=view.variant,
+            takes=int(view.get("takes", DEFAULT_TAKES)),
+        )
 
     def _shot_images(self, view: _ShotView, shot_id: str) -> tuple[ImageRef, ...] | None:
         if view.unusable("images"):
@@ -601,12 +679,13 @@ class _Resolver:
         if where[0] == "defaults" and shot is not None:
             self._inherit_error(where, message, shot)
             return
-        self.problems.append(self.source.problem(where, message, shot=shot))
+        self.problems.append(self.source.problem(where, message, shot=_labelled(where, shot)))
 
     def _inherit_error(self, where: PathKey, message: str, shot: str, length: int = 0) -> None:
         self._inherited_errors += 1
         found = self._inherited.setdefault((where, message), _Inherited())
-        found.shots.append(shot)
+        if shot not in found.shots[-1:]:  # a shot's variants inherit it together: the shot counts once
+            found.shots.append(shot)
         found.longest = max(found.longest, length)
 
     def _report_inherited(self, shots: list[Any]) -> None:
@@ -637,7 +716,7 @@ class _Resolver:
                 return
             self._warned.add((where, message))
             shot = None
-        self.problems.append(self.source.warning(where, message, shot=shot))
+        self.problems.append(self.source.warning(where, message, shot=_labelled(where, shot)))
 
 
 @dataclass
@@ -654,7 +733,7 @@ class _ShotView:
     Values the schema rejected are left out: neither present nor missing, so they are not judged twice.
     """
 
-    __slots__ = ("index", "raw", "unusable_keys", "values")
+    __slots__ = ("index", "raw", "unusable_keys", "values", "variant", "variant_paths")
 
     def __init__(
         self,
@@ -681,6 +760,20 @@ class _ShotView:
         own_vars = own.get("vars")
         if isinstance(base_vars, dict) and isinstance(own_vars, dict):
             self.values["vars"] = {**base_vars, **own_vars}  # defaults' vars under the shot's own
+        self.variant: str | None = None
+        self.variant_paths: dict[str, PathKey] = {}
+
+    def with_variant(self, name: str, fields: Mapping[str, Any], paths: Mapping[str, PathKey]) -> _ShotView:
+        """This shot with a variant's fields over its own (its ``vars`` over the shot's); each field located where
+        the variant (or the matrix) sets it."""
+        view = _ShotView.__new__(_ShotView)
+        view.index, view.raw, view.unusable_keys = self.index, self.raw, self.unusable_keys
+        view.values = {**self.values, **fields}
+        if isinstance(fields.get("vars"), dict):
+            view.values["vars"] = {**self.merged_vars(), **fields["vars"]}
+        view.variant = name
+        view.variant_paths = dict(paths)
+        return view
 
     def unusable(self, key: str) -> bool:
         return key in self.unusable_keys
@@ -692,6 +785,9 @@ class _ShotView:
         return self.values.get(key, default)
 
     def path(self, key: str) -> PathKey:
+        found = self.variant_paths.get(key)
+        if found is not None:
+            return found
         return ("shots", self.index, key) if key in self.raw else ("defaults", key)
 
     def merged_vars(self) -> dict[str, Any]:
@@ -699,8 +795,18 @@ class _ShotView:
         return found if isinstance(found, dict) else {}
 
 
+def _labelled(where: PathKey, shot: str | None) -> str | None:
+    """The shot a problem names, with the variant when the problem is inside one: ``s03 variant wide``."""
+    if shot is not None and len(where) >= 4 and where[0] == "shots" and where[2] == "variants":
+        return f"{shot} variant {where[3]}"
+    return shot
+
+
 def _field_name(where: PathKey) -> str:
-    """How a message names a field: relative to the shot inside ``shots`` (the shot id is said already)."""
+    """How a message names a field: relative to the shot inside ``shots`` (the shot id is said already), and to the
+    variant inside ``variants`` (named already)."""
+    if len(where) >= 4 and where[0] == "shots" and where[2] == "variants":
+        return describe_path(where[4:])
     if len(where) >= 2 and where[0] == "shots" and isinstance(where[1], int):
         return describe_path(where[2:])
     return describe_path(where)

@@ -204,10 +204,14 @@ def _add(found: dict[Problem, PathKey], source: Source, path: PathKey, error: Va
 
 
 def shot_id_at(data: Any, path: PathKey) -> str | None:
-    """The id of the shot that ``path`` points into, if it is inside ``shots`` and the shot has a string id."""
+    """The id of the shot that ``path`` points into, if it is inside ``shots`` and the shot has a string id; with the
+    variant's name inside one of its ``variants`` (``s03 variant wide``)."""
     if len(path) >= 2 and path[0] == "shots" and isinstance(path[1], int):
         shot_id = lookup(data, ("shots", path[1], "id"))
-        return shot_id if isinstance(shot_id, str) else f"#{path[1] + 1}"
+        shot = shot_id if isinstance(shot_id, str) else f"#{path[1] + 1}"
+        if len(path) >= 5 and path[2] == "variants":
+            return f"{shot} variant {path[3]}"  # a problem inside the variant (a bad name is the shot's)
+        return shot
     return None
 
 

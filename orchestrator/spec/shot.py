@@ -75,6 +75,10 @@ class ResolvedShot:
     ``fingerprint`` is the sha256 of the render-relevant fields (see ``orchestrator.spec.fingerprint``), filled in
     by the resolver. A plain value: which attempt a render is and the external id it carries belong to the render
     (``orchestrator.plan.work.Render``).
+
+    A shot with ``variants:`` (or a ``matrix:``) resolves to one value per variant, ``variant`` its name (``None``
+    for a shot without variants); each is a request of its own, with its own fingerprint. ``takes`` is how many
+    renders of that request the shot wants: they share the fingerprint, the take number tells them apart.
     """
 
     id: str
@@ -93,6 +97,18 @@ class ResolvedShot:
     callback_url: str | None = None
     location: Location | None = None
     fingerprint: str = ""
+    variant: str | None = None
+    takes: int = 1
+
+    @property
+    def key(self) -> str:
+        """The request's name: its shot id, ``s03/wide`` for a variant (a render adds ``#<take>`` past take 1)."""
+        return self.id if self.variant is None else f"{self.id}/{self.variant}"
+
+    @property
+    def label(self) -> str:
+        """How people read the request: ``s03``, ``s03 wide``."""
+        return self.id if self.variant is None else f"{self.id} {self.variant}"
 
 
 @dataclass(frozen=True)
@@ -134,7 +150,17 @@ class ResolvedProject:
     vars: dict[str, object] = field(default_factory=dict)
     budget: BudgetEntry | None = None  # the spec's ``budget:`` entry, if it has one
 
+    @property
+    def shot_ids(self) -> tuple[str, ...]:
+        """Each shot's id once, in spec order (``shots`` holds one value per variant)."""
+        return tuple(dict.fromkeys(shot.id for shot in self.shots))
+
+    def requests_of(self, shot_id: str) -> tuple[ResolvedShot, ...]:
+        """The shot's requests: itself, or one per variant in spec order."""
+        return tuple(shot for shot in self.shots if shot.id == shot_id)
+
     def shot(self, shot_id: str) -> ResolvedShot:
+        """The shot's first request (the shot itself when it has no variants)."""
         for shot in self.shots:
             if shot.id == shot_id:
                 return shot

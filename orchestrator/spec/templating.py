@@ -327,12 +327,14 @@ def template_variables(
     shot_id: str,
     shot_index: int,
     project_name: str,
+    variant: str | None = None,
 ) -> dict[str, Any]:
-    """The variables a shot's templates see: project vars, then shot vars over them, then ``shot`` and ``project``."""
+    """The variables a shot's templates see: project vars, then shot vars over them (a variant's over those), then
+    ``shot`` (its id, index, number and variant name, ``None`` without one) and ``project``."""
     return {
         **project_vars,
         **shot_vars,
-        "shot": {"id": shot_id, "index": shot_index, "number": shot_index + 1},
+        "shot": {"id": shot_id, "index": shot_index, "number": shot_index + 1, "variant": variant},
         "project": {"name": project_name},
     }
 

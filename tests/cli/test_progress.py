@@ -223,3 +223,34 @@ def test_unconfirmed_shots_are_listed_with_their_state_in_the_summary() -> None:
     print_summary(result, screen)
     text = buffer.getvalue()
     assert "0 of 1 shot rendered" in text and "unconfirmed" in text and "may have been billed" in text
+
+
+def take_event(key: str, label: str, take: int, old: str, new: str, at: float) -> Event:
+    data = {"attempt": 1, "render": key, "label": label, "take": take, "variant": "wide"}
+    return Event(SHOT, shot_id="s01", old=old, new=new, at=at, data=data)
+
+
+TAKES = [
+    Event(RUN_STARTED, at=1_700_000_000.0, data={**START.data, "to_render": 2, "shots": ["s01/wide", "s01/wide#2"]}),
+    take_event("s01/wide", "s01 wide", 1, "pending", "submitting", 1_700_000_001.0),
+    take_event("s01/wide#2", "s01 wide#2", 2, "pending", "submitting", 1_700_000_001.5),
+    take_event("s01/wide", "s01 wide", 1, "submitting", "succeeded", 1_700_000_002.0),
+]
+
+
+def test_views_name_each_take_of_a_shot() -> None:
+    screen, buffer = console(terminal=False)
+    plain = PlainView(screen)
+    for event in TAKES:
+        plain(event)
+    text = buffer.getvalue()
+    assert "2 renders to render" in text
+    assert "s01 wide#2: pending -> submitting" in text and "s01 wide: submitting -> succeeded" in text
+    screen, buffer = console(terminal=True)
+    live = LiveView(screen)
+    for event in TAKES:
+        live(event)
+    live(Event(RUN_FINISHED))
+    text = buffer.getvalue()
+    # Two renders of one shot, counted apart: one finished, the other still submitting.
+    assert "1/2" in text and "s01 wide#2" in text and "submitting 1" in text

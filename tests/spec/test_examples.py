@@ -212,3 +212,13 @@ def test_example_shots_inherit_and_override_defaults() -> None:
     assert (overrides.mode, overrides.duration, overrides.cfg_scale) == ("pro", 10, 0.8)
     assert {image.source for image in overrides.images} == {"path", "url", "base64"}
     assert overrides.prompt.startswith("Mara walks the pier in shot 2 of all-features.")
+
+
+def test_example_takes_variants_and_matrix_expand() -> None:
+    project = check_project(SPECS / "examples" / "all-features.yaml").project
+    assert project is not None
+    variants = project.requests_of("a06-takes-and-variants")
+    assert [(shot.variant, shot.takes, shot.mode) for shot in variants] == [("wide", 2, "std"), ("pro", 2, "pro")]
+    assert "24mm lens, take variant wide" in variants[0].prompt
+    matrix = project.requests_of("a07-matrix")
+    assert [shot.variant for shot in matrix] == ["std-5", "std-10", "pro-5", "pro-10"]

@@ -73,8 +73,21 @@ def test_schema_enums_and_tables_match_the_code() -> None:
     assert tuple(top["pricing"]["properties"]) == LEGACY_KEYS
     assert tuple(schema.load_schema()["$defs"]["rateCard"]["properties"]) == CARD_KEYS
     assert set(top["limits"]["properties"]) == {f.name for f in dataclasses.fields(Limits)}
-    # Anything a shot can have can be in defaults, except its id.
-    assert set(top["defaults"]["properties"]) == set(shot) - {"id"}
+    # Anything a shot can have can be in defaults, except its id and its variants (named for that shot alone).
+    assert set(top["defaults"]["properties"]) == set(shot) - {"id", "variants", "matrix"}
+    # A variant overrides exactly the render fields the issue lists, each as the shot's own field is written.
+    variant = schema.load_schema()["$defs"]["variant"]["properties"]
+    assert set(variant) == {
+        "prompt",
+        "negative_prompt",
+        "mode",
+        "duration",
+        "cfg_scale",
+        "aspect_ratio",
+        "images",
+        "vars",
+    }
+    assert all(variant[name] == shot[name] for name in variant)
 
 
 SHOTS = "version: 1\nproject: p\nshots:\n  - id: s1\n    images: [a.png, b.png]\n    prompt: x\n"
