@@ -32,7 +32,8 @@ class BudgetConfig:
     ``lease_ttl``: seconds after which a lease nobody refreshed is freed (a killed run's, or one whose create's
     outcome is unknown). ``prefix``: the keys' common prefix (one per provider account sharing a Redis).
     ``timeout``: seconds a Redis call may take before Redis counts as unreachable. ``wait_poll``: how often a run
-    waiting for a slot asks again.
+    waiting for a slot asks again: every slot's wait for the next wave costs about this much, and an admission is one
+    cheap script, so it is short.
     """
 
     url: str = field(repr=False)
@@ -41,7 +42,7 @@ class BudgetConfig:
     lease_ttl: float = DEFAULT_LEASE_TTL
     prefix: str = DEFAULT_PREFIX
     timeout: float = 2.0
-    wait_poll: float = 0.25
+    wait_poll: float = 0.05
 
     def __post_init__(self) -> None:
         check_url(self.url)
