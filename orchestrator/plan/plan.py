@@ -36,10 +36,10 @@ from orchestrator.store.manifest import (
     LockInfo,
     Manifest,
     ManifestLock,
-    Output,
     ShotRecord,
     has_manifest,
     load_manifest,
+    record_of,
     store_source,
 )
 from orchestrator.store.records import DEFAULT_TAKE, FolderState, RenderRecord
@@ -364,23 +364,7 @@ class TakeRecords:
 
 def _as_record(render: RenderRecord) -> ShotRecord:
     """A take's render as the record the plan and the run decide from (the shape of a shot's current record)."""
-    return ShotRecord(
-        status=render.status,
-        fingerprint=render.fingerprint,
-        external_task_id=render.external_task_id,
-        task_id=render.task_id,
-        attempts=render.attempt,
-        error=render.error,
-        request=render.request,
-        outputs=[Output(o.path, o.sha256, o.bytes) for o in render.outputs],
-        cost=render.cost,
-        charged=render.charged,
-        provider_status=render.provider_status,
-        created_at=render.created_at,
-        updated_at=render.updated_at,
-        submitted_at=render.submitted_at,
-        finished_at=render.finished_at,
-    )
+    return record_of(render)
 
 
 @dataclass(frozen=True)

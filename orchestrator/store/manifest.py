@@ -363,7 +363,7 @@ def manifest_from_state(state: FolderState) -> Manifest:
     for row in state.shots:
         current = state.current(row.shot_id)
         if current is not None:
-            shots[row.shot_id] = _record_of(current, state.renders_of(row.shot_id))
+            shots[row.shot_id] = record_of(current, state.renders_of(row.shot_id))
     return Manifest(
         project=facts.project,
         spec_path=facts.spec_path,
@@ -378,24 +378,26 @@ def manifest_from_state(state: FolderState) -> Manifest:
     )
 
 
-def _record_of(current: RenderRecord, renders: tuple[RenderRecord, ...]) -> ShotRecord:
+def record_of(render: RenderRecord, renders: tuple[RenderRecord, ...] = ()) -> ShotRecord:
+    """A render as the record readers, the plan and the run decide from; with the shot's ``renders``, the others
+    that matter go in its ``history`` and its ``created_at`` is when the shot was first rendered."""
     return ShotRecord(
-        status=current.status,
-        fingerprint=current.fingerprint,
-        external_task_id=current.external_task_id,
-        task_id=current.task_id,
-        attempts=current.attempt,
-        error=current.error,
-        request=current.request,
-        outputs=[Output(o.path, o.sha256, o.bytes) for o in current.outputs],
-        cost=current.cost,
-        charged=current.charged,
-        provider_status=current.provider_status,
-        created_at=renders[0].created_at if renders else current.created_at,  # when the shot was first rendered
-        updated_at=current.updated_at,
-        submitted_at=current.submitted_at,
-        finished_at=current.finished_at,
-        history=[_history_entry(r) for r in renders if r.render_id != current.render_id and _kept(r)],
+        status=render.status,
+        fingerprint=render.fingerprint,
+        external_task_id=render.external_task_id,
+        task_id=render.task_id,
+        attempts=render.attempt,
+        error=render.error,
+        request=render.request,
+        outputs=[Output(o.path, o.sha256, o.bytes) for o in render.outputs],
+        cost=render.cost,
+        charged=render.charged,
+        provider_status=render.provider_status,
+        created_at=renders[0].created_at if renders else render.created_at,
+        updated_at=render.updated_at,
+        submitted_at=render.submitted_at,
+        finished_at=render.finished_at,
+        history=[_history_entry(r) for r in renders if r.render_id != render.render_id and _kept(r)],
     )
 
 
