@@ -112,3 +112,32 @@ def test_a_run_killed_mid_run_and_started_again_bills_nothing_twice(
     assert max(stats["submissions"].values()) == 1  # nothing billed twice
     assert stats["max_in_flight"] <= SLOTS and stats["faults"].get("1303", 0) == 0
     assert budget_state(redis_server.url).in_use == 0  # the killed run's slots came back
+
+
+def test_a_run_stops_submitting_at_the_studios_spend_cap_and_resumes_when_it_is_raised(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # 4 shots of 2 units each (std, 5 s) against a cap of 4 units: two are created, the run stops submitting with
+    # one line naming the cap and what is left, the other two wait; a raised cap lets the next run finish them.
+    spec = write_two_board_spec(tmp_path, 4, project="capped", concurrency=1)
+    text = spec.read_text()
+
+    def with_cap(cap: int) -> None:
+        entry = f"budget: {{url: '{redis_server.url}', slots: 4, units_cap: {cap}}}\n"
+        spec.write_text(text.replace("shots:\n", entry + "shots:\n"))
+
+    with_cap(4)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "orchestrator", "run", str(spec), "--provider", "local"]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 1, first.stderr
+    said = " ".join((first.stdout + first.stderr).split())  # the screen wraps long lines
+    assert "stopped submitting: the studio's spend cap of 4 units for today is reached: 0 left" in said, said
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    done = [shot for shot, entry in manifest["shots"].items() if entry["renders"][-1]["status"] == "succeeded"]
+    assert len(done) == 2
+    assert budget_state(redis_server.url).spent == pytest.approx(4)
+    with_cap(8)
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert budget_state(redis_server.url).spent == pytest.approx(8)
