@@ -4,8 +4,7 @@ The CLI (``orchestrator takes|select|approve|retake|hold``) and the review app c
 either is the same decision, in the same file::
 
     review = Review.open(Path("specs/pilot.yaml"))
-    for shot in review.shots():
-        print(shot.shot_id, shot.status, [row.ref.label for row in shot.takes])
+    badges = {shot.shot_id: (shot.status, [row.ref.label for row in shot.takes]) for shot in review.shots()}
     review.select("s03", 2)
     review.approve("s03", by="alice")
     review.retake("s04", "too fast at the end")

@@ -43,6 +43,7 @@ from orchestrator.spec.shot import (
     TrajectoryPoint,
 )
 from orchestrator.spec.templating import TemplateRenderer, template_variables
+from orchestrator.spec.view import ShotView
 from orchestrator.spec.yamlsource import PathKey, Source, describe_path, read_source
 
 DEFAULT_OUTPUT_DIR = "renders"
@@ -364,7 +365,7 @@ class _Resolver:
         """The shot's requests: itself, or one per variant (``variants:`` and ``matrix:``); None if any is wrong."""
         shot_id: str = raw["id"]
         bad = frozenset(self._bad_shot_keys.get(index, ()))
-        view = _ShotView(index, raw, self.defaults, bad=bad, bad_defaults=frozenset(self._bad_defaults))
+        view = ShotView(index, raw, self.defaults, bad=bad, bad_defaults=frozenset(self._bad_defaults))
         views = self._variant_views(view, shot_id)
         if views is None:
             return None
@@ -373,7 +374,7 @@ class _Resolver:
             return None
         return [request for request in requests if request is not None]
 
-    def _variant_views(self, view: _ShotView, shot_id: str) -> list[_ShotView] | None:
+    def _variant_views(self, view: ShotView, shot_id: str) -> list[ShotView] | None:
         """A view per variant, explicit ones first, then the matrix's; ``[]`` without variants; None on a clash."""
         index = view.index
         # Where the schema found a variant (or the matrix) wrong, it said what: those are not judged again, the
@@ -383,7 +384,7 @@ class _Resolver:
             p[:3] in (("shots", index, "variants"), ("shots", index, "matrix")) and len(p) <= 3 for p in self._invalid
         ):
             return None
-        named: dict[str, _ShotView] = {}
+        named: dict[str, ShotView] = {}
         for name, fields in (view.raw.get("variants") or {}).items():
             if name in broken:
                 continue
@@ -409,7 +410,7 @@ class _Resolver:
         clashed = self._check_variant_case(named, index, shot_id) or clashed
         return None if clashed else list(named.values())
 
-    def _check_variant_case(self, named: Mapping[str, _ShotView], index: int, shot_id: str) -> bool:
+    def _check_variant_case(self, named: Mapping[str, ShotView], index: int, shot_id: str) -> bool:
         """Variant names that differ only in case would share files on case-insensitive file systems."""
         seen: dict[str, str] = {}
         clashed = False
@@ -421,7 +422,7 @@ class _Resolver:
                 clashed = True
         return clashed
 
-    def _request(self, view: _ShotView, shot_id: str) -> ResolvedShot | None:
+    def _request(self, view: ShotView, shot_id: str) -> ResolvedShot | None:
         """One request of the shot (the shot itself, or one variant of it), with its fingerprint."""
         index = view.index
         before, inherited_before = len(self.problems), self._inherited_errors
@@ -480,7 +481,7 @@ class _Resolver:
             takes=int(view.get("takes", DEFAULT_TAKES)),
         )
 
-    def _shot_images(self, view: _ShotView, shot_id: str) -> tuple[ImageRef, ...] | None:
+    def _shot_images(self, view: ShotView, shot_id: str) -> tuple[ImageRef, ...] | None:
         if view.unusable("images"):
             return None
         if not view.has("images"):
@@ -510,7 +511,7 @@ class _Resolver:
         return refs  # None: the set itself is broken, and was reported where it is defined
 
     def _render(
-        self, view: _ShotView, key: str, shot_id: str, variables: dict[str, Any], *, limit: int, required: bool
+        self, view: ShotView, key: str, shot_id: str, variables: dict[str, Any], *, limit: int, required: bool
     ) -> str | None:
         if not view.has(key):
             if required and not view.unusable(key):
@@ -534,7 +535,7 @@ class _Resolver:
             return None
         return text or None
 
-    def _check_enums(self, view: _ShotView, shot_id: str) -> None:
+    def _check_enums(self, view: ShotView, shot_id: str) -> None:
         # The schema already holds these; kept as a guard so a resolved shot can never carry a value Kling rejects.
         for key, allowed in (("mode", MODES), ("duration", DURATIONS), ("aspect_ratio", ASPECT_RATIOS)):
             if view.has(key) and view.get(key) not in allowed:
@@ -547,7 +548,7 @@ class _Resolver:
     # ---- masks ----------------------------------------------------------------------------------------------
 
     def _masks(
-        self, view: _ShotView, shot_id: str, images: tuple[ImageRef, ...] | None
+        self, view: ShotView, shot_id: str, images: tuple[ImageRef, ...] | None
     ) -> tuple[ImageRef | None, tuple[DynamicMask, ...]]:
         first = images[0] if images else None
         size = (first.width, first.height) if first and first.width and first.height else None
@@ -574,7 +575,7 @@ class _Resolver:
         )
         self._error(where, message, shot_id)
 
-    def _dynamic_masks(self, view: _ShotView, shot_id: str, size: tuple[int, int] | None) -> tuple[DynamicMask, ...]:
+    def _dynamic_masks(self, view: ShotView, shot_id: str, size: tuple[int, int] | None) -> tuple[DynamicMask, ...]:
         if not view.has("dynamic_masks"):
             return ()
         where = view.path("dynamic_masks")
@@ -725,74 +726,6 @@ class _Inherited:
 
     shots: list[str] = dataclasses.field(default_factory=list)
     longest: int = 0
-
-
-class _ShotView:
-    """A shot's fields with ``defaults`` underneath, remembering which YAML node each value came from.
-
-    Values the schema rejected are left out: neither present nor missing, so they are not judged twice.
-    """
-
-    __slots__ = ("index", "raw", "unusable_keys", "values", "variant", "variant_paths")
-
-    def __init__(
-        self,
-        index: int,
-        raw: Mapping[str, Any],
-        defaults: Mapping[str, Any],
-        *,
-        bad: frozenset[str],
-        bad_defaults: frozenset[str],
-    ) -> None:
-        self.index = index
-        self.raw = raw
-        own: Mapping[str, Any]
-        if bad or bad_defaults:
-            inherited = {k: v for k, v in defaults.items() if k not in raw and k not in bad_defaults}
-            own = {k: v for k, v in raw.items() if k not in bad}
-            self.unusable_keys = bad | {k for k in bad_defaults if k not in raw}
-            self.values = {**inherited, **own}
-        else:
-            own = raw  # nothing to leave out: read as it is, merged once below
-            self.unusable_keys = frozenset()
-            self.values = {**defaults, **raw}
-        base_vars = defaults.get("vars") if "vars" not in bad_defaults else None
-        own_vars = own.get("vars")
-        if isinstance(base_vars, dict) and isinstance(own_vars, dict):
-            self.values["vars"] = {**base_vars, **own_vars}  # defaults' vars under the shot's own
-        self.variant: str | None = None
-        self.variant_paths: dict[str, PathKey] = {}
-
-    def with_variant(self, name: str, fields: Mapping[str, Any], paths: Mapping[str, PathKey]) -> _ShotView:
-        """This shot with a variant's fields over its own (its ``vars`` over the shot's); each field located where
-        the variant (or the matrix) sets it."""
-        view = _ShotView.__new__(_ShotView)
-        view.index, view.raw, view.unusable_keys = self.index, self.raw, self.unusable_keys
-        view.values = {**self.values, **fields}
-        if isinstance(fields.get("vars"), dict):
-            view.values["vars"] = {**self.merged_vars(), **fields["vars"]}
-        view.variant = name
-        view.variant_paths = dict(paths)
-        return view
-
-    def unusable(self, key: str) -> bool:
-        return key in self.unusable_keys
-
-    def has(self, key: str) -> bool:
-        return key in self.values
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def path(self, key: str) -> PathKey:
-        found = self.variant_paths.get(key)
-        if found is not None:
-            return found
-        return ("shots", self.index, key) if key in self.raw else ("defaults", key)
-
-    def merged_vars(self) -> dict[str, Any]:
-        found = self.values.get("vars")
-        return found if isinstance(found, dict) else {}
 
 
 def _labelled(where: PathKey, shot: str | None) -> str | None:
