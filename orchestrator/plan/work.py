@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.plan.pricing import Pricing
-from orchestrator.spec.fingerprint import external_task_id, request_record
+from orchestrator.spec.fingerprint import external_task_id
 from orchestrator.spec.shot import ResolvedShot
 from orchestrator.store.manifest import (
     DOWNLOADING,
@@ -64,7 +64,9 @@ class Render:
     start: Start
     attempt: int
     external_task_id: str
-    request: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # The request as an earlier run recorded it; ``None``: as the shot makes it (``request_record``), built once,
+    # by the first event of the render, rather than held by every render of a big production while it waits.
+    request: Mapping[str, Any] | None = field(default=None, compare=False)
     take: int = DEFAULT_TAKE
     variant: str | None = None
     render_id: int | None = None
@@ -246,7 +248,7 @@ def _continued(
         start=start,
         attempt=attempt,
         external_task_id=record.external_task_id or _external_id(shot, salt=salt, attempt=attempt, take=take),
-        request=record.request or request_record(shot),
+        request=record.request or None,
         take=take,
         variant=shot.variant,
         render_id=render_id,
@@ -274,7 +276,6 @@ def _created(shot: ResolvedShot, record: ShotRecord | None, *, salt: str, units:
         start=Start.CREATE,
         attempt=attempt,
         external_task_id=_external_id(shot, salt=salt, attempt=attempt, take=take),
-        request=request_record(shot),
         take=take,
         variant=shot.variant,
         units=units,

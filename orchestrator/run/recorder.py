@@ -17,6 +17,7 @@ from typing import Any
 from orchestrator.plan.work import Render, Start
 from orchestrator.providers.base import Task
 from orchestrator.run.events import NOTICE, PROGRESS, SHOT, Event, EventBus, NewRender, RenderChange
+from orchestrator.spec.fingerprint import request_record
 from orchestrator.store.manifest import DOWNLOADING, FAILED, PENDING, PENDING_REMOTE, UNCONFIRMED
 from orchestrator.store.records import DEFAULT_TAKE
 
@@ -145,7 +146,7 @@ class Recorder:
         if not known.started:
             new = NewRender(
                 fingerprint=render.shot.fingerprint,
-                request=render.request,
+                request=render.request if render.request is not None else request_record(render.shot),
                 attempt=render.attempt,
                 take=render.take,
                 variant=render.variant,
