@@ -325,6 +325,17 @@ class LiveView:
         return table
 
 
+# Up to this many unconfirmed renders get a command each to copy; past it, one command with KEY.
+_ADOPT_COMMANDS_SHOWN = 3
+
+
+def _adopt_commands(keys: Sequence[str], spec: str) -> str:
+    """``orchestrator adopt SPEC s03#2 TASK_ID`` for each unconfirmed render, by the key ``adopt`` takes."""
+    if len(keys) > _ADOPT_COMMANDS_SHOWN:
+        return f"orchestrator adopt {spec} KEY TASK_ID, for each KEY above"
+    return "; ".join(f"orchestrator adopt {spec} {key} TASK_ID" for key in keys)
+
+
 def print_summary(result: RunResult, console: Console, *, spec: str = "SPEC") -> None:
     """The end of a run: counts, each shot that did not succeed with its reason, what to do about unconfirmed
     shots, and where the manifest is."""
@@ -351,11 +362,11 @@ def print_summary(result: RunResult, console: Console, *, spec: str = "SPEC") ->
             )
         console.print(table)
     if result.unconfirmed:
-        shots = ", ".join(result.unconfirmed)
+        keys = ", ".join(result.unconfirmed)
         console.print(
             printable(
-                f"unconfirmed: {shots}. Each create may have been billed and is never sent again on its own. "
-                f"Attach the task you find in your provider's console (orchestrator adopt {spec} SHOT TASK_ID), "
+                f"unconfirmed: {keys}. Each create may have been billed and is never sent again on its own. "
+                f"Attach the task you find in your provider's console ({_adopt_commands(result.unconfirmed, spec)}), "
                 f"or resend knowingly (orchestrator run {spec} --resend-unconfirmed: may bill twice)",
                 newlines=False,
             ),

@@ -1,4 +1,4 @@
-"""Settling ``unconfirmed`` shots: ``orchestrator adopt`` and the confirmation behind ``run --resend-unconfirmed``.
+"""Settling ``unconfirmed`` renders: ``orchestrator adopt`` and the confirmation behind ``run --resend-unconfirmed``.
 
 A create whose outcome is unknown at a provider that cannot confirm it may have been billed. Nothing sends it again
 on its own: the user either attaches the task found in the provider's console (``adopt``) or asks for a resend,
@@ -18,7 +18,7 @@ from orchestrator.errors import ConfigError
 
 @cli.command("adopt")
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("shot")
+@click.argument("key")
 @click.argument("task_id")
 @click.option(
     "--provider",
@@ -27,19 +27,20 @@ from orchestrator.errors import ConfigError
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir).")
 @handle_errors
-def adopt_command(spec: Path, shot: str, task_id: str, provider: str | None, out: Path | None) -> None:
-    """Attach TASK_ID, found in your provider's console, to SHOT, an unconfirmed shot.
+def adopt_command(spec: Path, key: str, task_id: str, provider: str | None, out: Path | None) -> None:
+    """Attach TASK_ID, found in your provider's console, to KEY, an unconfirmed render.
 
-    The task is queried and checked against the shot (its external id, where the provider echoes it); the next
-    `orchestrator run SPEC` follows it and downloads its video. Nothing is created or billed.
+    KEY names the render as `run` and `status` do: a shot's id for its first take (s03), else s03#2, s03/wide or
+    s03/wide#2. The task is queried and checked against the render (its external id, where the provider echoes
+    it); the next `orchestrator run SPEC` follows it and downloads its video. Nothing is created or billed.
     """
     from orchestrator.adopt import adopt
 
-    adopted = adopt(spec, shot, task_id, provider=provider, out=out)
+    adopted = adopt(spec, key, task_id, provider=provider, out=out)
     check = "" if adopted.external_id_checked else " (the provider echoed no external id: checked by your word only)"
     click.echo(
         printable(
-            f"attached task {adopted.task_id} ({adopted.status}) to shot {adopted.shot_id}{check}; "
+            f"attached task {adopted.task_id} ({adopted.status}) to {adopted.named}{check}; "
             f"`orchestrator run {spec}` follows it and downloads its video"
         )
     )

@@ -1,8 +1,9 @@
 """Diff: what differs between two versions of a project, shot by shot and field by field.
 
 Each side is a spec file, a manifest (what was rendered), or ``SPEC@REV``: the spec and every file it names (boards,
-masks) as of a git revision, read from git's objects. Shots are matched by id; their render fields (the ones the
-fingerprint covers) are compared, and prompts get a word diff. Nothing here renders, writes or deletes anything.
+masks) as of a git revision, read from git's objects. Shots are matched by id, a shot with variants variant by
+variant (``s03/wide``: the spec's request, the store's newest render of that variant); their render fields (the ones
+the fingerprint covers) are compared, and prompts get a word diff. Nothing here renders, writes or deletes anything.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import ConfigError
+from orchestrator.plan.work import render_key
 from orchestrator.review.decisions import (
     DecisionChange,
     Decisions,
@@ -29,7 +31,8 @@ from orchestrator.review.decisions import (
 from orchestrator.spec.fingerprint import FieldChange, field_changes, request_record
 from orchestrator.spec.shot import ResolvedProject
 from orchestrator.spec.yamlsource import MAX_SPEC_BYTES, Source, parse_source
-from orchestrator.store.manifest import MANIFEST_NAME, Manifest, load_manifest, looks_like_manifest
+from orchestrator.store import FolderState, RenderRecord, load_state
+from orchestrator.store.manifest import MANIFEST_NAME, Manifest, looks_like_manifest, manifest_from_state, store_source
 
 if TYPE_CHECKING:
     from orchestrator.spec.images import ImageCheck
@@ -119,12 +122,37 @@ def side_from_project(project: ResolvedProject, *, label: str) -> DiffSide:
     return DiffSide(label=label, kind="spec", project=project.project, shots=shots)
 
 
-def side_from_manifest(manifest: Manifest, *, label: str) -> DiffSide:
-    shots = {
-        shot_id: ShotView(shot_id, dict(record.request), record.fingerprint, record.status)
-        for shot_id, record in manifest.shots.items()
-    }
+def side_from_manifest(manifest: Manifest, *, label: str, state: FolderState | None = None) -> DiffSide:
+    """One view per shot from its current record; with the store's ``state``, a shot whose renders carry variants
+    gets one view per variant (``s03/wide``, its newest render), as a spec's side has them."""
+    shots: dict[str, ShotView] = {}
+    for shot_id, record in manifest.shots.items():
+        variants = _newest_of_each_variant(state, shot_id) if state is not None else {}
+        if not variants:
+            shots[shot_id] = ShotView(shot_id, dict(record.request), record.fingerprint, record.status)
+        for variant, render in variants.items():
+            key = render_key(shot_id, variant=variant)
+            shots[key] = ShotView(key, render.request, render.fingerprint, render.status)
     return DiffSide(label=label, kind="manifest", project=manifest.project, shots=shots)
+
+
+def _newest_of_each_variant(state: FolderState, shot_id: str) -> dict[str, RenderRecord]:
+    """Each variant's newest render, when the shot's current render is a variant's; empty for a plain shot (and for
+    one whose spec dropped its variants since: its current render is plain again, older variants are history)."""
+    current = state.current(shot_id)
+    if current is None or current.variant is None:
+        return {}
+    newest: dict[str, RenderRecord] = {}
+    for render in state.renders_of(shot_id):  # oldest first: the last one seen of a variant is its newest
+        if render.variant is not None:
+            newest[render.variant] = render
+    return newest
+
+
+def _side_from_store(path: Path, *, label: str) -> DiffSide:
+    """A folder, its store or a snapshot: the store's state read once, for the records and the renders both."""
+    state = load_state(store_source(path))
+    return side_from_manifest(manifest_from_state(state), label=label, state=state)
 
 
 def load_side(arg: str, *, load_spec: SpecLoader | None = None) -> DiffSide:
@@ -133,7 +161,7 @@ def load_side(arg: str, *, load_spec: SpecLoader | None = None) -> DiffSide:
     (read with ``load_spec``). Nothing is written: a version-1 folder is read as it is."""
     path = Path(arg)
     if path.is_dir():
-        return side_from_manifest(load_manifest(path / MANIFEST_NAME), label=arg)
+        return _side_from_store(path / MANIFEST_NAME, label=arg)
     if not path.exists():
         at_rev = split_revision(arg)
         if at_rev is not None:
@@ -142,7 +170,7 @@ def load_side(arg: str, *, load_spec: SpecLoader | None = None) -> DiffSide:
             return replace(side, decisions=decisions_at_revision(spec, rev))
         raise ConfigError(f"{arg}: no such file (give a spec, a manifest, or SPEC@REV for a git revision)")
     if looks_like_manifest(path):
-        return side_from_manifest(load_manifest(path), label=arg)
+        return _side_from_store(path, label=arg)
     side = side_from_project((load_spec or default_spec_loader())(path), label=arg)
     return replace(side, decisions=load_decisions(decisions_path(path)))
 

@@ -190,7 +190,7 @@ class Review:
             decision = decisions.get(shot.id)
             if decision.status != RETAKE or decision.retake_take is None:
                 continue
-            variant = decision.select.variant if decision.select else None
+            variant = self._retake_variant(shot.id, decision.select)
             rendered = any(
                 render.take >= decision.retake_take
                 and render.variant == variant
@@ -247,7 +247,11 @@ class Review:
         return self._decide(shot_id, change, by=by)
 
     def retake(self, shot_id: str, note: str, *, by: str | None = None) -> Decision:
-        """Send the shot back: one more take of its current request is wanted (the old takes stay)."""
+        """Send the shot back: one more take of its current request is wanted (the old takes stay).
+
+        The request is the select's variant; a shot with variants and no select retakes its only variant, and asks
+        for a select when it has several (which one to render again is the reviewer's call, not ours).
+        """
         text = clean_note(note)
         if not text:
             raise DecisionError(f"{shot_id}: a retake needs a note saying what to change")
@@ -256,10 +260,31 @@ class Review:
             if base.status == RETAKE and base.retake_take is not None:
                 take = base.retake_take  # asked again before it was rendered: still the same one more take
             else:
-                take = self._next_take(review, base.select.variant if base.select else None)
+                if base.select is None and len(self._variants(review.shot_id)) > 1:
+                    raise self._no_variant_chosen(review.shot_id)
+                take = self._next_take(review, self._retake_variant(review.shot_id, base.select))
             return replace(base, status=RETAKE, retake_take=take, note=text)
 
         return self._decide(shot_id, change, by=by)
+
+    def _retake_variant(self, shot_id: str, select: TakeRef | None) -> str | None:
+        """Which variant a retake renders again: the select's, else the shot's only one (``None``: no variants, or
+        several and no select, which ``retake`` refuses)."""
+        if select is not None:
+            return select.variant
+        variants = self._variants(shot_id)
+        return variants[0] if len(variants) == 1 else None
+
+    def _variants(self, shot_id: str) -> list[str]:
+        return [shot.variant for shot in self.project.requests_of(shot_id) if shot.variant is not None]
+
+    def _no_variant_chosen(self, shot_id: str) -> DecisionError:
+        variants = self._variants(shot_id)
+        return DecisionError(
+            f"{shot_id}: it has {len(variants)} variants ({', '.join(variants)}); select the take to render again "
+            f"first (`orchestrator select {self.spec} {shot_id} N`, N as `orchestrator takes` numbers them), then "
+            "ask for the retake"
+        )
 
     def hold(self, shot_id: str, note: str | None = None, *, by: str | None = None) -> Decision:
         """Park the shot: nobody decides on it for now."""

@@ -664,6 +664,6 @@ def _unconfirmed_message(render: Render, reason: str, *, provider: str) -> str:
     return (
         f"unconfirmed: the create may have reached {provider} and been billed ({reason}), and {provider} cannot "
         f"confirm it, so it is not sent again on its own. Find the task with external id {render.external_task_id} "
-        f"in your provider's console and attach it (orchestrator adopt SPEC {render.shot.id} TASK_ID), or resend it "
+        f"in your provider's console and attach it (orchestrator adopt SPEC {render.key} TASK_ID), or resend it "
         "knowingly (orchestrator run SPEC --resend-unconfirmed)"
     )

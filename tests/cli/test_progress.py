@@ -225,6 +225,26 @@ def test_unconfirmed_shots_are_listed_with_their_state_in_the_summary() -> None:
     assert "0 of 1 shot rendered" in text and "unconfirmed" in text and "may have been billed" in text
 
 
+def test_the_summary_gives_a_command_to_copy_for_each_unconfirmed_render_by_its_key() -> None:
+    screen, buffer = console(terminal=False)
+    keys = ("s01#2", "s02/wide")
+    result = RunResult(
+        manifest_path=Path("/tmp/out/manifest.json"),
+        plan=Plan(),
+        statuses={"s01": "succeeded", **dict.fromkeys(keys, "unconfirmed")},
+        failures=tuple((key, "no answer") for key in keys),
+    )
+    print_summary(result, screen, spec="p.yaml")
+    text = buffer.getvalue()
+    assert "unconfirmed: s01#2, s02/wide." in text
+    assert "(orchestrator adopt p.yaml s01#2 TASK_ID; orchestrator adopt p.yaml s02/wide TASK_ID)" in text
+
+    many = {f"s{i:02}#2": "unconfirmed" for i in range(5)}
+    screen, buffer = console(terminal=False)
+    print_summary(RunResult(manifest_path=Path("/tmp/m.json"), plan=Plan(), statuses=many), screen, spec="p.yaml")
+    assert "(orchestrator adopt p.yaml KEY TASK_ID, for each KEY above)" in buffer.getvalue()
+
+
 def take_event(key: str, label: str, take: int, old: str, new: str, at: float) -> Event:
     data = {"attempt": 1, "render": key, "label": label, "take": take, "variant": "wide"}
     return Event(SHOT, shot_id="s01", old=old, new=new, at=at, data=data)

@@ -70,7 +70,9 @@ def test_run_names_unconfirmed_shots_and_exits_1_without_sending(unconfirmed: Pa
     before = len(task_ids(unconfirmed))
     code, out, _ = invoke("run", str(unconfirmed))
     assert code == 1
-    assert "unconfirmed: shot0, shot1" in out and f"orchestrator adopt {unconfirmed} SHOT TASK_ID" in out
+    assert "unconfirmed: shot0, shot1" in out
+    # A command to copy for each render, by its key.
+    assert f"orchestrator adopt {unconfirmed} shot0 TASK_ID; orchestrator adopt {unconfirmed} shot1 TASK_ID" in out
     assert len(task_ids(unconfirmed)) == before
 
 

@@ -257,3 +257,75 @@ def test_a_side_is_read_from_the_store_as_a_folder_or_as_its_database(tmp_path: 
     for side in (load_side(str(out)), load_side(str(out / "renders.db"))):
         assert set(side.shots) == {"s1"} and side.shots["s1"].request == {"prompt": "from the store"}
     assert set(load_side(str(out / "manifest.json")).shots) == {"s1"}  # beside its database, the file is not read
+
+
+# --- variants: the store's renders compared variant by variant ------------------------------------------------------
+
+VARIANTS_SPEC = """\
+version: 1
+project: demo
+output_dir: out
+shots:
+  - {id: s1, images: [a.png, b.png], prompt: "a boat at dawn"}
+  - id: s2
+    images: [a.png, b.png]
+    prompt: "gulls"
+    takes: 2
+    variants: {wide: {prompt: "gulls over the bay"}, pro: {mode: pro}}
+"""
+
+
+def rendered_variants(tmp_path: Path) -> Path:
+    """The spec above, and a store holding what a run of it left: every take of every request finished."""
+    from orchestrator.spec.load import load_project
+    from orchestrator.store import RenderStore
+
+    write_board(tmp_path / "a.png", (400, 300), (200, 40, 40))
+    write_board(tmp_path / "b.png", (400, 300), (40, 200, 40))
+    spec = tmp_path / "p.yaml"
+    spec.write_text(VARIANTS_SPEC)
+    project = load_project(spec)
+    store = RenderStore.open(project.output_dir, project="demo", stamp_run=False)
+    try:
+        for request in project.shots:
+            for take in range(1, request.takes + 1):
+                render = store.new_render(
+                    request.id,
+                    fingerprint=request.fingerprint,
+                    request=request_record(request),
+                    take=take,
+                    variant=request.variant,
+                )
+                store.update_render(render.render_id, status="succeeded")
+    finally:
+        store.close(finished=False)
+    return spec
+
+
+def test_a_spec_against_its_store_compares_a_shot_with_variants_variant_by_variant(tmp_path: Path) -> None:
+    spec = rendered_variants(tmp_path)
+    out = str(tmp_path / "out")
+    same = diff_paths(out, str(spec))
+    kinds = [(s.shot_id, s.kind) for s in same.shots]
+    assert kinds == [("s1", UNCHANGED), ("s2/wide", UNCHANGED), ("s2/pro", UNCHANGED)]
+    assert same.counts()[ADDED] == same.counts()[REMOVED] == 0
+
+    spec.write_text(VARIANTS_SPEC.replace("gulls over the bay", "gulls over the harbour"))
+    edited = {s.shot_id: s for s in diff_paths(out, str(spec)).shots}
+    assert (edited["s2/wide"].kind, edited["s2/wide"].fields) == (CHANGED, ["prompt"])
+    assert format_word_diff(edited["s2/wide"].word_diffs["prompt"]) == "gulls over the [-bay-]{+harbour+}"
+    assert edited["s2/pro"].kind == UNCHANGED and edited["s1"].kind == UNCHANGED
+
+    # A snapshot given as a file reads the same; two specs still compare request by request.
+    snapshot = diff_paths(str(tmp_path / "out" / "manifest.json"), str(spec))
+    assert {s.shot_id: s.kind for s in snapshot.shots} == {k: v.kind for k, v in edited.items()}
+    both = diff_paths(str(spec), str(spec))
+    assert [s.shot_id for s in both.shots] == ["s1", "s2/wide", "s2/pro"] and both.equal
+
+
+def test_a_variant_the_spec_dropped_shows_as_removed(tmp_path: Path) -> None:
+    spec = rendered_variants(tmp_path)
+    spec.write_text(VARIANTS_SPEC.replace(", pro: {mode: pro}", ""))
+    result = diff_paths(str(tmp_path / "out"), str(spec))
+    kinds = [(s.shot_id, s.kind) for s in result.shots]
+    assert kinds == [("s1", UNCHANGED), ("s2/wide", UNCHANGED), ("s2/pro", REMOVED)]
