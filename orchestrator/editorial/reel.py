@@ -11,9 +11,10 @@ import datetime
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from orchestrator.editorial.cut import Cut
 from orchestrator.editorial.media import MediaFacts, held_image
+from orchestrator.editorial.overlay import Box, Planes, black_planes, frame_planes, owned_planes, paste, text_box
 from orchestrator.editorial.timeline import DEFAULT_RATE, RECORD_START_SECONDS, ClipPlan, plan_clips
 from orchestrator.errors import EditorialError
 
 SLATE_SECONDS = 2
 DEFAULT_HEIGHT = 720
 ASPECTS: dict[str, Fraction] = {"16:9": Fraction(16, 9), "9:16": Fraction(9, 16), "1:1": Fraction(1)}
+SCALER = "BILINEAR"  # swscale's, as PIL's BILINEAR before: filter support widened when shrinking
 
 Progress = Callable[[int, int], None]
 
@@ -72,15 +75,15 @@ def render_reel(
     try:
         with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
             encoder = _Encoder(container, size=size, rate=rate, total=total, progress=progress)
-            slate = _slate(cut, plans, size=size, rate=rate, total=total - slate_frames, today=today)
+            slate = _planes_of(_slate(cut, plans, size=size, rate=rate, total=total - slate_frames, today=today))
             for _ in range(slate_frames):
                 encoder.write(slate)
-            record = 0
+            record = RECORD_START_SECONDS * round(rate)
             for plan in plans:
-                for number, image in enumerate(_clip_frames(plan, size=size, rate=rate)):
-                    _burn_in(image, plan, timecode(RECORD_START_SECONDS * round(rate) + record + number, rate))
-                    encoder.write(image)
-                record += plan.frames
+                burn_in = _BurnIn(plan, size)
+                for picture in _clip_pictures(plan, size=size, rate=rate):
+                    encoder.write(picture, burn_in.boxes(timecode(record, rate)))
+                    record += 1
             encoder.finish()
         tmp.replace(dest)
     except av.FFmpegError as exc:
@@ -93,7 +96,7 @@ def render_reel(
 
 
 class _Encoder:
-    """One H.264 stream; frames go in as PIL images, numbered from 0 at ``1/rate``."""
+    """One H.264 stream; each frame is a base picture copied into a fresh yuv420p frame, burn-ins stamped on it."""
 
     def __init__(self, container: Any, *, size: tuple[int, int], rate: float, total: int, progress: Progress | None):
         self._container = container
@@ -101,14 +104,20 @@ class _Encoder:
         self._stream.width, self._stream.height, self._stream.pix_fmt = size[0], size[1], "yuv420p"
         self._stream.codec_context.time_base = 1 / Fraction(rate).limit_denominator(1001)
         self._stream.options = {"preset": "veryfast", "crf": "23"}
+        self._size = size
         self._count = 0
         self._total = total
         self._progress = progress
 
-    def write(self, image: Image.Image) -> None:
+    def write(self, picture: Planes, boxes: Iterable[Box] = ()) -> None:
         import av
 
-        frame = av.VideoFrame.from_ndarray(np.asarray(image, dtype=np.uint8), format="rgb24")
+        # A fresh frame each time: the encoder may still hold the last one, and the picture is shared by frames.
+        frame = av.VideoFrame(self._size[0], self._size[1], "yuv420p")
+        planes = frame_planes(frame)
+        picture.copy_into(planes)
+        for box in boxes:
+            box.stamp(planes)
         frame.pts = self._count
         frame.time_base = self._stream.codec_context.time_base
         self._container.mux(self._stream.encode(frame))
@@ -133,17 +142,20 @@ def _frame_size(plans: list[ClipPlan], height: int) -> tuple[int, int]:
     return width - width % 2, even_height
 
 
-def _clip_frames(plan: ClipPlan, *, size: tuple[int, int], rate: float) -> Iterator[Image.Image]:
-    """``plan.frames`` pictures at ``rate``: the media resampled by time (held or dropped frames), or the board."""
+def _clip_pictures(plan: ClipPlan, *, size: tuple[int, int], rate: float) -> Iterator[Planes]:
+    """``plan.frames`` pictures at ``rate``: the media resampled by time (held or dropped frames), or the board.
+
+    A picture shown for several frames (a held board, a slower video's frame) is the same object each time.
+    """
     if plan.shot.media is None:
-        board = _fit(held_image(plan.shot), size)
+        board = _planes_of(_fit(held_image(plan.shot), size))
         for _ in range(plan.frames):
-            yield board.copy()
+            yield board
         return
     yield from _resampled(plan.shot.media, plan.frames, size=size, rate=rate)
 
 
-def _resampled(path: Path, frames: int, *, size: tuple[int, int], rate: float) -> Iterator[Image.Image]:
+def _resampled(path: Path, frames: int, *, size: tuple[int, int], rate: float) -> Iterator[Planes]:
     import av
 
     try:
@@ -151,24 +163,49 @@ def _resampled(path: Path, frames: int, *, size: tuple[int, int], rate: float) -
             decoded = _timed_frames(container)
             current = next(decoded, None)
             upcoming = next(decoded, None)
+            shown: tuple[Any, Planes] | None = None
             for number in range(frames):
                 t = number / rate
                 while upcoming is not None and upcoming[0] <= t + 1e-9:
                     current, upcoming = upcoming, next(decoded, None)
                 if current is None:
                     raise EditorialError(f"{path}: the video has no frames")
-                yield _fit(current[1], size)
+                if shown is None or shown[0] is not current[1]:
+                    # Scaled once per source frame, however many reel frames show it; dropped ones never are.
+                    shown = current[1], _scaled(current[1], size)
+                yield shown[1]
     except av.FFmpegError as exc:
         raise EditorialError(f"{path}: cannot decode ({exc})") from None
 
 
-def _timed_frames(container: Any) -> Iterator[tuple[float, Image.Image]]:
+def _timed_frames(container: Any) -> Iterator[tuple[float, Any]]:
     stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
     start = None
     for frame in container.decode(stream):
         seconds = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
         start = seconds if start is None else start
-        yield seconds - start, frame.to_image()
+        yield seconds - start, frame
+
+
+def _scaled(frame: Any, size: tuple[int, int]) -> Planes:
+    """A decoded frame whole inside ``size``, centred on black, scaled by PyAV straight to yuv420p."""
+    scale = min(size[0] / frame.width, size[1] / frame.height)
+    fitted = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+    picture = frame_planes(frame.reformat(width=fitted[0], height=fitted[1], format="yuv420p", interpolation=SCALER))
+    if fitted == size:
+        return picture
+    canvas = black_planes(size)
+    paste(picture, canvas)
+    return canvas
+
+
+def _planes_of(image: Image.Image) -> Planes:
+    """A PIL picture the reel's size as yuv420p planes (converted once: the slate, a held board)."""
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB"), dtype=np.uint8), format="rgb24")
+    return owned_planes(frame.reformat(format="yuv420p"))
 
 
 def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -186,22 +223,29 @@ def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return canvas
 
 
+@lru_cache(maxsize=32)
 def _font(height: int, divisor: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=max(8, height // divisor))
 
 
-def _burn_in(image: Image.Image, plan: ClipPlan, code: str) -> None:
-    """Shot id, take and review status at the top left, record timecode at the bottom right, on dark boxes."""
-    shot = plan.shot
-    take = f"take {shot.take}" if shot.take is not None else "board held"
-    label = f"{shot.shot_id}  {take}  {shot.review_status}{'  (stand-in)' if shot.stand_in and not shot.held else ''}"
-    font = _font(image.height, 18)
-    draw = ImageDraw.Draw(image)
-    pad = max(2, image.height // 90)
-    for text, anchor, xy in ((label, "la", (pad, pad)), (code, "rd", (image.width - pad, image.height - pad))):
-        left, top, right, bottom = draw.textbbox(xy, text, font=font, anchor=anchor)
-        draw.rectangle((left - pad, top - pad, right + pad, bottom + pad), fill=(0, 0, 0))
-        draw.text(xy, text, font=font, fill=(255, 255, 255), anchor=anchor)
+class _BurnIn:
+    """Shot id, take and review status at the top left (drawn once per shot), record timecode at the bottom right
+    (drawn per frame), each on a dark box."""
+
+    def __init__(self, plan: ClipPlan, size: tuple[int, int]) -> None:
+        shot = plan.shot
+        take = f"take {shot.take}" if shot.take is not None else "board held"
+        stand_in = "  (stand-in)" if shot.stand_in and not shot.held else ""
+        label = f"{shot.shot_id}  {take}  {shot.review_status}{stand_in}"
+        self._size = size
+        self._font = _font(size[1], 18)
+        self._pad = max(2, size[1] // 90)
+        self._label = text_box(label, font=self._font, anchor="la", xy=(self._pad, self._pad), pad=self._pad, size=size)
+
+    def boxes(self, code: str) -> list[Box]:
+        corner = (self._size[0] - self._pad, self._size[1] - self._pad)
+        timecode_box = text_box(code, font=self._font, anchor="rd", xy=corner, pad=self._pad, size=self._size)
+        return [box for box in (self._label, timecode_box) if box is not None]
 
 
 def _slate(
