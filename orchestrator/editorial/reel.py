@@ -157,7 +157,10 @@ def _clip_pictures(plan: ClipPlan, *, size: tuple[int, int], rate: float) -> Ite
 
 def _resampled(path: Path, frames: int, *, size: tuple[int, int], rate: float) -> Iterator[Planes]:
     import av
+    from av.video.reformatter import VideoReformatter
 
+    # One scaler for the clip: ``VideoFrame.reformat`` sets a new one up on every call, which costs 5x the scaling.
+    scaler = VideoReformatter()
     try:
         with av.open(str(path)) as container:
             decoded = _timed_frames(container)
@@ -172,7 +175,7 @@ def _resampled(path: Path, frames: int, *, size: tuple[int, int], rate: float) -
                     raise EditorialError(f"{path}: the video has no frames")
                 if shown is None or shown[0] is not current[1]:
                     # Scaled once per source frame, however many reel frames show it; dropped ones never are.
-                    shown = current[1], _scaled(current[1], size)
+                    shown = current[1], _scaled(current[1], size, scaler)
                 yield shown[1]
     except av.FFmpegError as exc:
         raise EditorialError(f"{path}: cannot decode ({exc})") from None
@@ -188,11 +191,13 @@ def _timed_frames(container: Any) -> Iterator[tuple[float, Any]]:
         yield seconds - start, frame
 
 
-def _scaled(frame: Any, size: tuple[int, int]) -> Planes:
+def _scaled(frame: Any, size: tuple[int, int], scaler: Any) -> Planes:
     """A decoded frame whole inside ``size``, centred on black, scaled by PyAV straight to yuv420p."""
     scale = min(size[0] / frame.width, size[1] / frame.height)
     fitted = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
-    picture = frame_planes(frame.reformat(width=fitted[0], height=fitted[1], format="yuv420p", interpolation=SCALER))
+    picture = frame_planes(
+        scaler.reformat(frame, width=fitted[0], height=fitted[1], format="yuv420p", interpolation=SCALER)
+    )
     if fitted == size:
         return picture
     canvas = black_planes(size)
