@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime
+import threading
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import replace
+from itertools import cycle, islice
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
+from orchestrator.editorial.cut import Cut
 from orchestrator.editorial.export import export_cut
+from orchestrator.editorial.media import MediaFacts, probe
 from orchestrator.editorial.reel import render_reel, timecode
+from orchestrator.errors import EditorialError
 from tests.editorial.conftest import Store
 
 RATE = 8.0  # a short reel: 2 s slate + 3 x 5 s at 8 fps = 136 frames
@@ -56,3 +65,43 @@ def test_slate_and_burn_in_are_on_the_frames(store: Store, tmp_path: Path) -> No
 def test_timecodes_are_hours_minutes_seconds_frames() -> None:
     assert timecode(86400, 24) == "01:00:00:00"
     assert timecode(86400 + 24 * 61 + 5, 24) == "01:01:01:05"
+
+
+def _peak_traced_bytes(cut: Cut, dest: Path) -> int:
+    tracemalloc.start()
+    try:
+        render_reel(cut, dest, rate=RATE, height=144, today=datetime.date(2026, 1, 2))
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_flat_with_the_length_of_the_reel(store: Store, tmp_path: Path) -> None:
+    cut = store.cut()  # two videos and a held board, repeated: 4 shots (176 frames), then 16 (656 frames)
+    short, long = (replace(cut, shots=tuple(islice(cycle(cut.shots), count))) for count in (4, 16))
+    _peak_traced_bytes(short, tmp_path / "warm.mp4")  # fonts, codecs and caches loaded once, outside the measure
+    short_peak = _peak_traced_bytes(short, tmp_path / "short.mp4")
+    long_peak = _peak_traced_bytes(long, tmp_path / "long.mp4")
+    # Keeping the frames would add 480 x 55 KB (26 MB); the cut's own records for 12 more shots are a few KB.
+    assert long_peak < short_peak * 1.1 + 256 * 1024, (short_peak, long_peak)
+
+
+def test_an_unreadable_video_is_one_clear_error_and_leaves_nothing(store: Store, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 100)
+    cut = store.cut()
+    cut = replace(cut, shots=(cut.shots[0], replace(cut.shots[1], media=broken)))
+    threads = threading.active_count()
+    with pytest.raises(EditorialError, match=r"broken\.mp4: cannot decode"):
+        render_reel(cut, tmp_path / "reel.mp4", rate=RATE, height=144, facts=_facts_of_first_video(cut))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.mp4"]
+    assert threading.active_count() == threads  # the decoding thread is gone too
+
+
+def _facts_of_first_video(cut: Cut) -> Callable[[Path], MediaFacts]:
+    # The probe would refuse the broken file before the reel starts: say it is like the good one, so that the
+    # error comes from decoding, on the reel's decoding thread.
+    first = cut.shots[0].media
+    assert first is not None
+    facts = probe(first)
+    return lambda path: facts
