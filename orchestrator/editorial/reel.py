@@ -12,7 +12,8 @@ import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -85,9 +86,11 @@ def render_reel(
             for _ in range(slate_frames):
                 encoder.write(slate)
             record = RECORD_START_SECONDS * round(rate)
-            for burn_in, picture in _ahead(_reel_pictures(plans, size=size, rate=rate), depth=PREFETCH):
-                encoder.write(picture, burn_in.boxes(timecode(record, rate)))
-                record += 1
+            # Closed on the way out, whatever ends the loop: the decoding thread never outlives the reel.
+            with closing(_ahead(_reel_pictures(plans, size=size, rate=rate), depth=PREFETCH)) as pictures:
+                for burn_in, picture in pictures:
+                    encoder.write(picture, burn_in.boxes(timecode(record, rate)))
+                    record += 1
             encoder.finish()
         tmp.replace(dest)
     except av.FFmpegError as exc:
@@ -155,7 +158,7 @@ def _reel_pictures(plans: list[ClipPlan], *, size: tuple[int, int], rate: float)
             yield burn_in, picture
 
 
-def _ahead(items: Iterator[T], *, depth: int) -> Iterator[T]:
+def _ahead(items: Iterator[T], *, depth: int) -> Generator[T, None, None]:
     """``items``, produced on a thread of their own at most ``depth`` ahead of the consumer.
 
     Decoding and scaling (the producer) and encoding (the consumer) run in C without the GIL, so on two cores the

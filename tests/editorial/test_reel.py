@@ -105,3 +105,14 @@ def _facts_of_first_video(cut: Cut) -> Callable[[Path], MediaFacts]:
     assert first is not None
     facts = probe(first)
     return lambda path: facts
+
+
+def test_a_reel_stopped_midway_stops_its_decoding_thread(store: Store, tmp_path: Path) -> None:
+    def interrupt(done: int, total: int) -> None:
+        if done == 40:  # past the slate, in the first shot: the decoding thread is running
+            raise KeyboardInterrupt
+
+    threads = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        render_reel(store.cut(), tmp_path / "reel.mp4", rate=RATE, height=144, progress=interrupt)
+    assert threading.active_count() == threads and list(tmp_path.iterdir()) == []
