@@ -2,7 +2,13 @@
 
 A two-second slate (project, spec revision when in git, date, shot count, length), then every shot's select (or
 its held board) for exactly its clip's length in the timeline, with a burn-in of shot id, take, review status and
-record timecode. Frames are decoded, drawn and encoded one at a time: memory stays flat however long the reel.
+record timecode.
+
+It streams, and stays in C where it can: pictures go from the decoder to the encoder as yuv420p planes, scaled by
+PyAV (swscale) straight to the reel's size; the burn-in is stamped on its boxes only (``overlay``), the static label
+drawn once per shot and the timecode once per frame; a held board or the slate is converted once and shown for as
+many frames as it lasts. Decoding runs on a thread of its own a few frames ahead of the encoder, so memory stays
+flat however long the reel.
 """
 
 from __future__ import annotations
