@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import io
 import threading
 import tracemalloc
 from collections.abc import Callable
@@ -13,12 +14,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from orchestrator.editorial.cut import Cut
 from orchestrator.editorial.export import export_cut
 from orchestrator.editorial.media import MediaFacts, probe
 from orchestrator.editorial.reel import render_reel, timecode
 from orchestrator.errors import EditorialError
+from orchestrator.providers.local.animatic import render_animatic
 from tests.editorial.conftest import Store
 
 RATE = 8.0  # a short reel: 2 s slate + 3 x 5 s at 8 fps = 136 frames
@@ -116,3 +119,18 @@ def test_a_reel_stopped_midway_stops_its_decoding_thread(store: Store, tmp_path:
     with pytest.raises(KeyboardInterrupt):
         render_reel(store.cut(), tmp_path / "reel.mp4", rate=RATE, height=144, progress=interrupt)
     assert threading.active_count() == threads and list(tmp_path.iterdir()) == []
+
+
+def test_a_video_of_another_shape_is_centred_on_black(store: Store, tmp_path: Path) -> None:
+    tall = tmp_path / "tall.mp4"  # 9:16 in a 16:9 reel: 144 high, 81 wide (odd), pillarboxed
+    board = io.BytesIO()
+    Image.new("RGB", (36, 64), (250, 250, 250)).save(board, format="PNG")
+    render_animatic([board.getvalue()], duration=2, aspect_ratio="9:16", dest=tall, cheap=True)
+    cut = store.cut()
+    cut = replace(cut, shots=(cut.shots[0], replace(cut.shots[0], shot_id="tall", media=tall)))
+    result = render_reel(cut, tmp_path / "reel.mp4", rate=RATE, height=144)
+    frame = _frames(tmp_path / "reel.mp4")[-1].astype(int)
+    middle = frame[40:100]  # below the label, above the timecode
+    assert (middle[:, 128 - 30 : 128 + 30] > 200).all()  # the white board, in the middle
+    assert (middle[:, :80] < 30).all() and (middle[:, -80:] < 30).all()  # black either side
+    assert result.frames == result.slate_frames + 40 + 16
