@@ -1,6 +1,6 @@
 """Editorial timings: export of a 1,000-shot timeline, and reel encoding speed against a plain ffmpeg concat.
 
-    PYTHONPATH=. python bench/editorial_bench.py [--shots 1000] [--reel-shots 12]
+    PYTHONPATH=. python bench/editorial_bench.py [--shots 1000] [--reel-shots 12] [--reel-only]
 
 The 1,000-shot store is synthetic: one real 2 fps clip (made with the simulator's animatic renderer) hard-linked
 into every shot's folder, a ``FolderState`` built in memory. The reel is timed on ``--reel-shots`` of those clips
@@ -94,13 +94,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shots", type=int, default=1000)
     parser.add_argument("--reel-shots", type=int, default=12)
+    parser.add_argument("--reel-only", action="store_true", help="time the reel and ffmpeg only, not the exports")
     args = parser.parse_args()
+    shots = max(args.reel_shots, 1) if args.reel_only else args.shots
     with tempfile.TemporaryDirectory(prefix="editorial-bench-") as name:
         folder = Path(name)
         started = time.perf_counter()
-        cut = synthetic_cut(folder, args.shots)
-        print(f"synthetic store of {args.shots} shots: {time.perf_counter() - started:.2f} s")
-        time_exports(cut, folder)
+        cut = synthetic_cut(folder, shots)
+        print(f"synthetic store of {shots} shots: {time.perf_counter() - started:.2f} s")
+        if not args.reel_only:
+            time_exports(cut, folder)
         time_reel(cut, folder, args.reel_shots)
 
 
