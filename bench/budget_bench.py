@@ -18,9 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.budget.servers import RedisServer
+from tests.budget.servers import SIMULATOR_RENDER_TIME, RedisServer, simulator_process
 from tests.budget.test_runs import PROJECTS, finished, sim_stats, start
-from tests.budget.test_simulator import simulator as simulator_fixture
 from tests.helpers import write_two_board_spec
 
 SLOTS = 4
@@ -30,13 +29,11 @@ def measure(folder: Path, *, shots: int, budget: bool) -> dict[str, float]:
     specs = [write_two_board_spec(folder / name, shots, project=name, concurrency=SLOTS) for name in PROJECTS]
     redis = RedisServer(folder)
     redis.start()
-    simulator = simulator_fixture.__wrapped__()  # type: ignore[attr-defined]
-    url = next(simulator)
     try:
-        runs = [finished(process) for process in [start(spec, url, redis.url if budget else None) for spec in specs]]
-        stats = sim_stats(url)
+        with simulator_process(slots=SLOTS) as url:
+            runs = [finished(p) for p in [start(spec, url, redis.url if budget else None) for spec in specs]]
+            stats = sim_stats(url)
     finally:
-        next(simulator, None)
         redis.stop()
     makespan = max(run["ended"] for run in runs) - min(run["started"] for run in runs)
     return {
@@ -52,9 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shots", type=int, default=4, help="shots per project (default 4)")
     args = parser.parse_args()
-    from tests.budget.test_simulator import RENDER_TIME
-
-    ideal = math.ceil(len(PROJECTS) * args.shots / SLOTS) * RENDER_TIME
+    ideal = math.ceil(len(PROJECTS) * args.shots / SLOTS) * SIMULATOR_RENDER_TIME
     for budget in (True, False):
         with tempfile.TemporaryDirectory() as folder:
             figures = measure(Path(folder), shots=args.shots, budget=budget)

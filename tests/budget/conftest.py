@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.budget.config import BudgetConfig
 from orchestrator.budget.shared import SharedBudget
-from tests.budget.servers import Factory, RedisServer
+from tests.budget.servers import Factory, RedisServer, simulator_process
 
 pytest.importorskip("redis", reason="the shared budget's tests need redis-py: pip install 'orchestrator[studio]'")
 fakeredis = pytest.importorskip("fakeredis", reason="the script tests need fakeredis[lua]")
@@ -57,3 +57,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def simulator() -> Iterator[str]:
+    """The simulator in its own process, its account capped at 4 tasks in flight: its base URL."""
+    with simulator_process() as base_url:
+        yield base_url

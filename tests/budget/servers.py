@@ -1,18 +1,25 @@
-"""A real ``redis-server`` for the budget's tests, and the type of the fakeredis factory fixture."""
+"""A real ``redis-server`` and the simulator, each in a process of its own, for the budget's tests and benchmark; and
+the type of the fakeredis factory fixture."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.budget.shared import SharedBudget
 
 Factory = Callable[..., SharedBudget]
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -55,3 +62,33 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
             self.process = None
+
+
+SIMULATOR_SLOTS = 4  # the simulated account's tasks in flight
+SIMULATOR_RENDER_TIME = 1.0
+
+
+@contextmanager
+def simulator_process(*, slots: int = SIMULATOR_SLOTS, render_time: float = SIMULATOR_RENDER_TIME) -> Iterator[str]:
+    """The Kling-compatible simulator in a process of its own on a free loopback port, its account capped at ``slots``
+    tasks in flight (1303 past them): its base URL while it runs."""
+    port = free_port()
+    command = [sys.executable, "-m", "orchestrator", "simulate", "--port", str(port), "--render-time", str(render_time)]
+    command += ["--render-jitter", "0", "--concurrency-cap", str(slots), "--cheap-video", "--no-caption", "--seed", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "the simulator exited"
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the simulator did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

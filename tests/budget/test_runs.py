@@ -24,8 +24,9 @@ import pytest
 
 from orchestrator.budget.config import BudgetConfig
 from orchestrator.budget.shared import SharedBudget
+from tests.budget.servers import SIMULATOR_RENDER_TIME as RENDER_TIME
+from tests.budget.servers import SIMULATOR_SLOTS as SLOTS
 from tests.budget.servers import RedisServer
-from tests.budget.test_simulator import RENDER_TIME, SLOTS, simulator  # noqa: F401 (the fixture)
 from tests.helpers import write_two_board_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +75,7 @@ def boards_and_specs(tmp_path: Path) -> Iterator[list[Path]]:
 
 def test_three_runs_share_four_slots_through_the_gate(
     redis_server: RedisServer,
-    simulator: str,  # noqa: F811
+    simulator: str,
     boards_and_specs: list[Path],
 ) -> None:
     runs = [finished(process) for process in [start(spec, simulator, redis_server.url) for spec in boards_and_specs]]
@@ -91,7 +92,7 @@ def test_three_runs_share_four_slots_through_the_gate(
 
 def test_a_run_killed_mid_run_and_started_again_bills_nothing_twice(
     redis_server: RedisServer,
-    simulator: str,  # noqa: F811
+    simulator: str,
     boards_and_specs: list[Path],
 ) -> None:
     victim, *others = boards_and_specs
