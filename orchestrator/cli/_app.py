@@ -73,7 +73,7 @@ COMMAND_MODULES: dict[str, Lazy] = {
     "review": Lazy("orchestrator.cli.review", "Serve the review page on loopback: takes side by side, decisions."),
     "snapshot": Lazy("orchestrator.cli.snapshot", "Write a folder's manifest.json from its render store."),
     "simulate": Lazy("orchestrator.cli.simulate", "Run the Kling-compatible simulator on loopback."),
-    "adopt": Lazy("orchestrator.cli.unconfirmed", "Attach a task found at the provider to an unconfirmed shot."),
+    "adopt": Lazy("orchestrator.cli.unconfirmed", "Attach a task found at the provider to an unconfirmed render."),
     "export": Lazy("orchestrator.cli.editorial", "Write the cut as a timeline: otio, FCP7 XML, FCPXML, EDL, AAF."),
     "reel": Lazy("orchestrator.cli.editorial", "Render the cut to one MP4 with a slate and burn-ins."),
     "conform": Lazy("orchestrator.cli.editorial", "Read an editor's timeline back: moved, trimmed, removed, added."),
