@@ -16,7 +16,7 @@ import anyio.lowlevel
 
 from orchestrator.errors import AccountError, ConcurrencyLimitError, DuplicateExternalIdError, TaskNotFoundError
 from orchestrator.plan.pricing import Pricing
-from orchestrator.plan.work import Render, renders_for
+from orchestrator.plan.work import Render, Wanted, renders_of
 from orchestrator.providers.base import Capabilities, Download, Provider, Task, TaskStatus, Video
 from orchestrator.run.events import Event, EventBus, Listener
 from orchestrator.run.polling import PollPolicy
@@ -26,6 +26,7 @@ from orchestrator.spec.fingerprint import external_task_id as default_external_i
 from orchestrator.spec.shot import ImageRef, ResolvedShot
 from orchestrator.store.database import RenderStore
 from orchestrator.store.manifest import ManifestStore, load_manifest, manifest_from_state
+from orchestrator.store.records import DEFAULT_TAKE
 from tests.helpers import hand_shot
 
 FAST_POLL = PollPolicy(
@@ -210,15 +211,10 @@ def plan_renders(
     can name them with ``external_task_id(shot)``)."""
     state = _renders(store).state()
     caps = getattr(provider, "capabilities", None) or Capabilities()
-    return renders_for(
-        shots,
-        manifest_from_state(state).shots,
-        render_ids={row.shot_id: row.current_render_id for row in state.shots if row.current_render_id is not None},
-        absence_is_proof=caps.absence_is_proof,
-        pricing=Pricing(),
-        fresh=fresh,
-        resend=resend,
-    )
+    ids = {row.shot_id: row.current_render_id for row in state.shots if row.current_render_id is not None}
+    records = manifest_from_state(state).shots
+    wanted = [Wanted(shot, DEFAULT_TAKE, records.get(shot.id), ids.get(shot.id)) for shot in shots]
+    return renders_of(wanted, absence_is_proof=caps.absence_is_proof, pricing=Pricing(), fresh=fresh, resend=resend)
 
 
 def scheduler_for(

@@ -174,23 +174,6 @@ def render_for(
     return _created(shot, record, salt=salt, units=units, take=take)
 
 
-def renders_for(
-    shots: Iterable[ResolvedShot],
-    records: Mapping[str, ShotRecord],
-    *,
-    render_ids: Mapping[str, int] | None = None,
-    salt: str = "",
-    absence_is_proof: bool,
-    pricing: Pricing,
-    fresh: Collection[str] = (),
-    resend: Collection[str] = (),
-) -> tuple[Render, ...]:
-    """``render_for`` take 1 of each shot, from the store's records (by shot id) and current render ids."""
-    ids = render_ids or {}
-    wanted = [Wanted(shot, DEFAULT_TAKE, records.get(shot.id), ids.get(shot.id)) for shot in shots]
-    return renders_of(wanted, salt=salt, absence_is_proof=absence_is_proof, pricing=pricing, fresh=fresh, resend=resend)
-
-
 def renders_of(
     wanted: Iterable[Wanted],
     *,
