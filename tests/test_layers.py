@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"spec", "plan", "store", "review.decisions"},
     "editorial": {"spec", "store", "review.decisions"},
 }
-SHARED = {"errors", "config", "__version__"}
+SHARED = {"errors", "config", "listen", "__version__"}
 
 
 def imports_of(path: Path) -> set[str]:

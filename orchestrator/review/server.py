@@ -17,6 +17,7 @@ import anyio
 import uvicorn
 
 from orchestrator.errors import ConfigError
+from orchestrator.listen import bind_socket
 from orchestrator.review.api import Review
 from orchestrator.review.app import create_app, new_token
 
@@ -26,15 +27,7 @@ SHUTDOWN_TIMEOUT = 5.0
 
 
 def bind_loopback(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.bind((HOST, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {HOST}:{port}: {exc.strerror or exc}") from None
-    sock.listen(64)
-    sock.setblocking(False)
-    return sock
+    return bind_socket(HOST, port, backlog=64)
 
 
 def _server(review: Review, sock: socket.socket, token: str, *, log_level: str) -> uvicorn.Server:

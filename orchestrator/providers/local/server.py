@@ -27,6 +27,7 @@ import anyio
 import uvicorn
 
 from orchestrator.errors import ConfigError
+from orchestrator.listen import bind_socket, url_for
 from orchestrator.providers.local.app import create_app
 from orchestrator.providers.local.persist import StateStore
 from orchestrator.providers.local.state import (
@@ -70,26 +71,6 @@ def check_host(host: str, *, allow_remote: bool = False) -> None:
             f"refusing to listen on {host}: the simulator accepts any key and anyone reaching it can change its "
             "behaviour; use 127.0.0.1, or pass --allow-remote if you really mean to expose it"
         )
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio only turns Nagle off (TCP_NODELAY) on sockets that say they are TCP.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-def url_for(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _storage(wanted: Path | None) -> Path:
