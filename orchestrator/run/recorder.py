@@ -70,9 +70,6 @@ class Recorder:
         """The render's state as this run last recorded it (``None``: a new render not recorded yet)."""
         return self._known[render.key].status
 
-    def task_id(self, render: Render) -> str | None:
-        return self._known[render.key].task_id
-
     async def set(
         self,
         render: Render,
